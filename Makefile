@@ -1,0 +1,102 @@
+# Switchboard build, test and verification.
+#
+# make build             build every binary into _output/bin
+# make test              verify, unit and integration tests (what CI runs)
+# make test-unit         unit tests, with the race detector
+# make test-integration  the server run in-process against embedded etcd
+# make verify            generated code, formatting, vet and go.mod tidiness
+# make update-codegen    regenerate deepcopy, conversion, defaults, OpenAPI and clients
+
+SHELL := /usr/bin/env bash -o errexit -o nounset -o pipefail
+.DEFAULT_GOAL := build
+
+MODULE      := github.com/switchboard-io/switchboard
+OUTPUT_DIR  := _output
+BIN_DIR     := $(OUTPUT_DIR)/bin
+GO          ?= go
+GOFLAGS     ?=
+GOOS        ?= $(shell $(GO) env GOOS)
+GOARCH      ?= $(shell $(GO) env GOARCH)
+
+# Version information, injected with -ldflags. The build date is the commit
+# date, so the same commit always builds the same binary.
+GIT_VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+GIT_COMMIT     ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
+GIT_TREE_STATE ?= $(shell if git diff --quiet HEAD 2>/dev/null; then echo clean; else echo dirty; fi)
+BUILD_DATE     ?= $(shell date -u -d @$$(git log -1 --format=%ct 2>/dev/null || echo 0) +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -s -w \
+	-X $(MODULE)/pkg/version.gitVersion=$(GIT_VERSION) \
+	-X $(MODULE)/pkg/version.gitCommit=$(GIT_COMMIT) \
+	-X $(MODULE)/pkg/version.gitTreeState=$(GIT_TREE_STATE) \
+	-X $(MODULE)/pkg/version.buildDate=$(BUILD_DATE)
+
+BINARIES := switchboard-apiserver
+IMAGE    ?= switchboard-apiserver:$(GIT_VERSION)
+
+.PHONY: build
+build: $(addprefix $(BIN_DIR)/,$(BINARIES))
+
+# Always rebuilt; go's build cache makes that cheap.
+.PHONY: $(addprefix $(BIN_DIR)/,$(BINARIES))
+$(addprefix $(BIN_DIR)/,$(BINARIES)): $(BIN_DIR)/%:
+	CGO_ENABLED=0 GOOS=$(GOOS) GOARCH=$(GOARCH) $(GO) build $(GOFLAGS) -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/$*
+
+.PHONY: test
+test: verify test-unit test-integration
+
+.PHONY: test-unit
+test-unit:
+	$(GO) test $(GOFLAGS) -race -count=1 ./cmd/... ./pkg/...
+
+.PHONY: test-integration
+test-integration:
+	$(GO) test $(GOFLAGS) -race -count=1 -timeout 20m ./test/integration/...
+
+.PHONY: verify
+verify: verify-gofmt verify-vet verify-gomod verify-codegen
+
+.PHONY: verify-gofmt
+verify-gofmt:
+	@out="$$(gofmt -s -l cmd pkg test)"; \
+	if [[ -n "$$out" ]]; then echo "These files need gofmt -s -w:"; echo "$$out"; exit 1; fi
+
+.PHONY: verify-vet
+verify-vet:
+	$(GO) vet ./...
+
+.PHONY: verify-gomod
+verify-gomod:
+	@cp go.mod $(OUTPUT_DIR)/go.mod.orig 2>/dev/null || { mkdir -p $(OUTPUT_DIR); cp go.mod $(OUTPUT_DIR)/go.mod.orig; }
+	@cp go.sum $(OUTPUT_DIR)/go.sum.orig
+	@$(GO) mod tidy
+	@status=0; diff -u $(OUTPUT_DIR)/go.mod.orig go.mod || status=1; diff -u $(OUTPUT_DIR)/go.sum.orig go.sum || status=1; \
+	cp $(OUTPUT_DIR)/go.mod.orig go.mod; cp $(OUTPUT_DIR)/go.sum.orig go.sum; \
+	if [[ $$status -ne 0 ]]; then echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1; fi
+
+.PHONY: verify-codegen
+verify-codegen:
+	hack/verify-codegen.sh
+
+.PHONY: update-codegen
+update-codegen:
+	hack/update-codegen.sh
+
+.PHONY: update
+update: update-codegen
+	gofmt -s -w cmd pkg test
+	$(GO) mod tidy
+
+# No Docker engine is needed to build the binary; this target is for machines that have one.
+.PHONY: image
+image:
+	docker build --build-arg GIT_VERSION=$(GIT_VERSION) --build-arg GIT_COMMIT=$(GIT_COMMIT) \
+		--build-arg BUILD_DATE=$(BUILD_DATE) -t $(IMAGE) .
+
+.PHONY: local-up
+local-up:
+	@echo "make local-up (a hub with member clusters and switchboard on loopback) is not built yet: see issue 3." >&2
+	@exit 1
+
+.PHONY: clean
+clean:
+	rm -rf $(OUTPUT_DIR)

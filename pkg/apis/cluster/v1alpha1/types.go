@@ -1,0 +1,138 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Keys of the credentials Secret that a Cluster names. They match the keys of
+// kubernetes.io/service-account-token and kubernetes.io/tls Secrets, so either
+// kind can be copied from a member as it is.
+const (
+	// SecretKeyToken holds a bearer token for the member's API server.
+	SecretKeyToken = "token"
+	// SecretKeyClientCert holds a PEM client certificate for the member's API server.
+	SecretKeyClientCert = "tls.crt"
+	// SecretKeyClientKey holds the PEM private key of SecretKeyClientCert.
+	SecretKeyClientKey = "tls.key"
+	// SecretKeyCABundle holds the PEM CA bundle that signs the member's serving certificate.
+	SecretKeyCABundle = "ca.crt"
+)
+
+// ConditionReady is the condition type that says whether the member's API
+// server answers switchboard with the credential it holds.
+const ConditionReady = "Ready"
+
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Cluster is a member Kubernetes cluster that switchboard proxies requests to.
+// Requests to clusters/<name>/proxy/<path> are forwarded to the member's API
+// server as the original caller, so the member's own RBAC applies to them.
+type Cluster struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata. The name is the one users put in the proxy path.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec says how switchboard reaches the member's API server.
+	// +required
+	Spec ClusterSpec `json:"spec"`
+
+	// status is what switchboard last observed about the member. It is written
+	// by switchboard through the status subresource.
+	// +optional
+	Status ClusterStatus `json:"status,omitempty"`
+}
+
+// ClusterSpec says how switchboard reaches a member's API server.
+type ClusterSpec struct {
+	// endpoint is the URL of the member's API server as switchboard reaches it:
+	// https, a host, an optional port and an optional path prefix, with no user
+	// info, query or fragment. For example https://10.0.0.12:6443.
+	// +required
+	Endpoint string `json:"endpoint"`
+
+	// credentialsSecretRef names the Secret, in the namespace switchboard runs
+	// in (switchboard-system), that holds the member credential and CA bundle.
+	// The Secret holds either a bearer token under "token", or a client
+	// certificate and key under "tls.crt" and "tls.key", and the PEM CA bundle
+	// of the member's serving certificate under "ca.crt". The credential must
+	// only be allowed to impersonate users, groups, service accounts, UIDs and
+	// user extras in the member.
+	// +required
+	CredentialsSecretRef SecretReference `json:"credentialsSecretRef"`
+
+	// insecureSkipTLSVerify turns off verification of the member's serving
+	// certificate. The connection is then open to interception; use it only
+	// for tests.
+	// +optional
+	InsecureSkipTLSVerify bool `json:"insecureSkipTLSVerify,omitempty"`
+
+	// tlsServerName is the name the member's serving certificate is verified
+	// against, when it differs from the host in endpoint (for example when the
+	// member is reached by IP address or through a tunnel). A DNS name or an IP
+	// address.
+	// +optional
+	TLSServerName string `json:"tlsServerName,omitempty"`
+
+	// proxyURL is the URL of the proxy that connections to the member go
+	// through: http, https or socks5, with a host and an optional port. It
+	// carries no credentials, path, query or fragment.
+	// +optional
+	ProxyURL string `json:"proxyURL,omitempty"`
+}
+
+// SecretReference names a Secret in switchboard's own namespace.
+type SecretReference struct {
+	// name of the Secret.
+	// +required
+	Name string `json:"name"`
+}
+
+// ClusterStatus is what switchboard last observed about a member.
+type ClusterStatus struct {
+	// conditions are the latest observations of the member's state. The Ready
+	// condition says whether the member's API server answers switchboard.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// kubernetesVersion is the gitVersion the member's API server reports on /version.
+	// +optional
+	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+
+	// lastProbeTime is when switchboard last probed the member.
+	// +optional
+	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ClusterList is a list of Clusters.
+type ClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard list metadata.
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	// items are the Clusters.
+	Items []Cluster `json:"items"`
+}

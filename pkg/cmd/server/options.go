@@ -1,0 +1,338 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/sets"
+	apimachineryversion "k8s.io/apimachinery/pkg/version"
+	"k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle"
+	"k8s.io/apiserver/pkg/endpoints/openapi"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/apiserver/pkg/storage/storagebackend"
+	"k8s.io/apiserver/pkg/util/compatibility"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	cliflag "k8s.io/component-base/cli/flag"
+	basecompatibility "k8s.io/component-base/compatibility"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/klog/v2"
+	netutils "k8s.io/utils/net"
+
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+	"github.com/switchboard-io/switchboard/pkg/apiserver"
+	generatedopenapi "github.com/switchboard-io/switchboard/pkg/generated/openapi"
+	"github.com/switchboard-io/switchboard/pkg/version"
+)
+
+const (
+	// defaultEtcdPathPrefix is where Cluster objects live in etcd.
+	defaultEtcdPathPrefix = "/registry/cluster.switchboard.io"
+	// defaultSecurePort is unprivileged, so the server runs as non-root without capabilities.
+	defaultSecurePort = 6443
+	// defaultDataDir holds the embedded etcd.
+	defaultDataDir = "/var/lib/switchboard"
+	// serviceDNSName is the name the hub's aggregator dials, for the self-signed fallback certificate.
+	serviceDNSName = "switchboard-apiserver.switchboard-system.svc"
+)
+
+func init() {
+	// Logging options such as --logging-format=json are guarded by feature gates.
+	if err := logsapi.AddFeatureGates(utilfeature.DefaultMutableFeatureGate); err != nil {
+		panic(fmt.Sprintf("registering logging feature gates: %v", err))
+	}
+}
+
+// Options are everything switchboard-apiserver can be told on its command line.
+type Options struct {
+	ServerRun      *genericoptions.ServerRunOptions
+	SecureServing  *genericoptions.SecureServingOptionsWithLoopback
+	Etcd           *genericoptions.EtcdOptions
+	EmbeddedEtcd   *EmbeddedEtcdOptions
+	Authentication *genericoptions.DelegatingAuthenticationOptions
+	Authorization  *genericoptions.DelegatingAuthorizationOptions
+	Hub            *genericoptions.CoreAPIOptions
+	Admission      *genericoptions.AdmissionOptions
+	Audit          *genericoptions.AuditOptions
+	Features       *genericoptions.FeatureOptions
+	Traces         *genericoptions.TracingOptions
+	Logs           *logsapi.LoggingConfiguration
+
+	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
+	Version                  version.Flag
+}
+
+// EmbeddedEtcdOptions configure the etcd that runs inside the server when no
+// --etcd-servers are given.
+type EmbeddedEtcdOptions struct {
+	DataDir           string
+	QuotaBackendBytes int64
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	registry := compatibility.DefaultComponentGlobalsRegistry
+	if registry.EffectiveVersionFor(basecompatibility.DefaultKubeComponent) == nil {
+		if err := registry.Register(basecompatibility.DefaultKubeComponent, compatibility.DefaultBuildEffectiveVersion(), utilfeature.DefaultMutableFeatureGate); err != nil {
+			panic(fmt.Sprintf("registering the kube component: %v", err))
+		}
+	}
+
+	o := &Options{
+		ServerRun:      genericoptions.NewServerRunOptionsForComponent(basecompatibility.DefaultKubeComponent, registry),
+		SecureServing:  genericoptions.NewSecureServingOptions().WithLoopback(),
+		Etcd:           genericoptions.NewEtcdOptions(storageConfig()),
+		EmbeddedEtcd:   &EmbeddedEtcdOptions{DataDir: defaultDataDir},
+		Authentication: genericoptions.NewDelegatingAuthenticationOptions(),
+		Authorization:  genericoptions.NewDelegatingAuthorizationOptions(),
+		Hub:            genericoptions.NewCoreAPIOptions(),
+		Admission:      genericoptions.NewAdmissionOptions(),
+		Audit:          genericoptions.NewAuditOptions(),
+		Features:       genericoptions.NewFeatureOptions(),
+		Traces:         genericoptions.NewTracingOptions(),
+		Logs:           logsapi.NewLoggingConfiguration(),
+
+		ComponentGlobalsRegistry: registry,
+	}
+
+	o.SecureServing.BindPort = defaultSecurePort
+	// The hub's aggregator multiplexes every caller's requests, watches
+	// included, over few HTTP/2 connections.
+	o.SecureServing.HTTP2MaxStreamsPerConnection = 1000
+	// No certificate files means an in-memory self-signed pair, never files
+	// written next to the binary (the root filesystem is read-only).
+	o.SecureServing.ServerCert.CertDirectory = ""
+
+	// Without a hub connection (no kubeconfig and not in a pod) the server
+	// still starts: only client certificates authenticate and only
+	// system:masters is authorized. That is for development and tests; in
+	// production the hub is always there.
+	o.Authentication.RemoteKubeConfigFileOptional = true
+	o.Authorization.RemoteKubeConfigFileOptional = true
+
+	// Clusters are cluster-scoped; namespace lifecycle has nothing to guard.
+	o.Admission.DefaultOffPlugins = sets.New(lifecycle.PluginName)
+	return o
+}
+
+func storageConfig() *storagebackend.Config {
+	codec := apiserver.Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion)
+	c := storagebackend.NewDefaultConfig(defaultEtcdPathPrefix, codec)
+	c.EncodeVersioner = runtime.NewMultiGroupVersioner(v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
+	return c
+}
+
+// Flags returns the flags, in named sections for --help.
+func (o *Options) Flags() cliflag.NamedFlagSets {
+	var fss cliflag.NamedFlagSets
+	o.ServerRun.AddUniversalFlags(fss.FlagSet("generic"))
+	o.SecureServing.AddFlags(fss.FlagSet("secure serving"))
+
+	etcd := fss.FlagSet("etcd")
+	o.Etcd.AddFlags(etcd)
+	etcd.StringVar(&o.EmbeddedEtcd.DataDir, "data-dir", o.EmbeddedEtcd.DataDir,
+		"Directory of the embedded etcd, used when --etcd-servers is empty. It must be private to this process and survive restarts (a persistent volume in a pod).")
+	etcd.Int64Var(&o.EmbeddedEtcd.QuotaBackendBytes, "embedded-etcd-quota-backend-bytes", o.EmbeddedEtcd.QuotaBackendBytes,
+		"Space quota of the embedded etcd in bytes; 0 keeps etcd's default of 2 GiB.")
+
+	o.Authentication.AddFlags(fss.FlagSet("authentication"))
+	o.Authorization.AddFlags(fss.FlagSet("authorization"))
+	hub := fss.FlagSet("hub")
+	o.Hub.AddFlags(hub)
+	hub.Lookup("kubeconfig").Usage = "kubeconfig file of the hub cluster, for admission (webhooks and admission policies on Clusters). " +
+		"Empty means the service account of the pod the server runs in."
+	o.Admission.AddFlags(fss.FlagSet("admission"))
+	o.Audit.AddFlags(fss.FlagSet("auditing"))
+	o.Features.AddFlags(fss.FlagSet("features"))
+	o.Traces.AddFlags(fss.FlagSet("traces"))
+	logsapi.AddFlags(o.Logs, fss.FlagSet("logs"))
+	version.AddFlag(fss.FlagSet("global"), &o.Version)
+	return fss
+}
+
+// usesEmbeddedEtcd says whether the server runs its own etcd.
+func (o *Options) usesEmbeddedEtcd() bool {
+	return len(o.Etcd.StorageConfig.Transport.ServerList) == 0
+}
+
+// Complete fills in what the flags leave open.
+func (o *Options) Complete() error {
+	return o.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost",
+		[]string{serviceDNSName}, []net.IP{netutils.ParseIPSloppy("127.0.0.1")})
+}
+
+// Validate checks every option and reports every problem at once.
+func (o *Options) Validate() error {
+	var errs []error
+	errs = append(errs, o.ServerRun.Validate()...)
+	errs = append(errs, o.SecureServing.Validate()...)
+	if o.usesEmbeddedEtcd() {
+		errs = append(errs, o.validateEmbeddedEtcd()...)
+	} else {
+		errs = append(errs, o.Etcd.Validate()...)
+	}
+	errs = append(errs, o.Authentication.Validate()...)
+	errs = append(errs, o.Authorization.Validate()...)
+	errs = append(errs, o.Hub.Validate()...)
+	errs = append(errs, o.Admission.Validate()...)
+	errs = append(errs, o.Audit.Validate()...)
+	errs = append(errs, o.Features.Validate()...)
+	errs = append(errs, o.Traces.Validate()...)
+	return utilerrors.NewAggregate(errs)
+}
+
+func (o *Options) validateEmbeddedEtcd() []error {
+	var errs []error
+	if o.EmbeddedEtcd.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir must be set when --etcd-servers is empty: it holds the embedded etcd"))
+	}
+	if o.EmbeddedEtcd.QuotaBackendBytes < 0 {
+		errs = append(errs, errors.New("--embedded-etcd-quota-backend-bytes must not be negative"))
+	}
+	transport := o.Etcd.StorageConfig.Transport
+	for flag, value := range map[string]string{
+		"--etcd-cafile":   transport.TrustedCAFile,
+		"--etcd-certfile": transport.CertFile,
+		"--etcd-keyfile":  transport.KeyFile,
+	} {
+		if value != "" {
+			errs = append(errs, fmt.Errorf("%s only applies with --etcd-servers; the embedded etcd is reached over a private unix socket", flag))
+		}
+	}
+	return errs
+}
+
+// Config builds the server configuration. The etcd endpoint must be known:
+// either from --etcd-servers or from the embedded etcd, already started.
+func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
+	logger := klog.FromContext(ctx)
+	c := genericapiserver.NewRecommendedConfig(apiserver.Codecs)
+
+	namer := openapi.NewDefinitionNamer(apiserver.Scheme)
+	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(generatedopenapi.GetOpenAPIDefinitions, namer)
+	c.OpenAPIConfig.Info.Title = "Switchboard"
+	c.OpenAPIConfig.Info.Version = version.Get().GitVersion
+	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(generatedopenapi.GetOpenAPIDefinitions, namer)
+	c.OpenAPIV3Config.Info.Title = "Switchboard"
+	c.OpenAPIV3Config.Info.Version = version.Get().GitVersion
+
+	if err := o.ServerRun.ApplyTo(&c.Config); err != nil {
+		return nil, err
+	}
+	c.EffectiveVersion = switchboardVersion{c.EffectiveVersion}
+	if err := o.Etcd.ApplyTo(&c.Config); err != nil {
+		return nil, err
+	}
+	if err := o.SecureServing.ApplyTo(&c.SecureServing, &c.LoopbackClientConfig); err != nil {
+		return nil, err
+	}
+	if err := o.Authentication.ApplyTo(&c.Authentication, c.SecureServing, c.OpenAPIConfig); err != nil {
+		return nil, err
+	}
+	if err := o.Authorization.ApplyTo(&c.Authorization); err != nil {
+		return nil, err
+	}
+	if err := o.Audit.ApplyTo(&c.Config); err != nil {
+		return nil, err
+	}
+	if err := o.Traces.ApplyTo(nil, &c.Config); err != nil {
+		return nil, err
+	}
+
+	hub, err := o.hubAvailable()
+	if err != nil {
+		return nil, err
+	}
+	if !hub {
+		logger.Info("WARNING: no hub connection: neither --kubeconfig is set nor is the server in a pod. " +
+			"Only client certificates authenticate, only system:masters is authorized, and admission plugins are off. " +
+			"Use this for development only.")
+		// Priority and fairness reads its configuration from the hub; without
+		// one, --max-requests-inflight limits load instead.
+		features := *o.Features
+		features.EnablePriorityAndFairness = false
+		if err := features.ApplyTo(&c.Config, nil, nil); err != nil {
+			return nil, err
+		}
+		return &apiserver.Config{GenericConfig: c}, nil
+	}
+
+	if err := o.Hub.ApplyTo(c); err != nil {
+		return nil, fmt.Errorf("connecting to the hub: %w", err)
+	}
+	kubeClient, dynamicClient, err := hubClients(c.ClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.Features.ApplyTo(&c.Config, kubeClient, c.SharedInformerFactory); err != nil {
+		return nil, err
+	}
+	if err := o.Admission.ApplyTo(&c.Config, c.SharedInformerFactory, kubeClient, dynamicClient, c.FeatureGate, c.EffectiveVersion); err != nil {
+		return nil, err
+	}
+	return &apiserver.Config{GenericConfig: c}, nil
+}
+
+// hubAvailable says whether the hub can be reached: through --kubeconfig, or
+// through the service account of the pod the server runs in.
+func (o *Options) hubAvailable() (bool, error) {
+	if o.Hub.CoreAPIKubeconfigPath != "" {
+		return true, nil
+	}
+	if _, err := rest.InClusterConfig(); err != nil {
+		if errors.Is(err, rest.ErrNotInCluster) {
+			return false, nil
+		}
+		return false, fmt.Errorf("reading the in-cluster hub configuration: %w", err)
+	}
+	return true, nil
+}
+
+// switchboardVersion reports switchboard's own build on /version, while
+// feature gates and API lifecycles keep following the Kubernetes version of
+// the libraries the server is built on.
+type switchboardVersion struct {
+	basecompatibility.EffectiveVersion
+}
+
+func (v switchboardVersion) Info() *apimachineryversion.Info {
+	info := version.Get()
+	return &info
+}
+
+// hubClients returns typed and dynamic clients for the hub.
+func hubClients(config *rest.Config) (kubernetes.Interface, dynamic.Interface, error) {
+	kubeClient, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building a hub client: %w", err)
+	}
+	dynamicClient, err := dynamic.NewForConfig(config)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building a dynamic hub client: %w", err)
+	}
+	return kubeClient, dynamicClient, nil
+}

@@ -1,0 +1,90 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/duration"
+
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+)
+
+// unknown is shown for a value switchboard has not observed yet.
+const unknown = "<unknown>"
+
+var clusterColumns = []metav1.TableColumnDefinition{
+	{Name: "Name", Type: "string", Format: "name", Description: metav1.ObjectMeta{}.SwaggerDoc()["name"]},
+	{Name: "Endpoint", Type: "string", Description: "The URL of the member's API server."},
+	{Name: "Ready", Type: "string", Description: "The status of the Ready condition: True, False or Unknown."},
+	{Name: "Version", Type: "string", Description: "The Kubernetes version the member reports."},
+	{Name: "Age", Type: "string", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]},
+}
+
+// TableConvertor prints Clusters for kubectl get: NAME, ENDPOINT, READY, VERSION, AGE.
+type TableConvertor struct{}
+
+// ConvertToTable turns a Cluster or a ClusterList into table rows.
+func (TableConvertor) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.Object) (*metav1.Table, error) {
+	table := &metav1.Table{ColumnDefinitions: clusterColumns}
+	now := time.Now()
+	switch t := obj.(type) {
+	case *cluster.Cluster:
+		table.Rows = []metav1.TableRow{clusterRow(t, now)}
+		table.ResourceVersion = t.ResourceVersion
+	case *cluster.ClusterList:
+		table.Rows = make([]metav1.TableRow, 0, len(t.Items))
+		for i := range t.Items {
+			table.Rows = append(table.Rows, clusterRow(&t.Items[i], now))
+		}
+		if listMeta, err := meta.ListAccessor(t); err == nil {
+			table.ResourceVersion = listMeta.GetResourceVersion()
+			table.Continue = listMeta.GetContinue()
+			table.RemainingItemCount = listMeta.GetRemainingItemCount()
+		}
+	default:
+		return nil, fmt.Errorf("cannot print %T as a table of Clusters", obj)
+	}
+	return table, nil
+}
+
+func clusterRow(c *cluster.Cluster, now time.Time) metav1.TableRow {
+	ready := string(metav1.ConditionUnknown)
+	for _, cond := range c.Status.Conditions {
+		if cond.Type == v1alpha1.ConditionReady {
+			ready = string(cond.Status)
+		}
+	}
+	version := c.Status.KubernetesVersion
+	if version == "" {
+		version = unknown
+	}
+	age := unknown
+	if !c.CreationTimestamp.IsZero() {
+		age = duration.HumanDuration(now.Sub(c.CreationTimestamp.Time))
+	}
+	return metav1.TableRow{
+		Cells:  []any{c.Name, c.Spec.Endpoint, ready, version, age},
+		Object: runtime.RawExtension{Object: c},
+	}
+}
