@@ -56,7 +56,10 @@ func init() {
 }
 
 // ExtraConfig holds switchboard's own settings.
-type ExtraConfig struct{}
+type ExtraConfig struct {
+	// StorageHealth probes etcd; its handler gate must be in the chain.
+	StorageHealth *StorageHealth
+}
 
 // Config is the configuration of the server.
 type Config struct {
@@ -107,6 +110,16 @@ func (c CompletedConfig) New() (*Server, error) {
 	}
 	if err := genericServer.InstallAPIGroup(&apiGroupInfo); err != nil {
 		return nil, err
+	}
+
+	if health := c.ExtraConfig.StorageHealth; health != nil {
+		err := genericServer.AddPostStartHook("switchboard-storage-health", func(ctx genericapiserver.PostStartHookContext) error {
+			go health.Run(ctx)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 
 	return &Server{GenericAPIServer: genericServer}, nil

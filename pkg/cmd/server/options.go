@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -32,6 +33,7 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/apiserver/pkg/storage/storagebackend"
+	storagefactory "k8s.io/apiserver/pkg/storage/storagebackend/factory"
 	"k8s.io/apiserver/pkg/util/compatibility"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/dynamic"
@@ -118,6 +120,10 @@ func NewOptions() *Options {
 
 		ComponentGlobalsRegistry: registry,
 	}
+
+	// /readyz reports etcd through StorageHealth, and /livez leaves it out:
+	// restarting this server does not bring etcd back.
+	o.Etcd.SkipHealthEndpoints = true
 
 	o.SecureServing.BindPort = defaultSecurePort
 	// The hub's aggregator multiplexes every caller's requests, watches
@@ -247,6 +253,16 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 	if err := o.Etcd.ApplyTo(&c.Config); err != nil {
 		return nil, err
 	}
+	storageCheck, err := storagefactory.CreateReadyCheck(o.Etcd.StorageConfig, c.DrainedNotify())
+	if err != nil {
+		return nil, err
+	}
+	storageHealth := apiserver.NewStorageHealth(storageCheck)
+	c.AddReadyzChecks(storageHealth.ReadyzCheck())
+	c.BuildHandlerChainFunc = func(handler http.Handler, gc *genericapiserver.Config) http.Handler {
+		return genericapiserver.DefaultBuildHandlerChain(apiserver.WithStorageGate(handler, storageHealth), gc)
+	}
+	extra := apiserver.ExtraConfig{StorageHealth: storageHealth}
 	if err := o.SecureServing.ApplyTo(&c.SecureServing, &c.LoopbackClientConfig); err != nil {
 		return nil, err
 	}
@@ -278,7 +294,7 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 		if err := features.ApplyTo(&c.Config, nil, nil); err != nil {
 			return nil, err
 		}
-		return &apiserver.Config{GenericConfig: c}, nil
+		return &apiserver.Config{GenericConfig: c, ExtraConfig: extra}, nil
 	}
 
 	if err := o.Hub.ApplyTo(c); err != nil {
@@ -294,7 +310,7 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 	if err := o.Admission.ApplyTo(&c.Config, c.SharedInformerFactory, kubeClient, dynamicClient, c.FeatureGate, c.EffectiveVersion); err != nil {
 		return nil, err
 	}
-	return &apiserver.Config{GenericConfig: c}, nil
+	return &apiserver.Config{GenericConfig: c, ExtraConfig: extra}, nil
 }
 
 // hubAvailable says whether the hub can be reached: through --kubeconfig, or
