@@ -4,6 +4,8 @@
 # make test              verify, unit and integration tests (what CI runs)
 # make test-unit         unit tests, with the race detector
 # make test-integration  the server run in-process against embedded etcd
+# make test-e2e          real hub, members and switchboard on loopback (hack/test-e2e.sh)
+# make local-up          start that topology and leave it running; make local-down stops it
 # make verify            generated code, formatting, vet and go.mod tidiness
 # make update-codegen    regenerate deepcopy, conversion, defaults, OpenAPI and clients
 
@@ -42,7 +44,7 @@ $(addprefix $(BIN_DIR)/,$(BINARIES)): $(BIN_DIR)/%:
 	CGO_ENABLED=0 GOOS=$(GOOS) GOARCH=$(GOARCH) $(GO) build $(GOFLAGS) -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/$*
 
 .PHONY: test
-test: verify test-unit test-integration
+test: verify test-unit test-integration test-e2e
 
 .PHONY: test-unit
 test-unit:
@@ -51,6 +53,10 @@ test-unit:
 .PHONY: test-integration
 test-integration:
 	$(GO) test $(GOFLAGS) -race -count=1 -timeout 20m ./test/integration/...
+
+.PHONY: test-e2e
+test-e2e:
+	hack/test-e2e.sh
 
 .PHONY: verify
 verify: verify-gofmt verify-vet verify-gomod verify-codegen
@@ -94,8 +100,11 @@ image:
 
 .PHONY: local-up
 local-up:
-	@echo "make local-up (a hub with member clusters and switchboard on loopback) is not built yet: see issue 3." >&2
-	@exit 1
+	hack/local-up.sh
+
+.PHONY: local-down
+local-down:
+	hack/local-down.sh
 
 .PHONY: clean
 clean:

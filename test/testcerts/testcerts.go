@@ -153,3 +153,70 @@ func firstOr(list []string, fallback string) string {
 	}
 	return fallback
 }
+
+// WriteKey writes the CA's private key to dir/name.key and returns its path;
+// tools that sign more certificates later (a local topology) need it.
+func (ca *CA) WriteKey(dir, name string) (string, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(ca.Key)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, name+".key")
+	return path, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+}
+
+// LoadCA reads a CA written by WriteCA and WriteKey.
+func LoadCA(certFile, keyFile string) (*CA, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	certBlock, _ := pem.Decode(certPEM)
+	keyBlock, _ := pem.Decode(keyPEM)
+	if certBlock == nil || keyBlock == nil {
+		return nil, fmt.Errorf("%s or %s holds no PEM block", certFile, keyFile)
+	}
+	cert, err := x509.ParseCertificate(certBlock.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	key, err := x509.ParsePKCS8PrivateKey(keyBlock.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a signing key", keyFile)
+	}
+	return &CA{Cert: cert, Key: signer, CertPEM: certPEM}, nil
+}
+
+// WriteSigningKeyPair writes a new ECDSA key pair, as a service account
+// token issuer uses: dir/name.key (private) and dir/name.pub (public).
+func WriteSigningKeyPair(dir, name string) (privateFile, publicFile string, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	privDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return "", "", err
+	}
+	privateFile = filepath.Join(dir, name+".key")
+	publicFile = filepath.Join(dir, name+".pub")
+	if err := os.WriteFile(privateFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: privDER}), 0o600); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(publicFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o600); err != nil {
+		return "", "", err
+	}
+	return privateFile, publicFile, nil
+}

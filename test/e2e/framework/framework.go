@@ -1,0 +1,313 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package framework gives end-to-end tests the running local topology: admin
+// clients for the hub and every member, users made on the hub, and the real
+// kubectl binary.
+package framework
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
+	"github.com/switchboard-io/switchboard/test/topology"
+)
+
+// Members is how many member clusters the suite starts when none runs.
+const Members = 2
+
+// Framework is the topology the suite runs against.
+type Framework struct {
+	State *topology.State
+	// started is true when this run started the topology and must stop it.
+	started bool
+}
+
+// RunDir is where the topology lives: $SWITCHBOARD_RUN_DIR, or the directory
+// make local-up uses, so that a running make local-up is reused.
+func RunDir() string {
+	if dir := os.Getenv("SWITCHBOARD_RUN_DIR"); dir != "" {
+		return dir
+	}
+	return filepath.Join(RepoRoot(), "_output", "local-up")
+}
+
+// RepoRoot is the directory of go.mod above the working directory.
+func RepoRoot() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+	}
+	return dir
+}
+
+// Setup brings the topology up, or reuses a healthy one. A broken leftover
+// is taken down first.
+func Setup(ctx context.Context) (*Framework, error) {
+	binaries, err := topology.BinariesFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	cfg := topology.Config{RunDir: RunDir(), Members: Members, Binaries: binaries, Progress: os.Stderr}
+	state, already, err := topology.Up(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "The topology in %s cannot be reused (%v); starting a new one\n", cfg.RunDir, err)
+		if downErr := topology.Down(cfg.RunDir, os.Stderr); downErr != nil {
+			return nil, errors.Join(err, downErr)
+		}
+		if state, already, err = topology.Up(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	if already {
+		fmt.Fprintf(os.Stderr, "Reusing the topology that runs in %s\n", cfg.RunDir)
+	}
+	return &Framework{State: state, started: !already}, nil
+}
+
+// Started says whether Setup started the topology, rather than finding it running.
+func (f *Framework) Started() bool { return f.started }
+
+// HubConfig is an admin client configuration for the hub.
+func (f *Framework) HubConfig(t testing.TB) *rest.Config {
+	t.Helper()
+	config, err := f.State.Hub.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config
+}
+
+// Hub is an admin clientset for the hub.
+func (f *Framework) Hub(t testing.TB) kubernetes.Interface {
+	t.Helper()
+	return kubernetes.NewForConfigOrDie(f.HubConfig(t))
+}
+
+// Switchboard is an admin clientset for the cluster.switchboard.io API through the hub.
+func (f *Framework) Switchboard(t testing.TB) clientset.Interface {
+	t.Helper()
+	return clientset.NewForConfigOrDie(f.HubConfig(t))
+}
+
+// Member is an admin clientset for a member cluster, reached directly.
+func (f *Framework) Member(t testing.TB, name string) kubernetes.Interface {
+	t.Helper()
+	m, err := f.State.Member(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := m.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
+}
+
+// MemberNames lists the member clusters.
+func (f *Framework) MemberNames() []string {
+	names := make([]string, 0, len(f.State.Members))
+	for _, m := range f.State.Members {
+		names = append(names, m.Name)
+	}
+	return names
+}
+
+// User is an identity on the hub that a test made.
+type User struct {
+	Name string
+	// Kubeconfig is a file that authenticates as the user to the hub.
+	Kubeconfig string
+	Config     *rest.Config
+}
+
+// Client is a clientset acting as the user on the hub.
+func (u *User) Client() kubernetes.Interface { return kubernetes.NewForConfigOrDie(u.Config) }
+
+// Switchboard is a cluster.switchboard.io clientset acting as the user on the hub.
+func (u *User) Switchboard() clientset.Interface { return clientset.NewForConfigOrDie(u.Config) }
+
+// CertificateUser makes a hub user who authenticates with a client
+// certificate signed by the hub's CA.
+func (f *Framework) CertificateUser(t testing.TB, name string, groups ...string) *User {
+	t.Helper()
+	cert, key, err := f.State.Hub.SignClient(name, groups...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.userWith(t, name, &clientcmdapi.AuthInfo{ClientCertificateData: cert, ClientKeyData: key})
+}
+
+// ServiceAccountUser makes a ServiceAccount in a new namespace of the hub
+// and returns a user who authenticates with a token for it.
+func (f *Framework) ServiceAccountUser(t testing.TB, name string) *User {
+	t.Helper()
+	ctx := context.Background()
+	hub := f.Hub(t)
+	ns := CreateNamespace(t, hub, "sa-"+name)
+	if _, err := hub.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expiry := int64(3600)
+	token, err := hub.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.userWith(t, "system:serviceaccount:"+ns+":"+name, &clientcmdapi.AuthInfo{Token: token.Status.Token})
+}
+
+func (f *Framework) userWith(t testing.TB, name string, auth *clientcmdapi.AuthInfo) *User {
+	t.Helper()
+	ca, err := os.ReadFile(f.State.Hub.PKI.CACert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := clientcmdapi.Config{
+		Clusters:       map[string]*clientcmdapi.Cluster{"hub": {Server: f.State.Hub.URL, CertificateAuthorityData: ca}},
+		AuthInfos:      map[string]*clientcmdapi.AuthInfo{"user": auth},
+		Contexts:       map[string]*clientcmdapi.Context{"hub": {Cluster: "hub", AuthInfo: "user"}},
+		CurrentContext: "hub",
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(config, path); err != nil {
+		t.Fatal(err)
+	}
+	restConfig, err := clientcmd.NewDefaultClientConfig(config, nil).ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &User{Name: name, Kubeconfig: path, Config: restConfig}
+}
+
+// Grant binds a new ClusterRole with the given rule to a user on the hub,
+// and removes both when the test ends.
+func (f *Framework) Grant(t testing.TB, user string, rule rbacv1.PolicyRule) {
+	t.Helper()
+	ctx := context.Background()
+	hub := f.Hub(t)
+	name := "e2e:" + strings.NewReplacer(":", "-", "/", "-").Replace(user) + ":" + fmt.Sprint(time.Now().UnixNano())
+	if _, err := hub.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules:      []rbacv1.PolicyRule{rule},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hub.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = hub.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = hub.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+}
+
+// CreateNamespace makes a namespace with a generated name and deletes it
+// when the test ends.
+func CreateNamespace(t testing.TB, client kubernetes.Interface, prefix string) string {
+	t.Helper()
+	ns, err := client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = client.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+	})
+	return ns.Name
+}
+
+// KubectlResult is what one kubectl run printed.
+type KubectlResult struct {
+	Stdout, Stderr string
+	Err            error
+}
+
+// Kubectl runs the real kubectl binary ($KUBECTL_BIN, else kubectl on the
+// PATH) against a kubeconfig, with a time limit.
+func Kubectl(t testing.TB, kubeconfig string, args ...string) KubectlResult {
+	t.Helper()
+	return KubectlWithEnv(t, kubeconfig, nil, args...)
+}
+
+// KubectlWithEnv is Kubectl with extra environment variables.
+func KubectlWithEnv(t testing.TB, kubeconfig string, env []string, args ...string) KubectlResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, KubectlBinary(t), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("kubectl %s did not finish within 2 minutes: %w", strings.Join(args, " "), ctx.Err())
+	}
+	return KubectlResult{Stdout: stdout.String(), Stderr: stderr.String(), Err: err}
+}
+
+// MustKubectl runs kubectl and fails the test if it fails.
+func MustKubectl(t testing.TB, kubeconfig string, args ...string) string {
+	t.Helper()
+	r := Kubectl(t, kubeconfig, args...)
+	if r.Err != nil {
+		t.Fatalf("kubectl %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.Err, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
+}
+
+// KubectlBinary returns the kubectl to run. A missing kubectl fails the
+// test: the suite never skips for a missing component.
+func KubectlBinary(t testing.TB) string {
+	t.Helper()
+	if bin := os.Getenv("KUBECTL_BIN"); bin != "" {
+		return bin
+	}
+	bin, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatalf("no kubectl: set KUBECTL_BIN or run through make test-e2e, which builds it")
+	}
+	return bin
+}

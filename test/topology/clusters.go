@@ -1,0 +1,172 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package topology
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// RESTConfig returns an admin (system:masters) client configuration for the cluster.
+func (c *Cluster) RESTConfig() (*rest.Config, error) {
+	config, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	config.QPS, config.Burst = 50, 100
+	return config, nil
+}
+
+// Client returns an admin clientset for the cluster.
+func (c *Cluster) Client() (kubernetes.Interface, error) {
+	config, err := c.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(config)
+}
+
+func (c *Cluster) apiserverName() string { return c.Name + "-kube-apiserver" }
+
+func (c *Cluster) controllerManagerName() string { return c.Name + "-kube-controller-manager" }
+
+func (c *Cluster) port() string {
+	u, _ := url.Parse(c.URL)
+	return u.Port()
+}
+
+// process returns the recorded process with the given name.
+func (s *State) process(name string) *Process {
+	for _, p := range s.Processes {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+func (u *upper) startAPIServer(c *Cluster) error {
+	s := u.state
+	isHub := c == &s.Hub
+	args := []string{
+		u.cfg.Binaries.KubeAPIServer,
+		"--etcd-servers=" + s.EtcdURL,
+		// Several clusters share one etcd, each under its own prefix.
+		"--etcd-prefix=/" + c.Name,
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--secure-port=" + c.port(),
+		"--tls-cert-file=" + c.PKI.ServingCert,
+		"--tls-private-key-file=" + c.PKI.ServingKey,
+		"--client-ca-file=" + c.PKI.CACert,
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-account-key-file=" + c.PKI.SAPub,
+		"--service-account-signing-key-file=" + c.PKI.SAKey,
+		"--service-cluster-ip-range=10.96.0.0/16",
+		"--authorization-mode=RBAC",
+		// On loopback there is no address for the kubernetes Service endpoints.
+		"--endpoint-reconciler-type=none",
+		"--profiling=false",
+	}
+	if isHub {
+		args = append(args,
+			"--requestheader-client-ca-file="+s.FrontProxy.CACert,
+			"--requestheader-allowed-names="+frontProxyClientName,
+			"--requestheader-username-headers=X-Remote-User",
+			"--requestheader-uid-headers=X-Remote-Uid",
+			"--requestheader-group-headers=X-Remote-Group",
+			"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+			"--proxy-client-cert-file="+s.FrontProxy.ClientCert,
+			"--proxy-client-key-file="+s.FrontProxy.ClientKey,
+		)
+	} else {
+		// kwok serves as every node's kubelet, on loopback, with a
+		// certificate from the member's CA.
+		args = append(args,
+			"--kubelet-preferred-address-types=InternalIP",
+			"--kubelet-certificate-authority="+c.PKI.CACert,
+			"--kubelet-client-certificate="+c.PKI.KubeletClientCert,
+			"--kubelet-client-key="+c.PKI.KubeletClientKey,
+		)
+	}
+	_, err := u.start(c.apiserverName(), args)
+	return err
+}
+
+func (u *upper) waitAPIServer(ctx context.Context, c *Cluster) error {
+	client, err := c.Client()
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, u.state.process(c.apiserverName()), c.apiserverName(), func(ctx context.Context) error {
+		_, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err
+	})
+}
+
+func (u *upper) startControllerManager(c *Cluster) error {
+	_, err := u.start(c.controllerManagerName(), []string{
+		u.cfg.Binaries.KubeControllerManager,
+		"--kubeconfig=" + c.Kubeconfig,
+		"--authentication-kubeconfig=" + c.Kubeconfig,
+		"--authorization-kubeconfig=" + c.Kubeconfig,
+		"--service-account-private-key-file=" + c.PKI.SAKey,
+		"--root-ca-file=" + c.PKI.CACert,
+		"--use-service-account-credentials=true",
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--profiling=false",
+	})
+	return err
+}
+
+// waitControllerManager waits until the controller-manager has made the
+// default ServiceAccount, the sign that its controllers run.
+func (u *upper) waitControllerManager(ctx context.Context, c *Cluster) error {
+	client, err := c.Client()
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, u.state.process(c.controllerManagerName()), c.controllerManagerName(), func(ctx context.Context) error {
+		_, err := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("no default ServiceAccount yet")
+		}
+		return err
+	})
+}
+
+// SignClient makes a client certificate for user in groups, signed by the
+// cluster's CA, and returns the PEM certificate and key.
+func (c *Cluster) SignClient(user string, groups ...string) (cert, key []byte, err error) {
+	ca, err := c.PKI.ca()
+	if err != nil {
+		return nil, nil, err
+	}
+	pair, err := ca.ClientPair(user, groups...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pair.CertPEM, pair.KeyPEM, nil
+}
