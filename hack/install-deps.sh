@@ -13,7 +13,8 @@ usage() {
   cat <<'EOF'
 Usage: hack/install-deps.sh [-f|--force] [component...]
 
-Components: kube-apiserver kube-controller-manager etcd kwok (default: all)
+Components: kube-apiserver kube-controller-manager kubectl etcd kwok
+            (default: all)
 
 Builds each component (CGO_ENABLED=0, -trimpath) from the Go module proxy into
   ${SWITCHBOARD_CACHE_DIR:-<repo>/.cache}/bin/<name>-<version>/<name>
@@ -97,7 +98,7 @@ for group in kube etcd kwok; do
   ((${#todo[@]} > 0)) || continue
 
   # Serialise concurrent invocations sharing a throwaway module (e.g. two
-  # make targets asking for kube-apiserver and kube-controller-manager).
+  # make targets asking for kube-apiserver and kubectl).
   lock="$(deps::build_dir "${group}").lock"
   exec 9>"${lock}"
   if command -v flock >/dev/null 2>&1; then

@@ -12,9 +12,9 @@
 
 SWITCHBOARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 
-# Kubernetes control-plane components (k8s.io/kubernetes). The staging
-# modules (k8s.io/api, k8s.io/apiserver, ...) are used at the matching
-# v0.X.Y version.
+# Kubernetes control-plane components and kubectl (k8s.io/kubernetes). The
+# staging modules (k8s.io/api, k8s.io/apiserver, ...) are used at the
+# matching v0.X.Y version.
 KUBE_VERSION="v1.37.2"
 # etcd server (go.etcd.io/etcd/server/v3).
 ETCD_VERSION="v3.7.3"
@@ -32,6 +32,9 @@ esac
 # hack/install-deps.sh has run).
 KUBE_APISERVER_BIN="${SWITCHBOARD_CACHE_DIR}/bin/kube-apiserver-${KUBE_VERSION}/kube-apiserver"
 KUBE_CONTROLLER_MANAGER_BIN="${SWITCHBOARD_CACHE_DIR}/bin/kube-controller-manager-${KUBE_VERSION}/kube-controller-manager"
+# kubectl built from k8s.io/kubernetes/cmd/kubectl at KUBE_VERSION (the same
+# throwaway module as the control plane), independent of any kubectl on PATH.
+KUBECTL_BIN="${SWITCHBOARD_CACHE_DIR}/bin/kubectl-${KUBE_VERSION}/kubectl"
 ETCD_BIN="${SWITCHBOARD_CACHE_DIR}/bin/etcd-${ETCD_VERSION}/etcd"
 KWOK_BIN="${SWITCHBOARD_CACHE_DIR}/bin/kwok-${KWOK_VERSION}/kwok"
 # kwok "fast" node/pod Stage definitions (node-initialize.yaml,
@@ -40,4 +43,4 @@ KWOK_STAGES_DIR="${SWITCHBOARD_CACHE_DIR}/bin/kwok-${KWOK_VERSION}/stages"
 
 export SWITCHBOARD_ROOT SWITCHBOARD_CACHE_DIR
 export KUBE_VERSION ETCD_VERSION KWOK_VERSION
-export KUBE_APISERVER_BIN KUBE_CONTROLLER_MANAGER_BIN ETCD_BIN KWOK_BIN KWOK_STAGES_DIR
+export KUBE_APISERVER_BIN KUBE_CONTROLLER_MANAGER_BIN KUBECTL_BIN ETCD_BIN KWOK_BIN KWOK_STAGES_DIR

@@ -2,8 +2,8 @@
 # shellcheck shell=bash
 #
 # Shared helpers for obtaining Switchboard's pinned external binaries
-# (kube-apiserver, kube-controller-manager, etcd, kwok) by building them
-# from the Go module proxy. Source hack/versions.sh before this file.
+# (kube-apiserver, kube-controller-manager, kubectl, etcd, kwok) by building
+# them from the Go module proxy. Source hack/versions.sh before this file.
 #
 # Layout under ${SWITCHBOARD_CACHE_DIR}:
 #   bin/<name>-<version>/<name>        the binaries (atomically installed)
@@ -12,7 +12,7 @@
 #                                      (kube, etcd, kwok)
 
 # All components, in build order.
-DEPS_COMPONENTS=(kube-apiserver kube-controller-manager etcd kwok)
+DEPS_COMPONENTS=(kube-apiserver kube-controller-manager kubectl etcd kwok)
 
 # Temporary paths to remove on exit (see deps::cleanup).
 DEPS_TMP_PATHS=()
@@ -53,7 +53,7 @@ deps::is_component() {
 # deps::version <component|group>: pinned version.
 deps::version() {
   case "$1" in
-    kube | kube-apiserver | kube-controller-manager) echo "${KUBE_VERSION}" ;;
+    kube | kube-apiserver | kube-controller-manager | kubectl) echo "${KUBE_VERSION}" ;;
     etcd) echo "${ETCD_VERSION}" ;;
     kwok) echo "${KWOK_VERSION}" ;;
     *) deps::die "unknown component '$1' (known: ${DEPS_COMPONENTS[*]})" ;;
@@ -61,11 +61,11 @@ deps::version() {
 }
 
 # deps::group <component>: which throwaway module builds the component.
-# kube-apiserver and kube-controller-manager share one module so that the
-# module download, go.sum and build cache work is shared.
+# kube-apiserver, kube-controller-manager and kubectl share one module so
+# that the module download, go.sum and build cache work is shared.
 deps::group() {
   case "$1" in
-    kube-apiserver | kube-controller-manager) echo kube ;;
+    kube-apiserver | kube-controller-manager | kubectl) echo kube ;;
     etcd) echo etcd ;;
     kwok) echo kwok ;;
     *) deps::die "unknown component '$1'" ;;
@@ -75,7 +75,7 @@ deps::group() {
 # deps::group_components <group>: components built by a group's module.
 deps::group_components() {
   case "$1" in
-    kube) echo kube-apiserver kube-controller-manager ;;
+    kube) echo kube-apiserver kube-controller-manager kubectl ;;
     etcd) echo etcd ;;
     kwok) echo kwok ;;
     *) deps::die "unknown group '$1'" ;;
@@ -109,6 +109,7 @@ deps::package() {
   case "$1" in
     kube-apiserver) echo k8s.io/kubernetes/cmd/kube-apiserver ;;
     kube-controller-manager) echo k8s.io/kubernetes/cmd/kube-controller-manager ;;
+    kubectl) echo k8s.io/kubernetes/cmd/kubectl ;;
     etcd) echo go.etcd.io/etcd/server/v3 ;;
     kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
     *) deps::die "unknown component '$1'" ;;
@@ -145,19 +146,31 @@ deps::check_tools() {
   fi
 }
 
+# deps::version_args <component>: arguments that make the binary print its
+# version. kubectl has no --version flag; "version --client" never contacts
+# a server (KUBERC=off below keeps a user's ~/.kube/kuberc out of it too).
+deps::version_args() {
+  case "$1" in
+    kubectl) echo "version --client" ;;
+    *) echo "--version" ;;
+  esac
+}
+
 # deps::verify_binary <component> <path>: succeeds if the binary runs and its
-# --version output mentions the pinned version. Sets DEPS_VERSION_LINE.
+# version output mentions the pinned version. Sets DEPS_VERSION_LINE.
 deps::verify_binary() {
   local component="$1" bin="$2" version out
-  local -a runner=()
+  local -a runner=() args
   version="$(deps::version "${component}")"
+  read -r -a args <<<"$(deps::version_args "${component}")"
   DEPS_VERSION_LINE=""
   [[ -f "${bin}" && -x "${bin}" ]] || return 1
   if command -v timeout >/dev/null 2>&1; then
     runner=(timeout 60)
   fi
-  out="$("${runner[@]+"${runner[@]}"}" "${bin}" --version 2>&1)" || return 1
-  # kube: "Kubernetes v1.37.2"; etcd: "etcd Version: 3.7.3";
+  out="$(KUBERC=off "${runner[@]+"${runner[@]}"}" "${bin}" "${args[@]}" 2>&1)" || return 1
+  # kube: "Kubernetes v1.37.2"; kubectl: "Client Version: v1.37.2
+  # Kustomize Version: v5..."; etcd: "etcd Version: 3.7.3";
   # kwok: "kwok version v0.8.0 ...".
   [[ "${out}" == *"${version#v}"* ]] || return 1
   DEPS_VERSION_LINE="$(printf '%s\n' "${out}" | tr '\n' ' ' | sed -e 's/ *$//')"
@@ -307,7 +320,7 @@ deps::prepare_module() {
 deps::ldflags() {
   local flags="-s -w" v kv date
   case "$1" in
-    kube-apiserver | kube-controller-manager)
+    kube-apiserver | kube-controller-manager | kubectl)
       v="$(deps::version "$1")"
       # Same -X flags as k8s.io/kubernetes hack/lib/version.sh. The build
       # date is the tag's time from the proxy, so builds are reproducible.
@@ -330,7 +343,7 @@ deps::ldflags() {
 deps::tags() {
   case "$1" in
     # As in k8s.io/kubernetes hack/lib/golang.sh for non-debug builds.
-    kube-apiserver | kube-controller-manager) echo "selinux,notest,grpcnotrace" ;;
+    kube-apiserver | kube-controller-manager | kubectl) echo "selinux,notest,grpcnotrace" ;;
     *) echo "" ;;
   esac
 }
