@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"path/filepath"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -137,6 +138,8 @@ func (u *upper) startControllerManager(c *Cluster) error {
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--profiling=false",
+		// Keep it from creating /usr/libexec/kubernetes/... on the machine.
+		"--flex-volume-plugin-dir=" + filepath.Join(u.state.RunDir, "flexvolume", c.Name),
 	})
 	return err
 }
