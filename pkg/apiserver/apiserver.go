@@ -19,16 +19,28 @@ limitations under the License.
 package apiserver
 
 import (
+	"fmt"
+	"net/http"
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/healthz"
+	kubeinformers "k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/install"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
+	informers "github.com/switchboard-io/switchboard/pkg/generated/informers/externalversions"
+	"github.com/switchboard-io/switchboard/pkg/proxy"
 	clusterstorage "github.com/switchboard-io/switchboard/pkg/registry/cluster/storage"
 )
 
@@ -59,6 +71,12 @@ func init() {
 type ExtraConfig struct {
 	// StorageHealth probes etcd; its handler gate must be in the chain.
 	StorageHealth *StorageHealth
+	// HubClient reads credentials Secrets from the hub; nil without a hub.
+	HubClient kubernetes.Interface
+	// CredentialsNamespace holds the credentials Secrets Clusters name.
+	CredentialsNamespace string
+	// MemberDialTimeout bounds connecting to a member.
+	MemberDialTimeout time.Duration
 }
 
 // Config is the configuration of the server.
@@ -102,11 +120,17 @@ func (c CompletedConfig) New() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	proxier, err := c.newProxier(genericServer)
+	if err != nil {
+		return nil, err
+	}
 
-	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(cluster.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	// The parameter codec must know ClusterProxyOptions, not only metav1's options.
+	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(cluster.GroupName, Scheme, runtime.NewParameterCodec(Scheme), Codecs)
 	apiGroupInfo.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
 		"clusters":        clusters.Cluster,
 		"clusters/status": clusters.Status,
+		"clusters/proxy":  &clusterstorage.ProxyREST{Proxier: proxier},
 	}
 	if err := genericServer.InstallAPIGroup(&apiGroupInfo); err != nil {
 		return nil, err
@@ -123,4 +147,66 @@ func (c CompletedConfig) New() (*Server, error) {
 	}
 
 	return &Server{GenericAPIServer: genericServer}, nil
+}
+
+// newProxier builds the proxy's informers (Clusters through the loopback
+// client, credentials Secrets from the hub, in one namespace) and starts
+// them once the server serves.
+func (c completedConfig) newProxier(s *genericapiserver.GenericAPIServer) (*proxy.Proxier, error) {
+	loopback, err := clientset.NewForConfig(s.LoopbackClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	clusterFactory := informers.NewSharedInformerFactory(loopback, 0)
+	clusterInformer := clusterFactory.Cluster().V1alpha1().Clusters()
+	transports := proxy.NewTransportCache(c.ExtraConfig.MemberDialTimeout)
+	if _, err := clusterInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+				transports.Forget(key)
+			}
+		},
+	}); err != nil {
+		return nil, err
+	}
+	synced := []cache.InformerSynced{clusterInformer.Informer().HasSynced}
+
+	var secretFactory kubeinformers.SharedInformerFactory
+	var secrets corev1listers.SecretNamespaceLister
+	namespace := c.ExtraConfig.CredentialsNamespace
+	if c.ExtraConfig.HubClient != nil {
+		secretFactory = kubeinformers.NewSharedInformerFactoryWithOptions(c.ExtraConfig.HubClient, 0, kubeinformers.WithNamespace(namespace))
+		secretInformer := secretFactory.Core().V1().Secrets()
+		secrets = secretInformer.Lister().Secrets(namespace)
+		synced = append(synced, secretInformer.Informer().HasSynced)
+	}
+	allSynced := func() bool {
+		for _, s := range synced {
+			if !s() {
+				return false
+			}
+		}
+		return true
+	}
+
+	err = s.AddPostStartHook("switchboard-proxy-informers", func(ctx genericapiserver.PostStartHookContext) error {
+		clusterFactory.Start(ctx.Done())
+		if secretFactory != nil {
+			secretFactory.Start(ctx.Done())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = s.AddReadyzChecks(healthz.NamedCheck("switchboard-proxy-caches", func(*http.Request) error {
+		if !allSynced() {
+			return fmt.Errorf("the caches of Clusters and credentials Secrets are not synced yet")
+		}
+		return nil
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return proxy.NewProxier(clusterInformer.Lister(), secrets, namespace, allSynced, transports), nil
 }

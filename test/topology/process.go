@@ -52,7 +52,7 @@ func startProcess(name, logDir string, args []string, env ...string) (*Process, 
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(baseEnv(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
@@ -61,6 +61,19 @@ func startProcess(name, logDir string, args []string, env ...string) (*Process, 
 	// it does not linger as a zombie that still looks alive.
 	go func() { _ = cmd.Wait() }()
 	return &Process{Name: name, PID: cmd.Process.Pid, Args: args, Log: logPath}, nil
+}
+
+// baseEnv is the environment every process gets: only what a program needs
+// to run. The caller's environment is not passed on; etcd, for one, reads
+// every ETCD_* variable as a flag (ETCD_VERSION as --version).
+func baseEnv() []string {
+	var env []string
+	for _, name := range []string{"PATH", "HOME", "TMPDIR", "LANG"} {
+		if v, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+v)
+		}
+	}
+	return env
 }
 
 // Alive says whether the recorded process still runs: the pid exists, is not

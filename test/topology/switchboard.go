@@ -31,6 +31,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggregatorclient "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
+
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
+	"github.com/switchboard-io/switchboard/pkg/join"
 )
 
 // apiServiceName is the APIService that puts switchboard behind the hub.
@@ -111,6 +115,7 @@ func (u *upper) registerSwitchboard(ctx context.Context) error {
 			return err
 		},
 		func() error { return createAdmissionReader(ctx, client, subject) },
+		func() error { return createCredentialsReader(ctx, client, subject) },
 		func() error {
 			agg, err := hubAggregator(s)
 			if err != nil {
@@ -159,6 +164,70 @@ func createAdmissionReader(ctx context.Context, client kubernetes.Interface, sub
 		Subjects:   subject,
 	}, metav1.CreateOptions{})
 	return err
+}
+
+// createCredentialsReader lets switchboard watch the credentials Secrets in
+// its own namespace, and no others.
+func createCredentialsReader(ctx context.Context, client kubernetes.Interface, subject []rbacv1.Subject) error {
+	name := "switchboard:credentials-reader"
+	_, err := client.RbacV1().Roles(systemNamespace).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"}}},
+	}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	_, err = client.RbacV1().RoleBindings(systemNamespace).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+		Subjects:   subject,
+	}, metav1.CreateOptions{})
+	return err
+}
+
+// joinMember gives switchboard an impersonate-only identity in a member and
+// registers the member on the hub: its credentials Secret and its Cluster.
+func (u *upper) joinMember(ctx context.Context, m *Cluster) error {
+	s := u.state
+	memberClient, err := m.Client()
+	if err != nil {
+		return err
+	}
+	cred, err := join.EnsureImpersonator(ctx, memberClient, readyTimeout)
+	if err != nil {
+		return fmt.Errorf("joining %s: %w", m.Name, err)
+	}
+	hubConfig, err := s.Hub.RESTConfig()
+	if err != nil {
+		return err
+	}
+	hub, err := kubernetes.NewForConfig(hubConfig)
+	if err != nil {
+		return err
+	}
+	secretName := m.Name + "-credentials"
+	_, err = hub.CoreV1().Secrets(systemNamespace).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: secretName, Labels: map[string]string{join.ManagedByLabel: join.ManagedByValue}},
+		Data:       map[string][]byte{v1alpha1.SecretKeyToken: cred.Token, v1alpha1.SecretKeyCABundle: cred.CACert},
+	}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	sb, err := clientset.NewForConfig(hubConfig)
+	if err != nil {
+		return err
+	}
+	_, err = sb.ClusterV1alpha1().Clusters().Create(ctx, &v1alpha1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Name: m.Name},
+		Spec: v1alpha1.ClusterSpec{
+			Endpoint:             m.URL,
+			CredentialsSecretRef: v1alpha1.SecretReference{Name: secretName},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
 }
 
 func hubAggregator(s *State) (aggregatorclient.Interface, error) {

@@ -174,6 +174,13 @@ func (u *upper) run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+
+	u.step("Joining the members: an impersonate-only identity in each, a Cluster and its credentials on the hub")
+	if err := eachCluster(ctx, memberPointers(s), func(ctx context.Context, c *Cluster) error {
+		return u.joinMember(ctx, c)
+	}); err != nil {
+		return err
+	}
 	if err := s.save(); err != nil {
 		return err
 	}

@@ -22,7 +22,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
+	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -48,6 +50,7 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/apiserver"
 	generatedopenapi "github.com/switchboard-io/switchboard/pkg/generated/openapi"
+	"github.com/switchboard-io/switchboard/pkg/proxy"
 	"github.com/switchboard-io/switchboard/pkg/version"
 )
 
@@ -58,6 +61,8 @@ const (
 	defaultSecurePort = 6443
 	// defaultDataDir holds the embedded etcd.
 	defaultDataDir = "/var/lib/switchboard"
+	// defaultCredentialsNamespace holds the credentials Secrets on the hub.
+	defaultCredentialsNamespace = "switchboard-system"
 	// serviceDNSName is the name the hub's aggregator dials, for the self-signed fallback certificate.
 	serviceDNSName = "switchboard-apiserver.switchboard-system.svc"
 )
@@ -84,8 +89,18 @@ type Options struct {
 	Traces         *genericoptions.TracingOptions
 	Logs           *logsapi.LoggingConfiguration
 
+	Proxy *ProxyOptions
+
 	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
 	Version                  version.Flag
+}
+
+// ProxyOptions configure forwarding to members.
+type ProxyOptions struct {
+	// CredentialsNamespace is the hub namespace of the credentials Secrets.
+	CredentialsNamespace string
+	// MemberDialTimeout bounds connecting (and the TLS handshake) to a member.
+	MemberDialTimeout time.Duration
 }
 
 // EmbeddedEtcdOptions configure the etcd that runs inside the server when no
@@ -117,6 +132,7 @@ func NewOptions() *Options {
 		Features:       genericoptions.NewFeatureOptions(),
 		Traces:         genericoptions.NewTracingOptions(),
 		Logs:           logsapi.NewLoggingConfiguration(),
+		Proxy:          &ProxyOptions{CredentialsNamespace: defaultCredentialsNamespace, MemberDialTimeout: 10 * time.Second},
 
 		ComponentGlobalsRegistry: registry,
 	}
@@ -165,6 +181,12 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	etcd.Int64Var(&o.EmbeddedEtcd.QuotaBackendBytes, "embedded-etcd-quota-backend-bytes", o.EmbeddedEtcd.QuotaBackendBytes,
 		"Space quota of the embedded etcd in bytes; 0 keeps etcd's default of 2 GiB.")
 
+	proxyFlags := fss.FlagSet("proxy")
+	proxyFlags.StringVar(&o.Proxy.CredentialsNamespace, "cluster-credentials-namespace", o.Proxy.CredentialsNamespace,
+		"Hub namespace of the Secrets that Clusters name in spec.credentialsSecretRef. Switchboard watches Secrets in this namespace only.")
+	proxyFlags.DurationVar(&o.Proxy.MemberDialTimeout, "member-dial-timeout", o.Proxy.MemberDialTimeout,
+		"How long connecting to a member's API server (TCP and TLS) may take before the request fails with 503.")
+
 	o.Authentication.AddFlags(fss.FlagSet("authentication"))
 	o.Authorization.AddFlags(fss.FlagSet("authorization"))
 	hub := fss.FlagSet("hub")
@@ -208,6 +230,12 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.Audit.Validate()...)
 	errs = append(errs, o.Features.Validate()...)
 	errs = append(errs, o.Traces.Validate()...)
+	for _, msg := range apimachineryvalidation.ValidateNamespaceName(o.Proxy.CredentialsNamespace, false) {
+		errs = append(errs, fmt.Errorf("--cluster-credentials-namespace %q: %s", o.Proxy.CredentialsNamespace, msg))
+	}
+	if o.Proxy.MemberDialTimeout <= 0 {
+		errs = append(errs, errors.New("--member-dial-timeout must be positive"))
+	}
 	return utilerrors.NewAggregate(errs)
 }
 
@@ -260,9 +288,16 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 	storageHealth := apiserver.NewStorageHealth(storageCheck)
 	c.AddReadyzChecks(storageHealth.ReadyzCheck())
 	c.BuildHandlerChainFunc = func(handler http.Handler, gc *genericapiserver.Config) http.Handler {
-		return genericapiserver.DefaultBuildHandlerChain(apiserver.WithStorageGate(handler, storageHealth), gc)
+		return genericapiserver.DefaultBuildHandlerChain(apiserver.WithStorageGate(proxy.WithProxyQuery(handler), storageHealth), gc)
 	}
-	extra := apiserver.ExtraConfig{StorageHealth: storageHealth}
+	// Proxied watches, logs -f, exec and port-forward are not cut by the
+	// request timeout and do not count against max-in-flight.
+	c.LongRunningFunc = proxy.IsLongRunning
+	extra := apiserver.ExtraConfig{
+		StorageHealth:        storageHealth,
+		CredentialsNamespace: o.Proxy.CredentialsNamespace,
+		MemberDialTimeout:    o.Proxy.MemberDialTimeout,
+	}
 	if err := o.SecureServing.ApplyTo(&c.SecureServing, &c.LoopbackClientConfig); err != nil {
 		return nil, err
 	}
@@ -304,6 +339,7 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	extra.HubClient = kubeClient
 	if err := o.Features.ApplyTo(&c.Config, kubeClient, c.SharedInformerFactory); err != nil {
 		return nil, err
 	}

@@ -136,3 +136,15 @@ type ClusterList struct {
 	// items are the Clusters.
 	Items []Cluster `json:"items"`
 }
+
+// +k8s:conversion-gen:explicit-from=net/url.Values
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ClusterProxyOptions are the options of a request to clusters/<name>/proxy.
+type ClusterProxyOptions struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// path is the path on the member's API server the request goes to.
+	// +optional
+	Path string `json:"path,omitempty"`
+}

@@ -1,0 +1,179 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/client-go/transport"
+)
+
+// identityRoundTripper sends a request to a member as its original caller.
+// It runs in the transport, after httputil.ReverseProxy has removed
+// hop-by-hop headers (including any a caller named in Connection), so that
+// nothing a caller sends can remove or replace what it sets:
+//
+//  1. every Authorization, Proxy-Authorization, Impersonate-* and X-Remote-*
+//     header from the incoming request is dropped, whatever its case;
+//  2. the caller from the request context is impersonated with client-go's
+//     impersonating round tripper (user, UID, groups, extras), leaving out
+//     system:authenticated, which members add themselves;
+//  3. switchboard's own bearer token is added, when the member credential is
+//     a token (a client certificate is presented by TLS instead);
+//  4. before anything leaves, the outgoing identity headers are checked to
+//     be exactly the ones set here.
+//
+// With no user in the context it refuses to send anything.
+type identityRoundTripper struct {
+	cluster  string
+	token    string
+	delegate http.RoundTripper
+}
+
+var _ utilnet.RoundTripperWrapper = &identityRoundTripper{}
+
+func (rt *identityRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	caller, ok := request.UserFrom(req.Context())
+	if !ok || caller == nil || caller.GetName() == "" {
+		return nil, &identityError{cluster: rt.cluster, reason: "the request carries no authenticated user"}
+	}
+	out := utilnet.CloneRequest(req)
+	removeCallerIdentity(out.Header)
+	if httpstream.IsUpgradeRequest(out) {
+		// Keep only the upgrade itself in Connection: nothing a caller
+		// lists there may make a later hop drop a header set here.
+		out.Header.Set("Connection", "Upgrade")
+	}
+
+	want := impersonationFor(caller)
+	var next http.RoundTripper = &identityCheck{cluster: rt.cluster, want: want, token: rt.token, delegate: rt.delegate}
+	if rt.token != "" {
+		next = transport.NewBearerAuthRoundTripper(rt.token, next)
+	}
+	return transport.NewImpersonatingRoundTripper(want, next).RoundTrip(out)
+}
+
+func (rt *identityRoundTripper) WrappedRoundTripper() http.RoundTripper { return rt.delegate }
+
+// impersonationFor is the impersonation of a caller.
+func impersonationFor(u user.Info) transport.ImpersonationConfig {
+	groups := make([]string, 0, len(u.GetGroups()))
+	for _, g := range u.GetGroups() {
+		if g != user.AllAuthenticated {
+			groups = append(groups, g)
+		}
+	}
+	return transport.ImpersonationConfig{
+		UserName: u.GetName(),
+		UID:      u.GetUID(),
+		Groups:   groups,
+		Extra:    u.GetExtra(),
+	}
+}
+
+// identityHeader says whether a header name carries identity, in any case.
+func identityHeader(name string) bool {
+	lower := strings.ToLower(name)
+	return lower == "authorization" || lower == "proxy-authorization" ||
+		strings.HasPrefix(lower, "impersonate-") || strings.HasPrefix(lower, "x-remote-")
+}
+
+// removeCallerIdentity drops every identity header. It walks the map rather
+// than using Del, so that names Go did not canonicalize go too.
+func removeCallerIdentity(h http.Header) {
+	for name := range h {
+		if identityHeader(name) {
+			delete(h, name)
+		}
+	}
+}
+
+// identityCheck is the last round tripper before the wire: it refuses to
+// send a request whose identity headers are not exactly switchboard's.
+type identityCheck struct {
+	cluster  string
+	want     transport.ImpersonationConfig
+	token    string
+	delegate http.RoundTripper
+}
+
+var _ utilnet.RoundTripperWrapper = &identityCheck{}
+
+func (c *identityCheck) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := c.verify(req.Header); err != nil {
+		return nil, err
+	}
+	return c.delegate.RoundTrip(req)
+}
+
+func (c *identityCheck) WrappedRoundTripper() http.RoundTripper { return c.delegate }
+
+func (c *identityCheck) verify(h http.Header) error {
+	expected := http.Header{}
+	expected.Set(transport.ImpersonateUserHeader, c.want.UserName)
+	if c.want.UID != "" {
+		expected.Set(transport.ImpersonateUIDHeader, c.want.UID)
+	}
+	for _, g := range c.want.Groups {
+		expected.Add(transport.ImpersonateGroupHeader, g)
+	}
+	if c.token != "" {
+		expected.Set("Authorization", "Bearer "+c.token)
+	}
+	extras := 0
+	for _, vv := range c.want.Extra {
+		extras += len(vv)
+	}
+
+	seenExtras := 0
+	for name, values := range h {
+		if !identityHeader(name) {
+			continue
+		}
+		if strings.HasPrefix(strings.ToLower(name), "impersonate-extra-") {
+			seenExtras += len(values)
+			continue
+		}
+		if !slices.Equal(values, expected[name]) {
+			return &identityError{cluster: c.cluster, reason: fmt.Sprintf("the outgoing header %s is not the one switchboard set", name)}
+		}
+		delete(expected, name)
+	}
+	if len(expected) > 0 || seenExtras != extras {
+		return &identityError{cluster: c.cluster, reason: "the outgoing impersonation headers are incomplete"}
+	}
+	return nil
+}
+
+// identityError means switchboard refused to forward a request because it
+// could not send it as its caller. It is an internal error: it never
+// happens with a correct handler chain.
+type identityError struct {
+	cluster string
+	reason  string
+}
+
+func (e *identityError) Error() string {
+	return fmt.Sprintf("refusing to forward the request to cluster %q: %s", e.cluster, e.reason)
+}

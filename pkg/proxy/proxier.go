@@ -1,0 +1,139 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package proxy forwards requests for clusters/<name>/proxy/<path> to the
+// member's API server as the original caller. It holds one pooled transport
+// per member, reads Clusters and credentials from informer caches (no etcd
+// or hub read per request), and sends the caller's identity as
+// impersonation headers set in the transport.
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilproxy "k8s.io/apimachinery/pkg/util/proxy"
+	"k8s.io/apiserver/pkg/registry/rest"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
+	listers "github.com/switchboard-io/switchboard/pkg/generated/listers/cluster/v1alpha1"
+)
+
+// Proxier connects proxy requests to members.
+type Proxier struct {
+	clusters listers.ClusterLister
+	// secrets lists credentials Secrets in switchboard's namespace; nil
+	// when the server runs without a hub.
+	secrets   corev1listers.SecretNamespaceLister
+	namespace string
+	// synced says whether the informer caches hold a full view.
+	synced     func() bool
+	transports *TransportCache
+}
+
+// NewProxier returns a Proxier reading from the given listers.
+func NewProxier(clusters listers.ClusterLister, secrets corev1listers.SecretNamespaceLister, namespace string, synced func() bool, transports *TransportCache) *Proxier {
+	return &Proxier{clusters: clusters, secrets: secrets, namespace: namespace, synced: synced, transports: transports}
+}
+
+// Connect returns the handler that forwards one request to the member
+// named name, at path.
+func (p *Proxier) Connect(_ context.Context, name, path string, responder rest.Responder) (http.Handler, error) {
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	if !p.synced() {
+		return nil, serviceUnavailable(name, "switchboard is starting: its caches of Clusters and credentials are not synced yet")
+	}
+	cl, err := p.clusters.Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil, apierrors.NewNotFound(cluster.Resource("clusters"), name)
+	}
+	if err != nil {
+		return nil, apierrors.NewInternalError(fmt.Errorf("reading cluster %q from the cache: %w", name, err))
+	}
+	if p.secrets == nil {
+		return nil, serviceUnavailable(name, fmt.Sprintf("cluster %q cannot be reached: switchboard runs without a hub connection, so it cannot read credentials Secrets", name))
+	}
+	secretRef := p.namespace + "/" + cl.Spec.CredentialsSecretRef.Name
+	secret, err := p.secrets.Get(cl.Spec.CredentialsSecretRef.Name)
+	if apierrors.IsNotFound(err) {
+		return nil, serviceUnavailable(name, (&credentialsError{cluster: name, secret: secretRef, reason: "does not exist"}).Error())
+	}
+	if err != nil {
+		return nil, apierrors.NewInternalError(fmt.Errorf("reading Secret %s from the cache: %w", secretRef, err))
+	}
+	t, err := p.transports.get(cl, secret)
+	if err != nil {
+		if cerr, ok := err.(*credentialsError); ok {
+			return nil, serviceUnavailable(name, cerr.Error())
+		}
+		return nil, apierrors.NewInternalError(err)
+	}
+
+	responderFor := &errorResponder{cluster: name, endpoint: t.endpoint.String(), responder: responder}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		location := *t.endpoint
+		location.Path = joinPath(location.Path, path)
+		// The upgrade path dials Location as it is, so the query (exec's
+		// command and streams, for one) must be in it.
+		location.RawQuery = originalQuery(req)
+		handler := utilproxy.NewUpgradeAwareHandler(&location, t.plain, false, false, responderFor)
+		handler.UpgradeTransport = t.upgrade
+		handler.UseLocationHost = true
+		// Watch events and log lines go out as they arrive.
+		handler.FlushInterval = -1
+		// The transport already turns redirects into a 502 Status; this is
+		// the stock guard behind it.
+		handler.RejectForwardingRedirects = true
+		if location.RawQuery != req.URL.RawQuery {
+			req = req.Clone(req.Context())
+			u := *req.URL
+			u.RawQuery = location.RawQuery
+			req.URL = &u
+		}
+		handler.ServeHTTP(w, req)
+	}), nil
+}
+
+// checkPath refuses dot segments, which could step out of an endpoint's
+// path prefix (a member behind a gateway at https://gw/clusters/a must not
+// reach https://gw/clusters/b).
+func checkPath(path string) error {
+	for _, segment := range strings.Split(path, "/") {
+		if segment == "." || segment == ".." {
+			return apierrors.NewBadRequest(fmt.Sprintf("the proxied path %q must not contain . or .. segments", path))
+		}
+	}
+	return nil
+}
+
+// joinPath appends path to the endpoint's path prefix, keeping a trailing
+// slash the caller sent.
+func joinPath(prefix, path string) string {
+	joined := strings.TrimSuffix(prefix, "/") + "/" + strings.TrimPrefix(path, "/")
+	if path == "" && !strings.HasSuffix(prefix, "/") {
+		joined = strings.TrimSuffix(joined, "/")
+		if joined == "" {
+			joined = "/"
+		}
+	}
+	return joined
+}

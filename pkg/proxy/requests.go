@@ -1,0 +1,125 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package proxy
+
+import (
+	"context"
+	"net/http"
+
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/apiserver/pkg/endpoints/request"
+
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
+)
+
+// isProxyRequest says whether a request is for clusters/<name>/proxy.
+func isProxyRequest(info *request.RequestInfo) bool {
+	return info != nil && info.IsResourceRequest && info.APIGroup == cluster.GroupName &&
+		info.Resource == "clusters" && info.Subresource == "proxy"
+}
+
+// innerPath is the member path of a proxy request, split into segments:
+// Parts are clusters, <name>, proxy, then the member path.
+func innerPath(info *request.RequestInfo) []string {
+	if len(info.Parts) <= 3 {
+		return nil
+	}
+	return info.Parts[3:]
+}
+
+// longRunningSubresources of member resources keep a connection open for
+// as long as the caller wants: exec, attach and port-forward streams, and
+// proxies to pods, services and nodes.
+var longRunningSubresources = map[string]bool{"exec": true, "attach": true, "portforward": true, "proxy": true}
+
+// IsLongRunning says whether a request may stay open indefinitely: watches
+// of Clusters, and proxied requests that stream (watches, logs -f, exec,
+// attach, port-forward, nested proxies). Long-running requests are not cut
+// by the request timeout and do not count against max-in-flight. Other
+// proxied requests, however large their answer, are ordinary requests.
+func IsLongRunning(r *http.Request, info *request.RequestInfo) bool {
+	if info == nil || !info.IsResourceRequest {
+		return false
+	}
+	if info.Verb == "watch" {
+		return true
+	}
+	if !isProxyRequest(info) {
+		return false
+	}
+	if httpstream.IsUpgradeRequest(r) {
+		return true
+	}
+	query := r.URL.Query()
+	if isTrue(query.Get("watch")) || isTrue(query.Get("follow")) {
+		return true
+	}
+	inner := innerPath(info)
+	// /api/v1/watch/... and /apis/<group>/<version>/watch/...
+	if (len(inner) > 2 && inner[0] == "api" && inner[2] == "watch") ||
+		(len(inner) > 3 && inner[0] == "apis" && inner[3] == "watch") {
+		return true
+	}
+	// .../<resource>/<name>/<subresource>
+	for i := 2; i < len(inner); i++ {
+		if longRunningSubresources[inner[i]] {
+			return true
+		}
+	}
+	return false
+}
+
+func isTrue(v string) bool { return v == "true" || v == "1" }
+
+type originalQueryKey struct{}
+
+// WithProxyQuery lets query parameters that the generic Connect handler
+// would refuse reach the member unchanged. The generic handler rejects any
+// dryRun parameter on connect requests, but kubectl apply --dry-run=server
+// through a member kubeconfig sends exactly that, for the member to honour.
+// For proxy requests, this filter keeps the original query in the context
+// and hides dryRun from the generic handler; the proxy forwards the
+// original. It must run after the request info is known.
+func WithProxyQuery(handler http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		info, _ := request.RequestInfoFrom(req.Context())
+		if !isProxyRequest(info) || req.URL.RawQuery == "" {
+			handler.ServeHTTP(w, req)
+			return
+		}
+		query := req.URL.Query()
+		if _, ok := query["dryRun"]; !ok {
+			handler.ServeHTTP(w, req)
+			return
+		}
+		original := req.URL.RawQuery
+		query.Del("dryRun")
+		req = req.WithContext(context.WithValue(req.Context(), originalQueryKey{}, original))
+		u := *req.URL
+		u.RawQuery = query.Encode()
+		req.URL = &u
+		handler.ServeHTTP(w, req)
+	})
+}
+
+// originalQuery is the query of a proxy request as the caller sent it.
+func originalQuery(req *http.Request) string {
+	if original, ok := req.Context().Value(originalQueryKey{}).(string); ok {
+		return original
+	}
+	return req.URL.RawQuery
+}

@@ -1,0 +1,203 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package proxy
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	utilproxy "k8s.io/apimachinery/pkg/util/proxy"
+	"k8s.io/klog/v2"
+
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+)
+
+// memberTransport is the pooled connection to one member: one
+// http.Transport (HTTP/2 where the member offers it, kept alive and health
+// checked) shared by every request to that member, and the identity round
+// trippers on top of it.
+type memberTransport struct {
+	// fingerprint covers everything the transport is built from.
+	fingerprint string
+	// version is the Cluster and Secret resourceVersions it was last checked against.
+	version  string
+	endpoint *url.URL
+	base     *http.Transport
+	// plain carries ordinary requests; upgrade carries exec, attach and port-forward.
+	plain   http.RoundTripper
+	upgrade utilproxy.UpgradeRequestRoundTripper
+}
+
+// TransportCache holds one memberTransport per Cluster. It rebuilds a
+// transport only when what it is built from changes, and closes the idle
+// connections of the one it replaces or forgets.
+type TransportCache struct {
+	dialTimeout time.Duration
+
+	mu      sync.Mutex
+	members map[string]*memberTransport
+	// builds counts transports built, for tests.
+	builds int
+}
+
+// NewTransportCache returns an empty cache; dialTimeout bounds connecting to a member.
+func NewTransportCache(dialTimeout time.Duration) *TransportCache {
+	return &TransportCache{dialTimeout: dialTimeout, members: map[string]*memberTransport{}}
+}
+
+// get returns the transport for a Cluster and its credentials Secret,
+// building it if there is none or if what it is built from changed.
+func (c *TransportCache) get(cl *v1alpha1.Cluster, secret *corev1.Secret) (*memberTransport, error) {
+	version := cl.ResourceVersion + "/" + secret.ResourceVersion + "/" + string(secret.UID)
+	c.mu.Lock()
+	current := c.members[cl.Name]
+	if current != nil && current.version == version {
+		c.mu.Unlock()
+		return current, nil
+	}
+	c.mu.Unlock()
+
+	creds, err := credentialsFromSecret(secret, cl.Spec.InsecureSkipTLSVerify)
+	if err != nil {
+		return nil, &credentialsError{cluster: cl.Name, secret: secret.Namespace + "/" + secret.Name, reason: err.Error()}
+	}
+	fingerprint := fingerprintOf(&cl.Spec, creds)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	current = c.members[cl.Name]
+	if current != nil && current.fingerprint == fingerprint {
+		// A status write or an unrelated Secret edit: same transport.
+		current.version = version
+		return current, nil
+	}
+	built, err := c.build(cl, creds)
+	if err != nil {
+		return nil, err
+	}
+	built.fingerprint, built.version = fingerprint, version
+	c.members[cl.Name] = built
+	c.builds++
+	if current != nil {
+		// Requests in flight keep their connections; idle ones go.
+		current.base.CloseIdleConnections()
+		klog.V(2).InfoS("Rebuilt the transport to a member", "cluster", klog.KRef("", cl.Name))
+	}
+	return built, nil
+}
+
+// Forget drops the transport of a deleted Cluster.
+func (c *TransportCache) Forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.members[name]; t != nil {
+		t.base.CloseIdleConnections()
+		delete(c.members, name)
+	}
+}
+
+// Builds returns how many transports the cache has built.
+func (c *TransportCache) Builds() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.builds
+}
+
+func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*memberTransport, error) {
+	endpoint, err := url.Parse(cl.Spec.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: endpoint %q: %w", cl.Name, cl.Spec.Endpoint, err)
+	}
+	var proxyURL *url.URL
+	if cl.Spec.ProxyURL != "" {
+		if proxyURL, err = url.Parse(cl.Spec.ProxyURL); err != nil {
+			return nil, fmt.Errorf("cluster %q: proxyURL: %w", cl.Name, err)
+		}
+	}
+	dial, err := newDialer(proxyURL, c.dialTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", cl.Name, err)
+	}
+
+	tlsConfig := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		RootCAs:            creds.caPool,
+		ServerName:         cl.Spec.TLSServerName,
+		InsecureSkipVerify: cl.Spec.InsecureSkipTLSVerify, //nolint:gosec // the Cluster asks for it, and the API warns.
+	}
+	if creds.clientCert != nil {
+		tlsConfig.Certificates = []tls.Certificate{*creds.clientCert}
+	}
+	base := utilnet.SetTransportDefaults(&http.Transport{
+		DialContext:         dial,
+		TLSClientConfig:     tlsConfig,
+		TLSHandshakeTimeout: c.dialTimeout,
+		MaxIdleConnsPerHost: 32,
+		IdleConnTimeout:     90 * time.Second,
+	})
+	// The proxy, if any, is in the dialer; environment proxies never apply.
+	base.Proxy = nil
+
+	return &memberTransport{
+		endpoint: endpoint,
+		base:     base,
+		plain: &identityRoundTripper{
+			cluster:  cl.Name,
+			token:    creds.token,
+			delegate: &redirectBlocker{cluster: cl.Name, delegate: base},
+		},
+		upgrade: utilproxy.NewUpgradeRequestRoundTripper(base, &identityRoundTripper{
+			cluster:  cl.Name,
+			token:    creds.token,
+			delegate: utilproxy.MirrorRequest,
+		}),
+	}, nil
+}
+
+// fingerprintOf hashes everything a transport is built from.
+func fingerprintOf(spec *v1alpha1.ClusterSpec, creds *credentials) string {
+	h := sha256.New()
+	write := func(s string) {
+		h.Write([]byte(strconv.Itoa(len(s))))
+		h.Write([]byte{':'})
+		h.Write([]byte(s))
+	}
+	write(spec.Endpoint)
+	write(spec.TLSServerName)
+	write(spec.ProxyURL)
+	write(strconv.FormatBool(spec.InsecureSkipTLSVerify))
+	keys := make([]string, 0, len(creds.raw))
+	for k := range creds.raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		write(k)
+		write(string(creds.raw[k]))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
