@@ -128,7 +128,7 @@ var _ utilnet.RoundTripperWrapper = &redirectBlocker{}
 
 func (b *redirectBlocker) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := b.delegate.RoundTrip(req)
-	if err != nil || resp.StatusCode < 300 || resp.StatusCode > 399 {
+	if err != nil || !isRedirect(resp) {
 		return resp, err
 	}
 	_ = resp.Body.Close()
@@ -147,6 +147,19 @@ func (b *redirectBlocker) RoundTrip(req *http.Request) (*http.Response, error) {
 		ContentLength: int64(len(body)),
 		Request:       req,
 	}, nil
+}
+
+// isRedirect says whether a response sends the client elsewhere. 304 Not
+// Modified, the answer to a conditional GET (kubectl's cached OpenAPI), is
+// not a redirect and passes through.
+func isRedirect(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	case http.StatusNotModified:
+		return false
+	}
+	return resp.StatusCode >= 300 && resp.StatusCode <= 399 && resp.Header.Get("Location") != ""
 }
 
 func (b *redirectBlocker) WrappedRoundTripper() http.RoundTripper { return b.delegate }

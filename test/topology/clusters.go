@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -102,6 +103,20 @@ func (u *upper) startAPIServer(c *Cluster) error {
 			"--proxy-client-key-file="+s.FrontProxy.ClientKey,
 		)
 	} else {
+		// Members keep an audit log: who asked, and as whom.
+		c.AuditLog = filepath.Join(u.state.RunDir, "audit", c.Name+".log")
+		policy := filepath.Join(u.state.RunDir, "audit", "policy.yaml")
+		if err := os.MkdirAll(filepath.Dir(policy), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+			return err
+		}
+		args = append(args,
+			"--audit-policy-file="+policy,
+			"--audit-log-path="+c.AuditLog,
+			"--audit-log-mode=blocking",
+		)
 		// kwok serves as every node's kubelet, on loopback, with a
 		// certificate from the member's CA.
 		args = append(args,
@@ -114,6 +129,19 @@ func (u *upper) startAPIServer(c *Cluster) error {
 	_, err := u.start(c.apiserverName(), args)
 	return err
 }
+
+// auditPolicy records the metadata of every request but the noisy reads of
+// controllers, enough to see the user and impersonated user of each.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  users: ["system:kube-controller-manager", "system:apiserver"]
+- level: None
+  nonResourceURLs: ["/healthz*", "/readyz*", "/livez*"]
+- level: Metadata
+`
 
 func (u *upper) waitAPIServer(ctx context.Context, c *Cluster) error {
 	client, err := c.Client()

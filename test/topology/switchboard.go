@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -60,9 +61,15 @@ func (u *upper) startSwitchboard(port int) error {
 		"--authentication-kubeconfig=" + hubKubeconfig,
 		"--authorization-kubeconfig=" + hubKubeconfig,
 		"--profiling=false",
+		// Shorter than the default minute, so that the end-to-end suite can
+		// show in reasonable time that proxied watches outlive it.
+		"--request-timeout="+SwitchboardRequestTimeout.String(),
 	})
 	return err
 }
+
+// SwitchboardRequestTimeout is switchboard's --request-timeout in the topology.
+const SwitchboardRequestTimeout = 30 * time.Second
 
 // registerSwitchboard makes the hub objects an aggregated server needs,
 // as an administrator installing it would: the namespace, a Service (an

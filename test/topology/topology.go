@@ -116,6 +116,8 @@ type Cluster struct {
 	Pods  []string `json:"pods,omitempty"`
 	// PodNamespace holds Pods.
 	PodNamespace string `json:"podNamespace,omitempty"`
+	// AuditLog records every request the member serves (members only).
+	AuditLog string `json:"auditLog,omitempty"`
 }
 
 // Switchboard describes the running switchboard-apiserver.

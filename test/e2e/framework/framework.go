@@ -28,6 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +42,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
+	"github.com/switchboard-io/switchboard/pkg/kubeconfig"
 	"github.com/switchboard-io/switchboard/test/topology"
 )
 
@@ -310,4 +312,108 @@ func KubectlBinary(t testing.TB) string {
 		t.Fatalf("no kubectl: set KUBECTL_BIN or run through make test-e2e, which builds it")
 	}
 	return bin
+}
+
+// MemberKubeconfig writes a kubeconfig that reaches member cluster through
+// the hub and switchboard, with the user's own hub credentials.
+func (u *User) MemberKubeconfig(t testing.TB, cluster string) string {
+	t.Helper()
+	hub, err := clientcmd.LoadFromFile(u.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	member, err := kubeconfig.ForMember(hub, "", cluster, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), cluster+".kubeconfig")
+	if err := clientcmd.WriteToFile(*member, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// MemberConfig is a client configuration for member cluster through the
+// hub and switchboard, as the user.
+func (u *User) MemberConfig(t testing.TB, cluster string) *rest.Config {
+	t.Helper()
+	config, err := clientcmd.BuildConfigFromFlags("", u.MemberKubeconfig(t, cluster))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config
+}
+
+// GrantInMember binds a new ClusterRole with the given rules to a user in a
+// member cluster, and removes both when the test ends.
+func (f *Framework) GrantInMember(t testing.TB, cluster, user string, rules ...rbacv1.PolicyRule) {
+	t.Helper()
+	member := f.Member(t, cluster)
+	ctx := context.Background()
+	name := "e2e:" + strings.NewReplacer(":", "-", "/", "-").Replace(user) + ":" + fmt.Sprint(time.Now().UnixNano())
+	if _, err := member.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules:      rules,
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := member.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = member.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = member.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+}
+
+// StartKubectl starts kubectl in the background and returns it with its
+// output; it is killed when the test ends.
+func StartKubectl(t testing.TB, kubeconfig string, env []string, args ...string) (*exec.Cmd, *SyncBuffer) {
+	t.Helper()
+	cmd := exec.Command(KubectlBinary(t), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out := &SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd, out
+}
+
+// SyncBuffer is a bytes.Buffer safe to read while a process writes it.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// WaitForOutput waits until out contains want, or fails the test.
+func WaitForOutput(t testing.TB, out *SyncBuffer, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(out.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q did not appear within %s; output so far:\n%s", want, timeout, out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
