@@ -143,7 +143,9 @@ func TestMemberKubeconfigEveryCommand(t *testing.T) {
 		if _, err := memberAdmin.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = memberAdmin.CoreV1().Pods(ns).Delete(context.Background(), pod.Name, metav1.DeleteOptions{}) })
+		t.Cleanup(func() {
+			_ = memberAdmin.CoreV1().Pods(ns).Delete(context.Background(), pod.Name, metav1.DeleteOptions{})
+		})
 		framework.WaitForOutput(t, out, pod.Name, time.Minute)
 	})
 
@@ -245,7 +247,9 @@ func TestMemberKubeconfigEveryCommand(t *testing.T) {
 		if _, err := memberAdmin.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = memberAdmin.CoreV1().ConfigMaps(ns).Delete(context.Background(), "late", metav1.DeleteOptions{}) })
+		t.Cleanup(func() {
+			_ = memberAdmin.CoreV1().ConfigMaps(ns).Delete(context.Background(), "late", metav1.DeleteOptions{})
+		})
 		select {
 		case ev, ok := <-w.ResultChan():
 			if !ok || ev.Type != watch.Added {

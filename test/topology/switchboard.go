@@ -63,7 +63,7 @@ func (u *upper) startSwitchboard(port int) error {
 		"--profiling=false",
 		// Shorter than the default minute, so that the end-to-end suite can
 		// show in reasonable time that proxied watches outlive it.
-		"--request-timeout="+SwitchboardRequestTimeout.String(),
+		"--request-timeout=" + SwitchboardRequestTimeout.String(),
 	})
 	return err
 }
