@@ -532,13 +532,19 @@ func checkStatusMessage(t *testing.T, status metav1.Status, code int32, reason m
 // ---------------------------------------------------------------------------
 // Identity headers.
 
+// carriesIdentity says whether a header name carries identity to an API
+// server, in any case.
+func carriesIdentity(name string) bool {
+	lower := strings.ToLower(name)
+	return lower == "authorization" || lower == "proxy-authorization" ||
+		strings.HasPrefix(lower, "impersonate-") || strings.HasPrefix(lower, "x-remote-")
+}
+
 // identityHeaders is the subset of h that carries identity.
 func identityHeaders(h http.Header) http.Header {
 	out := http.Header{}
 	for name, values := range h {
-		lower := strings.ToLower(name)
-		if lower == "authorization" || lower == "proxy-authorization" ||
-			strings.HasPrefix(lower, "impersonate-") || strings.HasPrefix(lower, "x-remote-") {
+		if carriesIdentity(name) {
 			out[name] = values
 		}
 	}

@@ -223,16 +223,27 @@ func (f *Framework) userWith(t testing.TB, name string, auth *clientcmdapi.AuthI
 // and removes both when the test ends.
 func (f *Framework) Grant(t testing.TB, user string, rule rbacv1.PolicyRule) {
 	t.Helper()
+	bindNewClusterRole(t, f.Hub(t), user, rule)
+}
+
+// GrantInMember binds a new ClusterRole with the given rules to a user in a
+// member cluster, and removes both when the test ends.
+func (f *Framework) GrantInMember(t testing.TB, cluster, user string, rules ...rbacv1.PolicyRule) {
+	t.Helper()
+	bindNewClusterRole(t, f.Member(t, cluster), user, rules...)
+}
+
+func bindNewClusterRole(t testing.TB, client kubernetes.Interface, user string, rules ...rbacv1.PolicyRule) {
+	t.Helper()
 	ctx := context.Background()
-	hub := f.Hub(t)
 	name := "e2e:" + strings.NewReplacer(":", "-", "/", "-").Replace(user) + ":" + fmt.Sprint(time.Now().UnixNano())
-	if _, err := hub.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+	if _, err := client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Rules:      []rbacv1.PolicyRule{rule},
+		Rules:      rules,
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hub.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+	if _, err := client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
@@ -240,8 +251,8 @@ func (f *Framework) Grant(t testing.TB, user string, rule rbacv1.PolicyRule) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = hub.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
-		_ = hub.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = client.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = client.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
 }
 
@@ -342,32 +353,6 @@ func (u *User) MemberConfig(t testing.TB, cluster string) *rest.Config {
 		t.Fatal(err)
 	}
 	return config
-}
-
-// GrantInMember binds a new ClusterRole with the given rules to a user in a
-// member cluster, and removes both when the test ends.
-func (f *Framework) GrantInMember(t testing.TB, cluster, user string, rules ...rbacv1.PolicyRule) {
-	t.Helper()
-	member := f.Member(t, cluster)
-	ctx := context.Background()
-	name := "e2e:" + strings.NewReplacer(":", "-", "/", "-").Replace(user) + ":" + fmt.Sprint(time.Now().UnixNano())
-	if _, err := member.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Rules:      rules,
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := member.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = member.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
-		_ = member.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
 }
 
 // StartKubectl starts kubectl in the background and returns it with its
