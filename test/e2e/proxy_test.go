@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,36 @@ func TestProxyRBACJourney(t *testing.T) {
 	if !strings.Contains(out, "member1-node-0") {
 		t.Errorf("nodes after member1 grants RBAC: %s", out)
 	}
+
+	// The member saw all of the caller: user, UID and extras, as the hub
+	// authenticated them, with switchboard's identity only as impersonator.
+	m, err := f.State.Member("member1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsName := strings.Split(sa.Name, ":")
+	account, err := f.Hub(t).CoreV1().ServiceAccounts(nsName[2]).Get(context.Background(), nsName[3], metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		ev, err := findAudit(m.AuditLog, sa.Name, "nodes", "list")
+		if err != nil {
+			return err
+		}
+		if ev.ImpersonatedUser.UID != string(account.UID) {
+			return fmt.Errorf("impersonated UID %q, want the service account's %q", ev.ImpersonatedUser.UID, account.UID)
+		}
+		if len(ev.ImpersonatedUser.Extra["authentication.kubernetes.io/credential-id"]) == 0 {
+			return fmt.Errorf("the caller's extras did not reach the member: %v", ev.ImpersonatedUser.Extra)
+		}
+		for _, g := range []string{"system:serviceaccounts", "system:serviceaccounts:" + nsName[2], "system:authenticated"} {
+			if !slices.Contains(ev.ImpersonatedUser.Groups, g) {
+				return fmt.Errorf("impersonated groups %v lack %s", ev.ImpersonatedUser.Groups, g)
+			}
+		}
+		return nil
+	})
 
 	// member2 is not in the hub grant: the hub refuses before switchboard.
 	r = framework.Kubectl(t, sa.Kubeconfig, "get", "--raw", proxyPrefix+"member2/proxy/api/v1/nodes")
@@ -261,35 +292,52 @@ func TestMemberKubeconfigEveryCommand(t *testing.T) {
 	})
 
 	t.Run("member audit log names the caller", func(t *testing.T) {
-		impersonator := "system:serviceaccount:" + join.Namespace + ":" + join.ServiceAccountName
-		eventually(t, 30*time.Second, func() error { return auditHas(m.AuditLog, dev.Name, impersonator, "configmaps", "create") })
+		eventually(t, 30*time.Second, func() error {
+			_, err := findAudit(m.AuditLog, dev.Name, "configmaps", "create")
+			return err
+		})
 	})
 }
 
-// auditHas finds an audit event in which impersonator acted as caller.
-func auditHas(path, caller, impersonator, resource, verb string) error {
+// auditEvent is the part of a member's audit event the tests read.
+type auditEvent struct {
+	Verb string `json:"verb"`
+	User struct {
+		Username string `json:"username"`
+	} `json:"user"`
+	ImpersonatedUser *struct {
+		Username string              `json:"username"`
+		UID      string              `json:"uid"`
+		Groups   []string            `json:"groups"`
+		Extra    map[string][]string `json:"extra"`
+	} `json:"impersonatedUser"`
+	ObjectRef *struct {
+		Resource string `json:"resource"`
+	} `json:"objectRef"`
+}
+
+// findAudit returns the last audit event in which switchboard's member
+// identity did verb on resource as caller.
+func findAudit(path, caller, resource, verb string) (*auditEvent, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	impersonator := "system:serviceaccount:" + join.Namespace + ":" + join.ServiceAccountName
+	var found *auditEvent
 	for _, line := range strings.Split(string(data), "\n") {
-		var ev struct {
-			Verb             string `json:"verb"`
-			User             struct{ Username string }
-			ImpersonatedUser *struct {
-				Username string
-				Groups   []string
-			} `json:"impersonatedUser"`
-			ObjectRef *struct{ Resource string } `json:"objectRef"`
-		}
-		if json.Unmarshal([]byte(line), &ev) != nil || ev.ImpersonatedUser == nil || ev.ObjectRef == nil {
+		ev := &auditEvent{}
+		if json.Unmarshal([]byte(line), ev) != nil || ev.ImpersonatedUser == nil || ev.ObjectRef == nil {
 			continue
 		}
 		if ev.Verb == verb && ev.ObjectRef.Resource == resource && ev.User.Username == impersonator && ev.ImpersonatedUser.Username == caller {
-			return nil
+			found = ev
 		}
 	}
-	return fmt.Errorf("no %s %s by %s as %s in %s", verb, resource, impersonator, caller, path)
+	if found == nil {
+		return nil, fmt.Errorf("no %s %s by %s as %s in %s", verb, resource, impersonator, caller, path)
+	}
+	return found, nil
 }
 
 func newPod(name, node string) *corev1.Pod {
