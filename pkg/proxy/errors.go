@@ -93,6 +93,9 @@ func (r *errorResponder) status(req *http.Request, err error) error {
 	var idErr *identityError
 	var credErr *credentialsError
 	switch {
+	case errors.As(err, &idErr) && idErr.unsendable:
+		logger.Info("Refused to forward a request", "cluster", klog.KRef("", r.cluster), "err", err)
+		return apierrors.NewForbidden(cluster.Resource("clusters/proxy"), r.cluster, idErr)
 	case errors.As(err, &idErr):
 		logger.Error(err, "Refused to forward a request", "cluster", klog.KRef("", r.cluster))
 		return apierrors.NewInternalError(idErr)

@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -58,15 +59,25 @@ func (rt *identityRoundTripper) RoundTrip(req *http.Request) (*http.Response, er
 	if !ok || caller == nil || caller.GetName() == "" {
 		return nil, &identityError{cluster: rt.cluster, reason: "the request carries no authenticated user"}
 	}
+	want := impersonationFor(caller)
+	if err := sendable(want); err != nil {
+		return nil, &identityError{cluster: rt.cluster, reason: err.Error(), unsendable: true}
+	}
+
+	upgrade := httpstream.IsUpgradeRequest(req)
 	out := utilnet.CloneRequest(req)
+	// Header names in any case become one canonical name each, so that no
+	// second spelling of Connection or of an identity header survives.
+	out.Header = canonicalHeader(out.Header)
 	removeCallerIdentity(out.Header)
-	if httpstream.IsUpgradeRequest(out) {
+	if upgrade {
 		// Keep only the upgrade itself in Connection: nothing a caller
 		// lists there may make a later hop drop a header set here.
 		out.Header.Set("Connection", "Upgrade")
+	} else {
+		out.Header.Del("Connection")
 	}
 
-	want := impersonationFor(caller)
 	var next http.RoundTripper = &identityCheck{cluster: rt.cluster, want: want, token: rt.token, delegate: rt.delegate}
 	if rt.token != "" {
 		next = transport.NewBearerAuthRoundTripper(rt.token, next)
@@ -90,6 +101,47 @@ func impersonationFor(u user.Info) transport.ImpersonationConfig {
 		Groups:   groups,
 		Extra:    u.GetExtra(),
 	}
+}
+
+// sendable checks that every part of an identity survives as a header
+// value: HTTP trims surrounding white space, so a group " system:masters"
+// would arrive as system:masters, and control characters do not travel.
+func sendable(c transport.ImpersonationConfig) error {
+	check := func(what, v string) error {
+		if v != strings.Trim(v, " \t") || !httpguts.ValidHeaderFieldValue(v) {
+			return fmt.Errorf("the caller's %s %q cannot be sent as a header unchanged", what, v)
+		}
+		return nil
+	}
+	if err := check("user name", c.UserName); err != nil {
+		return err
+	}
+	if err := check("UID", c.UID); err != nil {
+		return err
+	}
+	for _, g := range c.Groups {
+		if err := check("group", g); err != nil {
+			return err
+		}
+	}
+	for k, vv := range c.Extra {
+		for _, v := range vv {
+			if err := check("extra "+k, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// canonicalHeader merges the values of every header under its canonical name.
+func canonicalHeader(h http.Header) http.Header {
+	out := make(http.Header, len(h))
+	for name, values := range h {
+		key := http.CanonicalHeaderKey(name)
+		out[key] = append(out[key], values...)
+	}
+	return out
 }
 
 // identityHeader says whether a header name carries identity, in any case.
@@ -172,6 +224,9 @@ func (c *identityCheck) verify(h http.Header) error {
 type identityError struct {
 	cluster string
 	reason  string
+	// unsendable means the caller's identity cannot be expressed in
+	// headers: the request is refused (403), not an internal failure.
+	unsendable bool
 }
 
 func (e *identityError) Error() string {

@@ -310,7 +310,8 @@ func TestNoUserNothingReachesTheMember(t *testing.T) {
 // A user whose name or groups header values cannot carry (leading or trailing
 // whitespace: HTTP drops it) would arrive at the member as someone else: a
 // hub group " system:masters" becomes the member's system:masters. Such a
-// caller must be refused, as one without a user is.
+// caller must be refused with 403: the request is not allowed, and nothing
+// is wrong with switchboard.
 func TestIdentityHeadersCannotCarryIsRefused(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -333,8 +334,8 @@ func TestIdentityHeadersCannotCarryIsRefused(t *testing.T) {
 				t.Errorf("the member received the request as user %q, groups %q (hub user %q, groups %q)",
 					seen.Header.Get("Impersonate-User"), seen.Header.Values("Impersonate-Group"), tc.caller.Name, tc.caller.Groups)
 			}
-			if rec.Code != http.StatusInternalServerError {
-				t.Errorf("code = %d, want 500 (refused)", rec.Code)
+			if rec.Code != http.StatusForbidden {
+				t.Errorf("code = %d, want 403 (refused)", rec.Code)
 			}
 		})
 	}

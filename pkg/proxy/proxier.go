@@ -60,7 +60,7 @@ func (p *Proxier) Connect(_ context.Context, name, path string, responder rest.R
 		return nil, err
 	}
 	if !p.synced() {
-		return nil, serviceUnavailable(name, "switchboard is starting: its caches of Clusters and credentials are not synced yet")
+		return nil, serviceUnavailable(name, fmt.Sprintf("cluster %q cannot be reached yet: switchboard is starting and its caches of Clusters and credentials are not synced", name))
 	}
 	cl, err := p.clusters.Get(name)
 	if apierrors.IsNotFound(err) {

@@ -19,8 +19,11 @@ package proxy
 import (
 	"context"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
@@ -46,11 +49,21 @@ func innerPath(info *request.RequestInfo) []string {
 // proxies to pods, services and nodes.
 var longRunningSubresources = map[string]bool{"exec": true, "attach": true, "portforward": true, "proxy": true}
 
+// memberRequestInfo parses member paths as a member's kube-apiserver does.
+var memberRequestInfo = &request.RequestInfoFactory{
+	APIPrefixes:          sets.NewString("api", "apis"),
+	GrouplessAPIPrefixes: sets.NewString("api"),
+}
+
 // IsLongRunning says whether a request may stay open indefinitely: watches
 // of Clusters, and proxied requests that stream (watches, logs -f, exec,
 // attach, port-forward, nested proxies). Long-running requests are not cut
 // by the request timeout and do not count against max-in-flight. Other
 // proxied requests, however large their answer, are ordinary requests.
+//
+// The member path is read as the member reads it: its own request info
+// (watch verbs, subresources) and its boolean parameters, where anything but
+// "0" or "false" is true.
 func IsLongRunning(r *http.Request, info *request.RequestInfo) bool {
 	if info == nil || !info.IsResourceRequest {
 		return false
@@ -64,26 +77,30 @@ func IsLongRunning(r *http.Request, info *request.RequestInfo) bool {
 	if httpstream.IsUpgradeRequest(r) {
 		return true
 	}
-	query := r.URL.Query()
-	if isTrue(query.Get("watch")) || isTrue(query.Get("follow")) {
-		return true
+	inner := &http.Request{
+		Method: r.Method,
+		URL:    &url.URL{Path: "/" + strings.Join(innerPath(info), "/"), RawQuery: r.URL.RawQuery},
 	}
-	inner := innerPath(info)
-	// /api/v1/watch/... and /apis/<group>/<version>/watch/...
-	if (len(inner) > 2 && inner[0] == "api" && inner[2] == "watch") ||
-		(len(inner) > 3 && inner[0] == "apis" && inner[3] == "watch") {
-		return true
+	member, err := memberRequestInfo.NewRequestInfo(inner)
+	if err != nil || !member.IsResourceRequest {
+		return false
 	}
-	// .../<resource>/<name>/<subresource>
-	for i := 2; i < len(inner); i++ {
-		if longRunningSubresources[inner[i]] {
-			return true
-		}
+	switch {
+	case member.Verb == "watch":
+		return true
+	case longRunningSubresources[member.Subresource]:
+		return true
+	case member.Subresource == "log":
+		return queryTrue(r.URL.Query(), "follow")
 	}
 	return false
 }
 
-func isTrue(v string) bool { return v == "true" || v == "1" }
+// queryTrue reads a boolean query parameter as kube-apiserver does.
+func queryTrue(q url.Values, name string) bool {
+	v, ok := q[name]
+	return ok && len(v) > 0 && v[0] != "0" && !strings.EqualFold(v[0], "false")
+}
 
 type originalQueryKey struct{}
 

@@ -17,6 +17,7 @@ limitations under the License.
 package proxy
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -173,7 +174,7 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*membe
 		upgrade: utilproxy.NewUpgradeRequestRoundTripper(base, &identityRoundTripper{
 			cluster:  cl.Name,
 			token:    creds.token,
-			delegate: utilproxy.MirrorRequest,
+			delegate: &dialDeadline{timeout: c.dialTimeout, delegate: utilproxy.MirrorRequest},
 		}),
 	}, nil
 }
@@ -201,3 +202,26 @@ func fingerprintOf(spec *v1alpha1.ClusterSpec, creds *credentials) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// dialDeadline bounds connecting for upgrade requests. The upgrade-aware
+// handler dials with the request's context, which has no deadline for
+// long-running requests, and its TLS handshake has no timeout of its own;
+// without this, a member that accepts TCP but never answers TLS would hold
+// an exec forever. The bound context is used only to connect: once the
+// connection is up, the stream runs on the request's own context.
+type dialDeadline struct {
+	timeout  time.Duration
+	delegate http.RoundTripper
+}
+
+var _ utilnet.RoundTripperWrapper = &dialDeadline{}
+
+func (d *dialDeadline) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(req.Context(), d.timeout)
+	// Not cancelled on return: the dial that follows still needs it; the
+	// timer releases it.
+	time.AfterFunc(d.timeout, cancel)
+	return d.delegate.RoundTrip(req.WithContext(ctx))
+}
+
+func (d *dialDeadline) WrappedRoundTripper() http.RoundTripper { return d.delegate }
