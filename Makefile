@@ -32,7 +32,7 @@ LDFLAGS := -s -w \
 	-X $(MODULE)/pkg/version.gitTreeState=$(GIT_TREE_STATE) \
 	-X $(MODULE)/pkg/version.buildDate=$(BUILD_DATE)
 
-BINARIES := switchboard-apiserver
+BINARIES := switchboard-apiserver kubectl-switchboard
 IMAGE    ?= switchboard-apiserver:$(GIT_VERSION)
 
 .PHONY: build

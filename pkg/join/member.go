@@ -19,16 +19,9 @@ limitations under the License.
 package join
 
 import (
-	"context"
-	"fmt"
-	"time"
-
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Names of the objects switchboard owns in a member. Users must not edit them.
@@ -91,75 +84,4 @@ func TokenSecret() *corev1.Secret {
 type Credential struct {
 	Token  []byte
 	CACert []byte
-}
-
-// EnsureImpersonator creates (or leaves as they are) the member objects and
-// waits, up to timeout, for the token Secret to be filled.
-func EnsureImpersonator(ctx context.Context, member kubernetes.Interface, timeout time.Duration) (*Credential, error) {
-	ns, sa, role, binding := MemberObjects()
-	creates := []func() error{
-		func() error {
-			_, err := member.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := member.CoreV1().ServiceAccounts(Namespace).Create(ctx, sa, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := member.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := member.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{})
-			return err
-		},
-	}
-	for _, create := range creates {
-		if err := create(); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, err
-		}
-	}
-
-	secret, err := findTokenSecret(ctx, member)
-	if err != nil {
-		return nil, err
-	}
-	if secret == nil {
-		if secret, err = member.CoreV1().Secrets(Namespace).Create(ctx, TokenSecret(), metav1.CreateOptions{}); err != nil {
-			return nil, err
-		}
-	}
-	var cred *Credential
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		s, err := member.CoreV1().Secrets(Namespace).Get(ctx, secret.Name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		if len(s.Data[corev1.ServiceAccountTokenKey]) == 0 || len(s.Data[corev1.ServiceAccountRootCAKey]) == 0 {
-			return false, nil
-		}
-		cred = &Credential{Token: s.Data[corev1.ServiceAccountTokenKey], CACert: s.Data[corev1.ServiceAccountRootCAKey]}
-		return true, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("the token Secret %s/%s was not filled within %s (is the member's token controller, part of kube-controller-manager, running?): %w",
-			Namespace, secret.Name, timeout, err)
-	}
-	return cred, nil
-}
-
-// findTokenSecret returns switchboard's token Secret in the member, if any.
-func findTokenSecret(ctx context.Context, member kubernetes.Interface) (*corev1.Secret, error) {
-	list, err := member.CoreV1().Secrets(Namespace).List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedByValue})
-	if err != nil {
-		return nil, err
-	}
-	for i := range list.Items {
-		s := &list.Items[i]
-		if s.Type == corev1.SecretTypeServiceAccountToken && s.Annotations[corev1.ServiceAccountNameKey] == ServiceAccountName {
-			return s, nil
-		}
-	}
-	return nil, nil
 }

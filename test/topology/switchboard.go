@@ -33,8 +33,6 @@ import (
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggregatorclient "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 
-	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
-	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
 	"github.com/switchboard-io/switchboard/pkg/join"
 )
 
@@ -192,47 +190,28 @@ func createCredentialsReader(ctx context.Context, client kubernetes.Interface, s
 	return err
 }
 
-// joinMember gives switchboard an impersonate-only identity in a member and
-// registers the member on the hub: its credentials Secret and its Cluster.
+// joinMember joins a member as kubectl switchboard join does: an
+// impersonate-only identity in the member, its token in a hub Secret, the
+// Cluster on the hub, and a request through the hub to check it.
 func (u *upper) joinMember(ctx context.Context, m *Cluster) error {
 	s := u.state
-	memberClient, err := m.Client()
+	memberConfig, err := m.RESTConfig()
 	if err != nil {
 		return err
-	}
-	cred, err := join.EnsureImpersonator(ctx, memberClient, readyTimeout)
-	if err != nil {
-		return fmt.Errorf("joining %s: %w", m.Name, err)
 	}
 	hubConfig, err := s.Hub.RESTConfig()
 	if err != nil {
 		return err
 	}
-	hub, err := kubernetes.NewForConfig(hubConfig)
+	_, err = join.Join(ctx, join.Options{
+		Name:          m.Name,
+		MemberConfig:  memberConfig,
+		HubConfig:     hubConfig,
+		TokenTimeout:  readyTimeout,
+		VerifyTimeout: readyTimeout,
+	})
 	if err != nil {
-		return err
-	}
-	secretName := m.Name + "-credentials"
-	_, err = hub.CoreV1().Secrets(systemNamespace).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: secretName, Labels: map[string]string{join.ManagedByLabel: join.ManagedByValue}},
-		Data:       map[string][]byte{v1alpha1.SecretKeyToken: cred.Token, v1alpha1.SecretKeyCABundle: cred.CACert},
-	}, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	sb, err := clientset.NewForConfig(hubConfig)
-	if err != nil {
-		return err
-	}
-	_, err = sb.ClusterV1alpha1().Clusters().Create(ctx, &v1alpha1.Cluster{
-		ObjectMeta: metav1.ObjectMeta{Name: m.Name},
-		Spec: v1alpha1.ClusterSpec{
-			Endpoint:             m.URL,
-			CredentialsSecretRef: v1alpha1.SecretReference{Name: secretName},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
+		return fmt.Errorf("joining %s: %w", m.Name, err)
 	}
 	return nil
 }

@@ -1,0 +1,137 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package join
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// tokenChecker says whether a token authenticates as switchboard's service
+// account in the member. The default asks the member with a
+// SelfSubjectReview, which every authenticated identity may make.
+type tokenChecker func(ctx context.Context, token []byte) error
+
+func selfSubjectReviewChecker(member *rest.Config) tokenChecker {
+	return func(ctx context.Context, token []byte) error {
+		config := rest.AnonymousClientConfig(member)
+		config.BearerToken = string(token)
+		client, err := kubernetes.NewForConfig(config)
+		if err != nil {
+			return err
+		}
+		review, err := client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		if got := review.Status.UserInfo.Username; got != impersonatorUser {
+			return &wrongIdentityError{got: got}
+		}
+		return nil
+	}
+}
+
+// ensureToken returns a working token of switchboard's service account. It
+// reuses the token Secret if its token still authenticates, and replaces it
+// otherwise (deleted, emptied, or issued for a service account that was
+// recreated). It waits up to timeout for the member's token controller.
+func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenChecker, timeout time.Duration) (*Credential, Change, error) {
+	secret, err := findTokenSecret(ctx, member)
+	if err != nil {
+		return nil, Change{}, err
+	}
+	action := Created
+	if secret != nil {
+		obj := "Secret " + Namespace + "/" + secret.Name
+		token := secret.Data[corev1.ServiceAccountTokenKey]
+		if len(token) > 0 && len(secret.Data[corev1.ServiceAccountRootCAKey]) > 0 {
+			checkErr := check(ctx, token)
+			if checkErr == nil {
+				return &Credential{Token: token, CACert: secret.Data[corev1.ServiceAccountRootCAKey]}, Change{obj, Unchanged}, nil
+			}
+			if !apierrors.IsUnauthorized(checkErr) && !isWrongIdentity(checkErr) {
+				return nil, Change{}, fmt.Errorf("checking the token in %s: %w", obj, checkErr)
+			}
+		}
+		// Broken or not filled in time earlier: start over with a new one.
+		if err := member.CoreV1().Secrets(Namespace).Delete(ctx, secret.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return nil, Change{}, fmt.Errorf("replacing the broken %s: %w", obj, err)
+		}
+		action = Corrected
+	}
+	created, err := member.CoreV1().Secrets(Namespace).Create(ctx, TokenSecret(), metav1.CreateOptions{})
+	if err != nil {
+		return nil, Change{}, fmt.Errorf("creating the token Secret: %w", err)
+	}
+	obj := "Secret " + Namespace + "/" + created.Name
+	var cred *Credential
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		s, err := member.CoreV1().Secrets(Namespace).Get(ctx, created.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		if len(s.Data[corev1.ServiceAccountTokenKey]) == 0 || len(s.Data[corev1.ServiceAccountRootCAKey]) == 0 {
+			return false, nil
+		}
+		cred = &Credential{Token: s.Data[corev1.ServiceAccountTokenKey], CACert: s.Data[corev1.ServiceAccountRootCAKey]}
+		return true, nil
+	})
+	if err != nil {
+		return nil, Change{}, fmt.Errorf("%s was not filled with a token within %s; the member's token controller (kube-controller-manager) fills it. Join again once it runs: %w",
+			obj, timeout, err)
+	}
+	return cred, Change{obj, action}, nil
+}
+
+// impersonatorUser is the user name of switchboard's service account.
+const impersonatorUser = "system:serviceaccount:" + Namespace + ":" + ServiceAccountName
+
+// wrongIdentityError means a token authenticates, as someone else.
+type wrongIdentityError struct{ got string }
+
+func (e *wrongIdentityError) Error() string {
+	return fmt.Sprintf("the token authenticates as %q, not %q", e.got, impersonatorUser)
+}
+
+func isWrongIdentity(err error) bool {
+	_, ok := err.(*wrongIdentityError)
+	return ok
+}
+
+// findTokenSecret returns switchboard's token Secret in the member, if any.
+func findTokenSecret(ctx context.Context, member kubernetes.Interface) (*corev1.Secret, error) {
+	list, err := member.CoreV1().Secrets(Namespace).List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedByValue})
+	if err != nil {
+		return nil, fmt.Errorf("listing Secrets in %s: %w", Namespace, err)
+	}
+	for i := range list.Items {
+		s := &list.Items[i]
+		if s.Type == corev1.SecretTypeServiceAccountToken && s.Annotations[corev1.ServiceAccountNameKey] == ServiceAccountName {
+			return s, nil
+		}
+	}
+	return nil, nil
+}
