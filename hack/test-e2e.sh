@@ -21,5 +21,7 @@ topology::prepare
 if [[ -n "${KUBECTL_BIN:-}" && -x "${KUBECTL_BIN}" ]]; then
   export KUBECTL_BIN
 fi
+# kubectl finds the kubectl-switchboard plugin on the PATH.
+export PATH="${SWITCHBOARD_ROOT}/_output/bin:${PATH}"
 cd "${SWITCHBOARD_ROOT}"
 go test -count=1 -timeout 45m "$@" ./test/e2e/...

@@ -142,6 +142,16 @@ func (f *Framework) Member(t testing.TB, name string) kubernetes.Interface {
 	return client
 }
 
+// MemberAdminKubeconfig is the path of a member's admin kubeconfig.
+func (f *Framework) MemberAdminKubeconfig(t testing.TB, name string) string {
+	t.Helper()
+	m, err := f.State.Member(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Kubeconfig
+}
+
 // MemberNames lists the member clusters.
 func (f *Framework) MemberNames() []string {
 	names := make([]string, 0, len(f.State.Members))
@@ -288,9 +298,16 @@ func Kubectl(t testing.TB, kubeconfig string, args ...string) KubectlResult {
 // KubectlWithEnv is Kubectl with extra environment variables.
 func KubectlWithEnv(t testing.TB, kubeconfig string, env []string, args ...string) KubectlResult {
 	t.Helper()
+	return KubectlArgs(t, env, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+}
+
+// KubectlArgs runs kubectl with exactly the given arguments; a plugin's
+// name must come before any flag.
+func KubectlArgs(t testing.TB, env []string, args ...string) KubectlResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, KubectlBinary(t), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd := exec.CommandContext(ctx, KubectlBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
