@@ -82,7 +82,10 @@ func ensureMemberObjects(ctx context.Context, c kubernetes.Interface, wait time.
 			return false, err
 		})
 		if err != nil {
-			return changes, fmt.Errorf("%s is being deleted and was not gone within %s; join again once it is: %w", obj, wait, err)
+			if utilwait.Interrupted(err) && ctx.Err() == nil {
+				return changes, fmt.Errorf("%s is being deleted and was not gone within %s; join again once it is", obj, wait)
+			}
+			return changes, fmt.Errorf("waiting for %s to be deleted: %w", obj, err)
 		}
 		existingNS, err = c.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{})
 	}

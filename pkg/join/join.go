@@ -304,6 +304,9 @@ func (o *Options) ensureCluster(ctx context.Context) (Change, error) {
 		return Change{obj, Created}, nil
 	case err != nil:
 		return Change{}, fmt.Errorf("reading %s on the hub: %w", obj, err)
+	case !isManaged(existing):
+		// Made by hand (kubectl apply): its Secret may be someone else's.
+		return Change{}, notOwnedError(obj + " on the hub")
 	}
 	want := existing.Spec
 	want.Endpoint = o.Endpoint
@@ -314,10 +317,6 @@ func (o *Options) ensureCluster(ctx context.Context) (Change, error) {
 	}
 	fixed := existing.DeepCopy()
 	fixed.Spec = want
-	if fixed.Labels == nil {
-		fixed.Labels = map[string]string{}
-	}
-	fixed.Labels[ManagedByLabel] = ManagedByValue
 	if _, err := clusters.Update(ctx, fixed, metav1.UpdateOptions{}); err != nil {
 		return Change{}, fmt.Errorf("correcting %s on the hub: %w", obj, err)
 	}

@@ -100,8 +100,12 @@ func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenCh
 		return true, nil
 	})
 	if err != nil {
-		return nil, Change{}, fmt.Errorf("%s was not filled with a token within %s; the member's token controller (kube-controller-manager) fills it. Join again once it runs: %w",
-			obj, timeout, err)
+		if wait.Interrupted(err) && ctx.Err() == nil {
+			// join's own wait ran out; the member answered every request.
+			return nil, Change{}, fmt.Errorf("%s was not filled with a token within %s; the member's token controller (kube-controller-manager) fills it. Join again once it runs",
+				obj, timeout)
+		}
+		return nil, Change{}, fmt.Errorf("waiting for the token in %s: %w", obj, err)
 	}
 	return cred, Change{obj, action}, nil
 }
