@@ -6,6 +6,7 @@
 # make test-integration  the server run in-process against embedded etcd
 # make test-e2e          real hub, members and switchboard on loopback (hack/test-e2e.sh)
 # make local-up          start that topology and leave it running; make local-down stops it
+# make bench             switchboard's proxy against direct access to a member (hack/bench.sh)
 # make verify            generated code, formatting, vet and go.mod tidiness
 # make update-codegen    regenerate deepcopy, conversion, defaults, OpenAPI and clients
 
@@ -57,6 +58,10 @@ test-integration:
 .PHONY: test-e2e
 test-e2e:
 	hack/test-e2e.sh
+
+.PHONY: bench
+bench:
+	hack/bench.sh $(BENCH_FLAGS)
 
 .PHONY: verify
 verify: verify-gofmt verify-vet verify-gomod verify-codegen

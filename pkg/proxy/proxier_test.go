@@ -646,3 +646,42 @@ func TestProxyURL(t *testing.T) {
 		}
 	})
 }
+
+// Switchboard never asks the member for gzip on the caller's behalf (which
+// would make it unpack every large answer); what the caller asks for passes
+// through, and a gzipped answer reaches the caller as the member sent it.
+func TestAcceptEncodingPassesThrough(t *testing.T) {
+	gzipped := []byte{0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}
+	answer := func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept-Encoding") == "gzip" {
+			w.Header().Set("Content-Encoding", "gzip")
+			_, _ = w.Write(gzipped)
+			return
+		}
+		_, _ = io.WriteString(w, "plain")
+	}
+	for _, tc := range []struct {
+		name, acceptEncoding, wantBody, wantEncoding string
+	}{
+		{"caller asks for nothing", "", "plain", ""},
+		{"caller asks for gzip", "gzip", string(gzipped), "gzip"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := newMember(t, answer)
+			f := newFixture(t)
+			f.addMember(t, testCluster, mem, "")
+			req := newProxyRequest(http.MethodGet, testCluster, "/api/v1/pods", "", nil, alice)
+			if tc.acceptEncoding != "" {
+				req.Header.Set("Accept-Encoding", tc.acceptEncoding)
+			}
+			rec, responder := f.serve(t, testCluster, "/api/v1/pods", req)
+			responder.noErrors(t)
+			if got := mem.only(t).Header.Get("Accept-Encoding"); got != tc.acceptEncoding {
+				t.Errorf("the member was asked for Accept-Encoding %q, want %q", got, tc.acceptEncoding)
+			}
+			if rec.Body.String() != tc.wantBody || rec.Header().Get("Content-Encoding") != tc.wantEncoding {
+				t.Errorf("caller got %q (Content-Encoding %q), want %q (%q)", rec.Body.String(), rec.Header().Get("Content-Encoding"), tc.wantBody, tc.wantEncoding)
+			}
+		})
+	}
+}

@@ -159,6 +159,10 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*membe
 		TLSHandshakeTimeout: c.dialTimeout,
 		MaxIdleConnsPerHost: 32,
 		IdleConnTimeout:     90 * time.Second,
+		// Never ask the member for gzip on the caller's behalf (and then
+		// unpack it here): the caller's Accept-Encoding passes through, and
+		// the answer reaches it as the member sent it.
+		DisableCompression: true,
 	})
 	// The proxy, if any, is in the dialer; environment proxies never apply.
 	base.Proxy = nil
