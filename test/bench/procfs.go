@@ -101,19 +101,7 @@ type RSSSampler struct {
 func StartRSSSampler(pid int, interval time.Duration) *RSSSampler {
 	s := &RSSSampler{pid: pid, stop: make(chan struct{}), done: make(chan struct{})}
 	s.sample()
-	go func() {
-		defer close(s.done)
-		ticker := time.NewTicker(interval)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-ticker.C:
-				s.sample()
-			}
-		}
-	}()
+	go runEvery(interval, s.stop, s.done, s.sample)
 	return s
 }
 
@@ -280,19 +268,7 @@ type ConnSampler struct {
 // StartConnSampler starts polling every interval.
 func StartConnSampler(pid, port int, interval time.Duration) *ConnSampler {
 	s := &ConnSampler{pid: pid, port: port, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		ticker := time.NewTicker(interval)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-ticker.C:
-				s.sample()
-			}
-		}
-	}()
+	go runEvery(interval, s.stop, s.done, s.sample)
 	return s
 }
 
@@ -443,4 +419,19 @@ func (s CPUSnapshot) Since(earlier CPUSnapshot) CPUSnapshot {
 		d[name] = t - earlier[name]
 	}
 	return d
+}
+
+// runEvery calls fn every interval until stop closes, then closes done.
+func runEvery(interval time.Duration, stop <-chan struct{}, done chan<- struct{}, fn func()) {
+	defer close(done)
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ticker.C:
+			fn()
+		}
+	}
 }
