@@ -49,7 +49,7 @@ test: verify test-unit test-integration test-e2e
 
 .PHONY: test-unit
 test-unit:
-	$(GO) test $(GOFLAGS) -race -count=1 ./cmd/... ./pkg/...
+	$(GO) test $(GOFLAGS) -race -count=1 ./cmd/... ./pkg/... ./test/bench/...
 
 .PHONY: test-integration
 test-integration:
