@@ -371,7 +371,7 @@ func TestTableOutput(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		columns = append(columns, c.Name)
 	}
-	if strings.Join(columns, ",") != "Name,Endpoint,Ready,Version,Age" {
+	if strings.Join(columns, ",") != "Name,Endpoint,Ready,Version,Age,Latency,Reason" {
 		t.Fatalf("columns = %v in %s", columns, raw)
 	}
 	if len(table.Rows) != 1 || table.Rows[0].Cells[0] != "member1" || table.Rows[0].Cells[2] != "Unknown" {

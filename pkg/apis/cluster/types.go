@@ -55,6 +55,7 @@ type ClusterStatus struct {
 	Conditions        []metav1.Condition
 	KubernetesVersion string
 	LastProbeTime     *metav1.Time
+	ProbeLatency      *metav1.Duration
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

@@ -321,15 +321,21 @@ func schema_pkg_apis_cluster_v1alpha1_ClusterStatus(ref common.ReferenceCallback
 					},
 					"lastProbeTime": {
 						SchemaProps: spec.SchemaProps{
-							Description: "lastProbeTime is when switchboard last probed the member.",
+							Description: "lastProbeTime is when switchboard last probed the member. Status is written when something changes, and at least once a minute.",
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"probeLatency": {
+						SchemaProps: spec.SchemaProps{
+							Description: "probeLatency is the smoothed time the member takes to answer a probe.",
+							Ref:         ref(v1.Duration{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			v1.Condition{}.OpenAPIModelName(), v1.Duration{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 

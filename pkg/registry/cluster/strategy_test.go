@@ -50,6 +50,7 @@ func sampleCluster() *cluster.Cluster {
 			Conditions:        []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Probed", LastTransitionTime: now}},
 			KubernetesVersion: "v1.37.2",
 			LastProbeTime:     &now,
+			ProbeLatency:      &metav1.Duration{Duration: 2500 * time.Microsecond},
 		},
 	}
 }
@@ -209,12 +210,12 @@ func TestTableConvertor(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		names = append(names, c.Name)
 	}
-	if got := strings.Join(names, ","); got != "Name,Endpoint,Ready,Version,Age" {
+	if got := strings.Join(names, ","); got != "Name,Endpoint,Ready,Version,Age,Latency,Reason" {
 		t.Errorf("columns = %s", got)
 	}
 	want := [][]any{
-		{"member1", "https://10.0.0.12:6443", "True", "v1.37.2", "2d1h"},
-		{"member2", "https://10.0.0.12:6443", "Unknown", "<unknown>", "90s"},
+		{"member1", "https://10.0.0.12:6443", "True", "v1.37.2", "2d1h", "2.5ms", "Probed"},
+		{"member2", "https://10.0.0.12:6443", "Unknown", "<unknown>", "90s", "<unknown>", ""},
 	}
 	for i, row := range table.Rows {
 		for j, cell := range row.Cells {

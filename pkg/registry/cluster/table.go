@@ -39,6 +39,8 @@ var clusterColumns = []metav1.TableColumnDefinition{
 	{Name: "Ready", Type: "string", Description: "The status of the Ready condition: True, False or Unknown."},
 	{Name: "Version", Type: "string", Description: "The Kubernetes version the member reports."},
 	{Name: "Age", Type: "string", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]},
+	{Name: "Latency", Type: "string", Priority: 1, Description: "The smoothed time the member takes to answer a probe."},
+	{Name: "Reason", Type: "string", Priority: 1, Description: "The reason of the Ready condition."},
 }
 
 // TableConvertor prints Clusters for kubectl get: NAME, ENDPOINT, READY, VERSION, AGE.
@@ -69,11 +71,15 @@ func (TableConvertor) ConvertToTable(_ context.Context, obj runtime.Object, _ ru
 }
 
 func clusterRow(c *cluster.Cluster, now time.Time) metav1.TableRow {
-	ready := string(metav1.ConditionUnknown)
+	ready, reason := string(metav1.ConditionUnknown), ""
 	for _, cond := range c.Status.Conditions {
 		if cond.Type == v1alpha1.ConditionReady {
-			ready = string(cond.Status)
+			ready, reason = string(cond.Status), cond.Reason
 		}
+	}
+	latency := unknown
+	if c.Status.ProbeLatency != nil {
+		latency = c.Status.ProbeLatency.Duration.Round(100 * time.Microsecond).String()
 	}
 	version := c.Status.KubernetesVersion
 	if version == "" {
@@ -84,7 +90,7 @@ func clusterRow(c *cluster.Cluster, now time.Time) metav1.TableRow {
 		age = duration.HumanDuration(now.Sub(c.CreationTimestamp.Time))
 	}
 	return metav1.TableRow{
-		Cells:  []any{c.Name, c.Spec.Endpoint, ready, version, age},
+		Cells:  []any{c.Name, c.Spec.Endpoint, ready, version, age, latency, reason},
 		Object: runtime.RawExtension{Object: c},
 	}
 }

@@ -34,9 +34,33 @@ const (
 	SecretKeyCABundle = "ca.crt"
 )
 
-// ConditionReady is the condition type that says whether the member's API
-// server answers switchboard with the credential it holds.
-const ConditionReady = "Ready"
+// Condition types of a Cluster.
+const (
+	// ConditionReady says whether the member's API server answers
+	// switchboard and reports itself ready.
+	ConditionReady = "Ready"
+	// ConditionCredentialsValid says whether the member accepts the
+	// credential in the Cluster's Secret.
+	ConditionCredentialsValid = "CredentialsValid"
+)
+
+// Reasons of the Ready and CredentialsValid conditions.
+const (
+	// ReasonProbed: the member answered the probe (Ready, CredentialsValid True).
+	ReasonProbed = "Probed"
+	// ReasonNotReady: the member answered, but its /readyz fails.
+	ReasonNotReady = "NotReady"
+	// ReasonUnreachable: no connection to the member (refused, DNS, timeout).
+	ReasonUnreachable = "Unreachable"
+	// ReasonTLSError: the member's certificate was not accepted.
+	ReasonTLSError = "TLSError"
+	// ReasonUnauthorized: the member rejected switchboard's credential.
+	ReasonUnauthorized = "Unauthorized"
+	// ReasonCredentialsMissing: the Secret is missing or unusable.
+	ReasonCredentialsMissing = "CredentialsMissing"
+	// ReasonProbing: no probe has finished yet.
+	ReasonProbing = "Probing"
+)
 
 // +genclient
 // +genclient:nonNamespaced
@@ -119,9 +143,14 @@ type ClusterStatus struct {
 	// +optional
 	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
 
-	// lastProbeTime is when switchboard last probed the member.
+	// lastProbeTime is when switchboard last probed the member. Status is
+	// written when something changes, and at least once a minute.
 	// +optional
 	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
+
+	// probeLatency is the smoothed time the member takes to answer a probe.
+	// +optional
+	ProbeLatency *metav1.Duration `json:"probeLatency,omitempty"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

@@ -143,6 +143,11 @@ func (in *ClusterStatus) DeepCopyInto(out *ClusterStatus) {
 		in, out := &in.LastProbeTime, &out.LastProbeTime
 		*out = (*in).DeepCopy()
 	}
+	if in.ProbeLatency != nil {
+		in, out := &in.ProbeLatency, &out.ProbeLatency
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	return
 }
 

@@ -85,6 +85,9 @@ func ValidateClusterStatus(status *cluster.ClusterStatus, fldPath *field.Path) f
 	if len(status.KubernetesVersion) > maxKubernetesVersionLength {
 		allErrs = append(allErrs, field.TooLong(fldPath.Child("kubernetesVersion"), "", maxKubernetesVersionLength))
 	}
+	if status.ProbeLatency != nil && status.ProbeLatency.Duration < 0 {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("probeLatency"), status.ProbeLatency.Duration.String(), "must not be negative"))
+	}
 	return allErrs
 }
 

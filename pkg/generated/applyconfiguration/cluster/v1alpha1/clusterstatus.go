@@ -33,8 +33,11 @@ type ClusterStatusApplyConfiguration struct {
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 	// kubernetesVersion is the gitVersion the member's API server reports on /version.
 	KubernetesVersion *string `json:"kubernetesVersion,omitempty"`
-	// lastProbeTime is when switchboard last probed the member.
+	// lastProbeTime is when switchboard last probed the member. Status is
+	// written when something changes, and at least once a minute.
 	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
+	// probeLatency is the smoothed time the member takes to answer a probe.
+	ProbeLatency *metav1.Duration `json:"probeLatency,omitempty"`
 }
 
 // ClusterStatusApplyConfiguration constructs a declarative configuration of the ClusterStatus type for use with
@@ -69,5 +72,13 @@ func (b *ClusterStatusApplyConfiguration) WithKubernetesVersion(value string) *C
 // If called multiple times, the LastProbeTime field is set to the value of the last call.
 func (b *ClusterStatusApplyConfiguration) WithLastProbeTime(value metav1.Time) *ClusterStatusApplyConfiguration {
 	b.LastProbeTime = &value
+	return b
+}
+
+// WithProbeLatency sets the ProbeLatency field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the ProbeLatency field is set to the value of the last call.
+func (b *ClusterStatusApplyConfiguration) WithProbeLatency(value metav1.Duration) *ClusterStatusApplyConfiguration {
+	b.ProbeLatency = &value
 	return b
 }
