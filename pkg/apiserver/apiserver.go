@@ -34,12 +34,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	componentbaseconfig "k8s.io/component-base/config"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/install"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
 	informers "github.com/switchboard-io/switchboard/pkg/generated/informers/externalversions"
+	"github.com/switchboard-io/switchboard/pkg/health"
 	"github.com/switchboard-io/switchboard/pkg/proxy"
 	clusterstorage "github.com/switchboard-io/switchboard/pkg/registry/cluster/storage"
 )
@@ -77,6 +79,11 @@ type ExtraConfig struct {
 	CredentialsNamespace string
 	// MemberDialTimeout bounds connecting to a member.
 	MemberDialTimeout time.Duration
+	// Health tunes the member prober.
+	Health health.Options
+	// LeaderElection decides which replica writes Cluster status; off, or
+	// without a hub, this replica does.
+	LeaderElection componentbaseconfig.LeaderElectionConfiguration
 }
 
 // Config is the configuration of the server.
@@ -172,13 +179,15 @@ func (c completedConfig) newProxier(s *genericapiserver.GenericAPIServer) (*prox
 	synced := []cache.InformerSynced{clusterInformer.Informer().HasSynced}
 
 	var secretFactory kubeinformers.SharedInformerFactory
+	var secretInformer cache.SharedIndexInformer
 	var secrets corev1listers.SecretNamespaceLister
 	namespace := c.ExtraConfig.CredentialsNamespace
 	if c.ExtraConfig.HubClient != nil {
 		secretFactory = kubeinformers.NewSharedInformerFactoryWithOptions(c.ExtraConfig.HubClient, 0, kubeinformers.WithNamespace(namespace))
-		secretInformer := secretFactory.Core().V1().Secrets()
-		secrets = secretInformer.Lister().Secrets(namespace)
-		synced = append(synced, secretInformer.Informer().HasSynced)
+		informer := secretFactory.Core().V1().Secrets()
+		secrets = informer.Lister().Secrets(namespace)
+		secretInformer = informer.Informer()
+		synced = append(synced, secretInformer.HasSynced)
 	}
 	allSynced := func() bool {
 		for _, s := range synced {
@@ -189,11 +198,37 @@ func (c completedConfig) newProxier(s *genericapiserver.GenericAPIServer) (*prox
 		return true
 	}
 
-	err = s.AddPostStartHook("switchboard-proxy-informers", func(ctx genericapiserver.PostStartHookContext) error {
+	// The health prober shares the caches and transports.
+	proxy.RegisterMetrics()
+	health.RegisterMetrics()
+	isLeader, runElection, err := c.leaderElection()
+	if err != nil {
+		return nil, err
+	}
+	recorder, startEvents := c.eventRecorder()
+	prober := health.NewController(c.ExtraConfig.Health, clusterInformer.Lister(), secrets, transports,
+		health.NewTracker(), loopback.ClusterV1alpha1(), recorder, isLeader)
+	if _, err := clusterInformer.Informer().AddEventHandler(prober.ClusterHandler()); err != nil {
+		return nil, err
+	}
+	if secretInformer != nil {
+		if _, err := secretInformer.AddEventHandler(prober.SecretHandler()); err != nil {
+			return nil, err
+		}
+	}
+
+	err = s.AddPostStartHook("switchboard-members", func(ctx genericapiserver.PostStartHookContext) error {
 		clusterFactory.Start(ctx.Done())
 		if secretFactory != nil {
 			secretFactory.Start(ctx.Done())
 		}
+		startEvents(ctx)
+		go runElection(ctx)
+		go func() {
+			if cache.WaitForCacheSync(ctx.Done(), synced...) {
+				prober.Run(ctx)
+			}
+		}()
 		return nil
 	})
 	if err != nil {
@@ -208,5 +243,7 @@ func (c completedConfig) newProxier(s *genericapiserver.GenericAPIServer) (*prox
 	if err != nil {
 		return nil, err
 	}
-	return proxy.NewProxier(clusterInformer.Lister(), secrets, namespace, allSynced, transports), nil
+	proxier := proxy.NewProxier(clusterInformer.Lister(), secrets, namespace, allSynced, transports)
+	proxier.SetHealth(prober)
+	return proxier, nil
 }

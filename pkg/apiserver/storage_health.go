@@ -38,8 +38,9 @@ const (
 	// storageProbeInterval is how often etcd is probed. The probe itself is
 	// bounded by the storage readiness timeout (2s by default).
 	storageProbeInterval = time.Second
-	// storageRetryAfterSeconds is what clients are told to wait while etcd is away.
-	storageRetryAfterSeconds = 5
+	// storageRetryAfterSeconds is what clients are told to wait while etcd is
+	// away. client-go retries up to ten times, so this stays short.
+	storageRetryAfterSeconds = 1
 )
 
 // StorageHealth knows, from a probe in the background, whether etcd answers.

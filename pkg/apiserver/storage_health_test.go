@@ -91,7 +91,7 @@ func TestStorageGate(t *testing.T) {
 		if rec.Code != http.StatusServiceUnavailable {
 			t.Errorf("%s while etcd is away: %d, want 503", name, rec.Code)
 		}
-		if rec.Header().Get("Retry-After") != "5" {
+		if rec.Header().Get("Retry-After") != "1" {
 			t.Errorf("%s: Retry-After = %q", name, rec.Header().Get("Retry-After"))
 		}
 		var status metav1.Status

@@ -18,11 +18,15 @@ package proxy
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -34,9 +38,11 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
 )
 
-// retryAfterSeconds is what clients are told to wait when a member or its
-// credentials are unavailable.
-const retryAfterSeconds = 5
+// retryAfterSeconds is what clients are told to wait when waiting may help
+// (a member known to be down, caches still syncing). client-go retries such
+// answers up to ten times, so it is kept short: a caller learns within
+// seconds, and a member that comes back in the meantime answers.
+const retryAfterSeconds = 1
 
 // credentialsError means a Cluster's credentials Secret is missing or unusable.
 type credentialsError struct {
@@ -49,8 +55,17 @@ func (e *credentialsError) Error() string {
 	return fmt.Sprintf("cluster %q cannot be reached: its credentials Secret %s %s", e.cluster, e.secret, e.reason)
 }
 
-// serviceUnavailable is a 503 Status naming the cluster, with Retry-After.
+// serviceUnavailable is a 503 Status naming the cluster. Only answers that
+// waiting can change carry Retry-After (see retryAfter); a broken Secret does
+// not, nor a member that already made the caller wait for its dial timeout.
 func serviceUnavailable(clusterName, message string) *apierrors.StatusError {
+	err := retryLater(clusterName, message)
+	err.ErrStatus.Details.RetryAfterSeconds = 0
+	return err
+}
+
+// retryLater is a 503 Status naming the cluster, with Retry-After.
+func retryLater(clusterName, message string) *apierrors.StatusError {
 	return &apierrors.StatusError{ErrStatus: metav1.Status{
 		Status:  metav1.StatusFailure,
 		Code:    http.StatusServiceUnavailable,
@@ -100,20 +115,24 @@ func (r *errorResponder) status(req *http.Request, err error) error {
 		logger.Error(err, "Refused to forward a request", "cluster", klog.KRef("", r.cluster))
 		return apierrors.NewInternalError(idErr)
 	case errors.As(err, &credErr):
+		upstreamError(r.cluster, "credentials")
 		return serviceUnavailable(r.cluster, credErr.Error())
 	case errors.As(err, &status):
 		return err
 	case strings.Contains(err.Error(), "invalid upgrade response"):
+		upstreamError(r.cluster, "redirect")
 		// The member answered an upgrade with neither 101 nor an error,
 		// a redirect for instance; it is not passed on.
 		return badGateway(r.cluster, fmt.Sprintf("cluster %q did not accept the upgrade: %v", r.cluster, err))
 	case utilnet.IsConnectionReset(err) || errors.Is(err, io.ErrUnexpectedEOF):
+		upstreamError(r.cluster, "reset")
 		return serviceUnavailable(r.cluster, fmt.Sprintf("cluster %q closed the connection at %s: %v", r.cluster, r.endpoint, err))
 	case req.Context().Err() != nil:
 		// The caller went away or its request timed out; nobody reads this.
 		return apierrors.NewTimeoutError(fmt.Sprintf("request to cluster %q ended: %v", r.cluster, req.Context().Err()), 0)
 	default:
 		logger.V(2).Info("Member unreachable", "cluster", klog.KRef("", r.cluster), "err", err)
+		upstreamError(r.cluster, dialReason(err))
 		return serviceUnavailable(r.cluster, fmt.Sprintf("cluster %q is unreachable at %s: %v", r.cluster, r.endpoint, err))
 	}
 }
@@ -135,21 +154,9 @@ func (b *redirectBlocker) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	_ = resp.Body.Close()
-	status := badGateway(b.cluster, fmt.Sprintf(
-		"cluster %q answered with a redirect (%d); switchboard never follows or passes on a member's redirect", b.cluster, resp.StatusCode)).ErrStatus
-	status.Kind, status.APIVersion = "Status", "v1"
-	body, _ := json.Marshal(status)
-	return &http.Response{
-		Status:        fmt.Sprintf("%d %s", http.StatusBadGateway, http.StatusText(http.StatusBadGateway)),
-		StatusCode:    http.StatusBadGateway,
-		Proto:         resp.Proto,
-		ProtoMajor:    resp.ProtoMajor,
-		ProtoMinor:    resp.ProtoMinor,
-		Header:        http.Header{"Content-Type": []string{"application/json"}},
-		Body:          io.NopCloser(bytes.NewReader(body)),
-		ContentLength: int64(len(body)),
-		Request:       req,
-	}, nil
+	upstreamError(b.cluster, "redirect")
+	return statusResponse(req, resp, badGateway(b.cluster, fmt.Sprintf(
+		"cluster %q answered with a redirect (%d); switchboard never follows or passes on a member's redirect", b.cluster, resp.StatusCode)).ErrStatus), nil
 }
 
 // isRedirect says whether a response sends the client elsewhere. 304 Not
@@ -166,3 +173,63 @@ func isRedirect(resp *http.Response) bool {
 }
 
 func (b *redirectBlocker) WrappedRoundTripper() http.RoundTripper { return b.delegate }
+
+// credentialGuard turns a member's 401 into a 503 Status naming the cluster:
+// the caller's credentials never reach the member, so a 401 can only mean
+// the member rejected switchboard's own credential, and passing it on would
+// tell the caller that theirs are wrong.
+type credentialGuard struct {
+	cluster  string
+	delegate http.RoundTripper
+}
+
+var _ utilnet.RoundTripperWrapper = &credentialGuard{}
+
+func (g *credentialGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := g.delegate.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	_ = resp.Body.Close()
+	upstreamError(g.cluster, "unauthorized")
+	return statusResponse(req, resp, serviceUnavailable(g.cluster, fmt.Sprintf(
+		"cluster %q rejected switchboard's credential (401 Unauthorized); join it again to renew the credential", g.cluster)).ErrStatus), nil
+}
+
+func (g *credentialGuard) WrappedRoundTripper() http.RoundTripper { return g.delegate }
+
+// statusResponse is a response carrying a Status, in place of resp.
+func statusResponse(req *http.Request, resp *http.Response, status metav1.Status) *http.Response {
+	status.Kind, status.APIVersion = "Status", "v1"
+	body, _ := json.Marshal(status)
+	header := http.Header{"Content-Type": []string{"application/json"}}
+	if status.Details != nil && status.Details.RetryAfterSeconds > 0 {
+		header.Set("Retry-After", fmt.Sprint(status.Details.RetryAfterSeconds))
+	}
+	return &http.Response{
+		Status:        fmt.Sprintf("%d %s", status.Code, http.StatusText(int(status.Code))),
+		StatusCode:    int(status.Code),
+		Proto:         resp.Proto,
+		ProtoMajor:    resp.ProtoMajor,
+		ProtoMinor:    resp.ProtoMinor,
+		Header:        header,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
+}
+
+// dialReason names why connecting to a member failed, for the metrics.
+func dialReason(err error) string {
+	var certErr *tls.CertificateVerificationError
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	switch {
+	case errors.As(err, &certErr), errors.As(err, &unknownAuthority), errors.As(err, &hostname):
+		return "tls"
+	case errors.Is(err, context.DeadlineExceeded), os.IsTimeout(err):
+		return "timeout"
+	default:
+		return "dial"
+	}
+}

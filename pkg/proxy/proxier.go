@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilproxy "k8s.io/apimachinery/pkg/util/proxy"
@@ -46,7 +47,21 @@ type Proxier struct {
 	// synced says whether the informer caches hold a full view.
 	synced     func() bool
 	transports *TransportCache
+	// health, when set, knows members that do not answer.
+	health MemberHealth
 }
+
+// MemberHealth is what the proxy asks the health prober.
+type MemberHealth interface {
+	// Unreachable says whether the latest probe could not reach the
+	// member, when it ran and why.
+	Unreachable(cluster string) (message string, at time.Time, down bool)
+	// ProbeSoon asks for a new probe of the member.
+	ProbeSoon(cluster string)
+}
+
+// SetHealth lets the proxy fail fast on members known to be down.
+func (p *Proxier) SetHealth(h MemberHealth) { p.health = h }
 
 // NewProxier returns a Proxier reading from the given listers.
 func NewProxier(clusters listers.ClusterLister, secrets corev1listers.SecretNamespaceLister, namespace string, synced func() bool, transports *TransportCache) *Proxier {
@@ -55,12 +70,21 @@ func NewProxier(clusters listers.ClusterLister, secrets corev1listers.SecretName
 
 // Connect returns the handler that forwards one request to the member
 // named name, at path.
-func (p *Proxier) Connect(_ context.Context, name, path string, responder rest.Responder) (http.Handler, error) {
+func (p *Proxier) Connect(ctx context.Context, name, path string, responder rest.Responder) (http.Handler, error) {
+	handler, err := p.connect(name, path, responder)
+	if err != nil {
+		observeRejected(ctx, name, err)
+		return nil, err
+	}
+	return withMetrics(name, handler), nil
+}
+
+func (p *Proxier) connect(name, path string, responder rest.Responder) (http.Handler, error) {
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
 	if !p.synced() {
-		return nil, serviceUnavailable(name, fmt.Sprintf("cluster %q cannot be reached yet: switchboard is starting and its caches of Clusters and credentials are not synced", name))
+		return nil, retryLater(name, fmt.Sprintf("cluster %q cannot be reached yet: switchboard is starting and its caches of Clusters and credentials are not synced", name))
 	}
 	cl, err := p.clusters.Get(name)
 	if apierrors.IsNotFound(err) {
@@ -69,12 +93,23 @@ func (p *Proxier) Connect(_ context.Context, name, path string, responder rest.R
 	if err != nil {
 		return nil, apierrors.NewInternalError(fmt.Errorf("reading cluster %q from the cache: %w", name, err))
 	}
+	if p.health != nil {
+		if message, at, down := p.health.Unreachable(name); down {
+			// Fail at once rather than wait for the dial timeout; a new
+			// probe clears the state as soon as the member answers.
+			p.health.ProbeSoon(name)
+			upstreamError(name, "down")
+			return nil, retryLater(name, fmt.Sprintf("cluster %q is unreachable: its last probe, at %s, failed: %s",
+				name, at.UTC().Format(time.RFC3339), message))
+		}
+	}
 	if p.secrets == nil {
 		return nil, serviceUnavailable(name, fmt.Sprintf("cluster %q cannot be reached: switchboard runs without a hub connection, so it cannot read credentials Secrets", name))
 	}
 	secretRef := p.namespace + "/" + cl.Spec.CredentialsSecretRef.Name
 	secret, err := p.secrets.Get(cl.Spec.CredentialsSecretRef.Name)
 	if apierrors.IsNotFound(err) {
+		upstreamError(name, "credentials")
 		return nil, serviceUnavailable(name, (&credentialsError{cluster: name, secret: secretRef, reason: "does not exist"}).Error())
 	}
 	if err != nil {
@@ -83,6 +118,7 @@ func (p *Proxier) Connect(_ context.Context, name, path string, responder rest.R
 	t, err := p.transports.get(cl, secret)
 	if err != nil {
 		if cerr, ok := err.(*credentialsError); ok {
+			upstreamError(name, "credentials")
 			return nil, serviceUnavailable(name, cerr.Error())
 		}
 		return nil, apierrors.NewInternalError(err)

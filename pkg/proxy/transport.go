@@ -47,7 +47,9 @@ type memberTransport struct {
 	// version is the Cluster and Secret resourceVersions it was last checked against.
 	version  string
 	endpoint *url.URL
-	base     *http.Transport
+	// token is switchboard's bearer token for the member, if it uses one.
+	token string
+	base  *http.Transport
 	// plain carries ordinary requests; upgrade carries exec, attach and port-forward.
 	plain   http.RoundTripper
 	upgrade utilproxy.UpgradeRequestRoundTripper
@@ -169,11 +171,12 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*membe
 
 	return &memberTransport{
 		endpoint: endpoint,
+		token:    creds.token,
 		base:     base,
 		plain: &identityRoundTripper{
 			cluster:  cl.Name,
 			token:    creds.token,
-			delegate: &redirectBlocker{cluster: cl.Name, delegate: base},
+			delegate: &credentialGuard{cluster: cl.Name, delegate: &redirectBlocker{cluster: cl.Name, delegate: base}},
 		},
 		upgrade: utilproxy.NewUpgradeRequestRoundTripper(base, &identityRoundTripper{
 			cluster:  cl.Name,

@@ -69,6 +69,9 @@ func (u *upper) startSwitchboard(port int) error {
 // SwitchboardRequestTimeout is switchboard's --request-timeout in the topology.
 const SwitchboardRequestTimeout = 30 * time.Second
 
+// ProbeInterval is switchboard's --cluster-probe-interval in the topology.
+const ProbeInterval = 2 * time.Second
+
 // registerSwitchboard makes the hub objects an aggregated server needs,
 // as an administrator installing it would: the namespace, a Service (an
 // ExternalName to localhost, since the server runs on loopback), RBAC for
@@ -158,6 +161,8 @@ func createAdmissionReader(ctx context.Context, client kubernetes.Interface, sub
 			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}},
 			{APIGroups: []string{"flowcontrol.apiserver.k8s.io"}, Resources: []string{"flowschemas", "prioritylevelconfigurations"}, Verbs: []string{"get", "list", "watch"}},
 			{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
+			// Events about Clusters (cluster-scoped, so recorded in default).
+			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch", "update"}},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -172,12 +177,15 @@ func createAdmissionReader(ctx context.Context, client kubernetes.Interface, sub
 }
 
 // createCredentialsReader lets switchboard watch the credentials Secrets in
-// its own namespace, and no others.
+// its own namespace, and no others, and hold its leader election Lease there.
 func createCredentialsReader(ctx context.Context, client kubernetes.Interface, subject []rbacv1.Subject) error {
 	name := "switchboard:credentials-reader"
 	_, err := client.RbacV1().Roles(systemNamespace).Create(ctx, &rbacv1.Role{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"}}},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
+		},
 	}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return err

@@ -261,3 +261,31 @@ func (s *State) Summary() string {
 	fmt.Fprintf(&b, "Stop everything with: make local-down\n")
 	return b.String()
 }
+
+// StopProcess stops one recorded process, for tests of failures. The
+// process stays in the state, so RestartProcess and Down still know it.
+func (s *State) StopProcess(name string) error {
+	p := s.process(name)
+	if p == nil {
+		return fmt.Errorf("no process %q in the topology", name)
+	}
+	return p.Stop(stopGrace)
+}
+
+// RestartProcess starts a stopped process again with its recorded command
+// line, and records its new pid.
+func (s *State) RestartProcess(name string) error {
+	p := s.process(name)
+	if p == nil {
+		return fmt.Errorf("no process %q in the topology", name)
+	}
+	if p.Alive() {
+		return fmt.Errorf("%s (pid %d) still runs", name, p.PID)
+	}
+	started, err := startProcess(name, s.LogDir(), p.Args)
+	if err != nil {
+		return err
+	}
+	p.PID = started.PID
+	return s.save()
+}

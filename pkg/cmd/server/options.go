@@ -25,6 +25,7 @@ import (
 	"time"
 
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -41,8 +42,11 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	cliflag "k8s.io/component-base/cli/flag"
 	basecompatibility "k8s.io/component-base/compatibility"
+	componentbaseconfig "k8s.io/component-base/config"
+	componentbaseoptions "k8s.io/component-base/config/options"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/klog/v2"
 	netutils "k8s.io/utils/net"
@@ -50,6 +54,7 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/apiserver"
 	generatedopenapi "github.com/switchboard-io/switchboard/pkg/generated/openapi"
+	"github.com/switchboard-io/switchboard/pkg/health"
 	"github.com/switchboard-io/switchboard/pkg/proxy"
 	"github.com/switchboard-io/switchboard/pkg/version"
 )
@@ -89,7 +94,9 @@ type Options struct {
 	Traces         *genericoptions.TracingOptions
 	Logs           *logsapi.LoggingConfiguration
 
-	Proxy *ProxyOptions
+	Proxy          *ProxyOptions
+	Health         *health.Options
+	LeaderElection *componentbaseconfig.LeaderElectionConfiguration
 
 	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
 	Version                  version.Flag
@@ -133,6 +140,16 @@ func NewOptions() *Options {
 		Traces:         genericoptions.NewTracingOptions(),
 		Logs:           logsapi.NewLoggingConfiguration(),
 		Proxy:          &ProxyOptions{CredentialsNamespace: defaultCredentialsNamespace, MemberDialTimeout: 10 * time.Second},
+		Health:         &health.Options{Interval: 10 * time.Second, Timeout: 5 * time.Second, Workers: 4, Heartbeat: time.Minute},
+		LeaderElection: &componentbaseconfig.LeaderElectionConfiguration{
+			LeaderElect:       true,
+			LeaseDuration:     metav1.Duration{Duration: 15 * time.Second},
+			RenewDeadline:     metav1.Duration{Duration: 10 * time.Second},
+			RetryPeriod:       metav1.Duration{Duration: 2 * time.Second},
+			ResourceLock:      resourcelock.LeasesResourceLock,
+			ResourceName:      "switchboard-cluster-status",
+			ResourceNamespace: defaultCredentialsNamespace,
+		},
 
 		ComponentGlobalsRegistry: registry,
 	}
@@ -187,6 +204,15 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	proxyFlags.DurationVar(&o.Proxy.MemberDialTimeout, "member-dial-timeout", o.Proxy.MemberDialTimeout,
 		"How long connecting to a member's API server (TCP and TLS) may take before the request fails with 503.")
 
+	healthFlags := fss.FlagSet("member health")
+	healthFlags.DurationVar(&o.Health.Interval, "cluster-probe-interval", o.Health.Interval,
+		"How often each member is probed (/readyz and /version with switchboard's credential), jittered by up to 20%. A member is also probed whenever its Cluster or Secret changes.")
+	healthFlags.DurationVar(&o.Health.Timeout, "cluster-probe-timeout", o.Health.Timeout, "How long one probe request may take.")
+	healthFlags.IntVar(&o.Health.Workers, "cluster-probe-workers", o.Health.Workers, "How many members are probed at once, however many there are.")
+	healthFlags.DurationVar(&o.Health.Heartbeat, "cluster-status-heartbeat", o.Health.Heartbeat,
+		"How often Cluster status is written when nothing changed, to keep lastProbeTime and probeLatency current.")
+	componentbaseoptions.BindLeaderElectionFlags(o.LeaderElection, fss.FlagSet("leader election"))
+
 	o.Authentication.AddFlags(fss.FlagSet("authentication"))
 	o.Authorization.AddFlags(fss.FlagSet("authorization"))
 	hub := fss.FlagSet("hub")
@@ -235,6 +261,15 @@ func (o *Options) Validate() error {
 	}
 	if o.Proxy.MemberDialTimeout <= 0 {
 		errs = append(errs, errors.New("--member-dial-timeout must be positive"))
+	}
+	if o.Health.Interval <= 0 || o.Health.Timeout <= 0 || o.Health.Heartbeat <= 0 {
+		errs = append(errs, errors.New("--cluster-probe-interval, --cluster-probe-timeout and --cluster-status-heartbeat must be positive"))
+	}
+	if o.Health.Workers < 1 {
+		errs = append(errs, errors.New("--cluster-probe-workers must be at least 1"))
+	}
+	if o.LeaderElection.LeaderElect && o.LeaderElection.RenewDeadline.Duration >= o.LeaderElection.LeaseDuration.Duration {
+		errs = append(errs, errors.New("--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration"))
 	}
 	return utilerrors.NewAggregate(errs)
 }
@@ -297,6 +332,8 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 		StorageHealth:        storageHealth,
 		CredentialsNamespace: o.Proxy.CredentialsNamespace,
 		MemberDialTimeout:    o.Proxy.MemberDialTimeout,
+		Health:               *o.Health,
+		LeaderElection:       *o.LeaderElection,
 	}
 	if err := o.SecureServing.ApplyTo(&c.SecureServing, &c.LoopbackClientConfig); err != nil {
 		return nil, err

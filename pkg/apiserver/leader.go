@@ -1,0 +1,93 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/klog/v2"
+
+	sbscheme "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned/scheme"
+)
+
+// leaderElection returns who writes Cluster status. With leader election on
+// and a hub, replicas elect one through a Lease on the hub; otherwise this
+// replica always writes.
+func (c completedConfig) leaderElection() (isLeader func() bool, run func(context.Context), err error) {
+	le := c.ExtraConfig.LeaderElection
+	if !le.LeaderElect || c.ExtraConfig.HubClient == nil {
+		return func() bool { return true }, func(context.Context) {}, nil
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the host name for the leader election identity: %w", err)
+	}
+	identity := host + "_" + string(uuid.NewUUID())
+	lock, err := resourcelock.New(le.ResourceLock, le.ResourceNamespace, le.ResourceName,
+		c.ExtraConfig.HubClient.CoreV1(), c.ExtraConfig.HubClient.CoordinationV1(),
+		resourcelock.ResourceLockConfig{Identity: identity})
+	if err != nil {
+		return nil, nil, fmt.Errorf("leader election lock: %w", err)
+	}
+	var leading atomic.Bool
+	run = func(ctx context.Context) {
+		logger := klog.FromContext(ctx)
+		// Run again after losing the lease, until the server stops.
+		for ctx.Err() == nil {
+			leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+				Lock:            lock,
+				LeaseDuration:   le.LeaseDuration.Duration,
+				RenewDeadline:   le.RenewDeadline.Duration,
+				RetryPeriod:     le.RetryPeriod.Duration,
+				ReleaseOnCancel: true,
+				Name:            le.ResourceName,
+				Callbacks: leaderelection.LeaderCallbacks{
+					OnStartedLeading: func(context.Context) {
+						logger.Info("This replica writes Cluster status now", "identity", identity)
+						leading.Store(true)
+					},
+					OnStoppedLeading: func() {
+						logger.Info("This replica no longer writes Cluster status", "identity", identity)
+						leading.Store(false)
+					},
+				},
+			})
+		}
+	}
+	return leading.Load, run, nil
+}
+
+// eventRecorder records Cluster events on the hub, or nowhere without one.
+func (c completedConfig) eventRecorder() (events.EventRecorder, func(context.Context)) {
+	if c.ExtraConfig.HubClient == nil {
+		return nil, func(context.Context) {}
+	}
+	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: c.ExtraConfig.HubClient.EventsV1()})
+	recorder := broadcaster.NewRecorder(sbscheme.Scheme, "switchboard-apiserver")
+	return recorder, func(ctx context.Context) {
+		if err := broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
+			klog.FromContext(ctx).Error(err, "Cannot record events on the hub")
+		}
+	}
+}

@@ -1,0 +1,162 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package health probes member clusters, keeps every replica's view of
+// which members answer (the proxy fails fast on members known to be down),
+// and, on the elected replica, writes it to the Clusters' status.
+package health
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+)
+
+// Result is what one probe of a member found.
+type Result struct {
+	Time    time.Time
+	Latency time.Duration
+	// Ready and ReadyReason make the Ready condition.
+	Ready       metav1.ConditionStatus
+	ReadyReason string
+	// CredentialsValid and CredentialsReason make the CredentialsValid condition.
+	CredentialsValid  metav1.ConditionStatus
+	CredentialsReason string
+	// Message explains both conditions.
+	Message string
+	// Version is the member's gitVersion, when it answered /version.
+	Version string
+}
+
+// Down says whether the member could not be reached at all; the proxy
+// refuses requests to such a member at once.
+func (r *Result) Down() bool {
+	return r.ReadyReason == v1alpha1.ReasonUnreachable || r.ReadyReason == v1alpha1.ReasonTLSError
+}
+
+// credentialsMissing is the result for a Cluster whose Secret is unusable.
+func credentialsMissing(now time.Time, message string) Result {
+	return Result{
+		Time:              now,
+		Ready:             metav1.ConditionFalse,
+		ReadyReason:       v1alpha1.ReasonCredentialsMissing,
+		CredentialsValid:  metav1.ConditionFalse,
+		CredentialsReason: v1alpha1.ReasonCredentialsMissing,
+		Message:           message,
+	}
+}
+
+// probe asks the member for /readyz and /version with switchboard's own
+// credential, each bounded by timeout.
+func probe(ctx context.Context, client *http.Client, endpoint *url.URL, timeout time.Duration) Result {
+	start := time.Now()
+	code, body, err := get(ctx, client, endpoint, "/readyz", timeout)
+	r := Result{Time: start, Latency: time.Since(start)}
+	if err != nil {
+		r.Ready, r.CredentialsValid = metav1.ConditionFalse, metav1.ConditionUnknown
+		r.ReadyReason, r.Message = classify(err)
+		r.CredentialsReason = r.ReadyReason
+		return r
+	}
+	switch code {
+	case http.StatusUnauthorized:
+		r.Ready, r.ReadyReason = metav1.ConditionFalse, v1alpha1.ReasonUnauthorized
+		r.CredentialsValid, r.CredentialsReason = metav1.ConditionFalse, v1alpha1.ReasonUnauthorized
+		r.Message = "the member rejected switchboard's credential (401 Unauthorized); join the cluster again to renew it"
+		return r
+	case http.StatusOK:
+		r.Ready, r.ReadyReason = metav1.ConditionTrue, v1alpha1.ReasonProbed
+		r.Message = "the member's /readyz passes"
+	default:
+		r.Ready, r.ReadyReason = metav1.ConditionFalse, v1alpha1.ReasonNotReady
+		r.Message = fmt.Sprintf("the member's /readyz answered %d: %s", code, firstLine(body))
+	}
+	// Anything but 401 means the member authenticated the credential.
+	r.CredentialsValid, r.CredentialsReason = metav1.ConditionTrue, v1alpha1.ReasonProbed
+
+	code, body, err = get(ctx, client, endpoint, "/version", timeout)
+	if err == nil && code == http.StatusOK {
+		var info struct {
+			GitVersion string `json:"gitVersion"`
+		}
+		if json.Unmarshal(body, &info) == nil {
+			r.Version = info.GitVersion
+		}
+	}
+	r.Latency = time.Since(start)
+	return r
+}
+
+func get(ctx context.Context, client *http.Client, endpoint *url.URL, path string, timeout time.Duration) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	u := *endpoint
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64*1024))
+	return resp.StatusCode, body, err
+}
+
+// classify names why a member could not be reached.
+func classify(err error) (reason, message string) {
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var recordHeader tls.RecordHeaderError
+	var certVerify *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid),
+		errors.As(err, &recordHeader), errors.As(err, &certVerify):
+		return v1alpha1.ReasonTLSError, "the member's TLS certificate was not accepted: " + err.Error()
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return v1alpha1.ReasonUnreachable, "the member's host name does not resolve: " + err.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return v1alpha1.ReasonUnreachable, "the member did not answer in time: " + err.Error()
+	}
+	return v1alpha1.ReasonUnreachable, "the member cannot be reached: " + err.Error()
+}
+
+func firstLine(body []byte) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+	if len(line) > 200 {
+		line = line[:200] + "..."
+	}
+	return line
+}
