@@ -115,6 +115,9 @@ func (c *Controller) ClusterHandler() cache.ResourceEventHandler {
 		DeleteFunc: func(obj any) {
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 				c.tracker.Forget(key)
+				c.soonMu.Lock()
+				delete(c.soon, key)
+				c.soonMu.Unlock()
 			}
 		},
 	}

@@ -51,7 +51,7 @@ func RegisterMetrics() {
 
 func recordProbe(cluster string, r *Result) {
 	probesTotal.WithLabelValues(cluster, r.ReadyReason).Inc()
-	if r.Latency > 0 {
-		probeDuration.WithLabelValues(cluster).Observe(r.Latency.Seconds())
+	if r.Duration > 0 {
+		probeDuration.WithLabelValues(cluster).Observe(r.Duration.Seconds())
 	}
 }

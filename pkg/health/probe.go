@@ -40,7 +40,10 @@ import (
 
 // Result is what one probe of a member found.
 type Result struct {
-	Time    time.Time
+	Time time.Time
+	// Duration is how long the probe took, answered or not.
+	Duration time.Duration
+	// Latency is how long the member took to answer; zero without an answer.
 	Latency time.Duration
 	// Ready and ReadyReason make the Ready condition.
 	Ready       metav1.ConditionStatus
@@ -78,7 +81,10 @@ func probe(ctx context.Context, client *http.Client, endpoint *url.URL, timeout 
 	start := time.Now()
 	code, body, err := get(ctx, client, endpoint, "/readyz", timeout)
 	r := Result{Time: start, Latency: time.Since(start)}
+	r.Duration = r.Latency
 	if err != nil {
+		// No answer: nothing to learn about the member's latency.
+		r.Latency = 0
 		r.Ready, r.CredentialsValid = metav1.ConditionFalse, metav1.ConditionUnknown
 		r.ReadyReason, r.Message = classify(err)
 		r.CredentialsReason = r.ReadyReason
@@ -89,13 +95,14 @@ func probe(ctx context.Context, client *http.Client, endpoint *url.URL, timeout 
 		r.Ready, r.ReadyReason = metav1.ConditionFalse, v1alpha1.ReasonUnauthorized
 		r.CredentialsValid, r.CredentialsReason = metav1.ConditionFalse, v1alpha1.ReasonUnauthorized
 		r.Message = "the member rejected switchboard's credential (401 Unauthorized); join the cluster again to renew it"
+		r.Duration = r.Latency
 		return r
 	case http.StatusOK:
 		r.Ready, r.ReadyReason = metav1.ConditionTrue, v1alpha1.ReasonProbed
 		r.Message = "the member's /readyz passes"
 	default:
 		r.Ready, r.ReadyReason = metav1.ConditionFalse, v1alpha1.ReasonNotReady
-		r.Message = fmt.Sprintf("the member's /readyz answered %d: %s", code, firstLine(body))
+		r.Message = fmt.Sprintf("the member's /readyz answered %d: %s", code, failingCheck(body))
 	}
 	// Anything but 401 means the member authenticated the credential.
 	r.CredentialsValid, r.CredentialsReason = metav1.ConditionTrue, v1alpha1.ReasonProbed
@@ -110,6 +117,7 @@ func probe(ctx context.Context, client *http.Client, endpoint *url.URL, timeout 
 		}
 	}
 	r.Latency = time.Since(start)
+	r.Duration = r.Latency
 	return r
 }
 
@@ -133,6 +141,13 @@ func get(ctx context.Context, client *http.Client, endpoint *url.URL, path strin
 
 // classify names why a member could not be reached.
 func classify(err error) (reason, message string) {
+	// The local address changes with every connection; left in, each probe
+	// of a member that fails the same way would read as a change and be
+	// written to status.
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		opErr.Source = nil
+	}
 	var unknownAuthority x509.UnknownAuthorityError
 	var hostname x509.HostnameError
 	var invalid x509.CertificateInvalidError
@@ -153,8 +168,17 @@ func classify(err error) (reason, message string) {
 	return v1alpha1.ReasonUnreachable, "the member cannot be reached: " + err.Error()
 }
 
-func firstLine(body []byte) string {
-	line, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+// failingCheck picks the line of a /readyz answer that says what fails: the
+// first "[-]" line of a verbose answer, or else the first line.
+func failingCheck(body []byte) string {
+	text := strings.TrimSpace(string(body))
+	line, _, _ := strings.Cut(text, "\n")
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, "[-]") {
+			line = l
+			break
+		}
+	}
 	if len(line) > 200 {
 		line = line[:200] + "..."
 	}

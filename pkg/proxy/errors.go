@@ -17,6 +17,7 @@ limitations under the License.
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -25,9 +26,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -96,10 +100,20 @@ type errorResponder struct {
 	cluster   string
 	endpoint  string
 	responder rest.Responder
+	// responded receives the code of the error, for the metrics.
+	responded *atomic.Int32
 }
 
 func (r *errorResponder) Error(_ http.ResponseWriter, req *http.Request, err error) {
-	r.responder.Error(r.status(req, err))
+	status := r.status(req, err)
+	if r.responded != nil {
+		code := int32(http.StatusInternalServerError)
+		if s, ok := status.(apierrors.APIStatus); ok { //nolint:errorlint // as the generic handlers read it.
+			code = s.Status().Code
+		}
+		r.responded.Store(code)
+	}
+	r.responder.Error(status)
 }
 
 func (r *errorResponder) status(req *http.Request, err error) error {
@@ -192,8 +206,78 @@ func (g *credentialGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	_ = resp.Body.Close()
 	upstreamError(g.cluster, "unauthorized")
-	return statusResponse(req, resp, serviceUnavailable(g.cluster, fmt.Sprintf(
-		"cluster %q rejected switchboard's credential (401 Unauthorized); join it again to renew the credential", g.cluster)).ErrStatus), nil
+	return statusResponse(req, resp, credentialRejected(g.cluster).ErrStatus), nil
+}
+
+func credentialRejected(clusterName string) *apierrors.StatusError {
+	return serviceUnavailable(clusterName, fmt.Sprintf(
+		"cluster %q rejected switchboard's credential (401 Unauthorized); join it again to renew the credential", clusterName))
+}
+
+// upgradeCredentialGuard is credentialGuard for upgrades (exec, attach,
+// port-forward): the upgrade-aware handler copies a member's refusal of an
+// upgrade straight to the hijacked connection, so a 401 is replaced there.
+type upgradeCredentialGuard struct {
+	http.ResponseWriter
+	cluster string
+	req     *http.Request
+}
+
+func (g *upgradeCredentialGuard) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(g.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &credentialGuardConn{Conn: conn, cluster: g.cluster, req: g.req}, rw, nil
+}
+
+func (g *upgradeCredentialGuard) Unwrap() http.ResponseWriter { return g.ResponseWriter }
+
+// credentialGuardConn passes everything written to it on, unless the
+// status line written first says 401: then it writes a 503 Status in its
+// place and drops the member's answer.
+type credentialGuardConn struct {
+	net.Conn
+	cluster string
+	req     *http.Request
+
+	mu       sync.Mutex
+	head     []byte
+	decided  bool
+	replaced bool
+}
+
+func (c *credentialGuardConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.replaced:
+		return len(p), nil
+	case c.decided:
+		return c.Conn.Write(p)
+	}
+	c.head = append(c.head, p...)
+	line, _, complete := bytes.Cut(c.head, []byte("\r\n"))
+	if !complete && len(c.head) < 4096 {
+		return len(p), nil
+	}
+	c.decided = true
+	head := c.head
+	c.head = nil
+	if fields := strings.Fields(string(line)); len(fields) < 2 || fields[1] != "401" {
+		if _, err := c.Conn.Write(head); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	c.replaced = true
+	upstreamError(c.cluster, "unauthorized")
+	resp := statusResponse(c.req, &http.Response{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}, credentialRejected(c.cluster).ErrStatus)
+	resp.Close = true
+	if err := resp.Write(c.Conn); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func (g *credentialGuard) WrappedRoundTripper() http.RoundTripper { return g.delegate }

@@ -17,10 +17,14 @@ limitations under the License.
 package proxy
 
 import (
+	"bufio"
 	"context"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -97,7 +101,11 @@ func observeRejected(ctx context.Context, cluster string, err error) {
 
 // withMetrics counts a proxied request and times it, or counts it as an
 // open stream while it lasts.
-func withMetrics(cluster string, handler http.Handler) http.Handler {
+//
+// responded holds the code of an error the handler reported through the
+// rest.Responder, which writes to the caller's writer directly, past the
+// recorder.
+func withMetrics(cluster string, handler http.Handler, responded *atomic.Int32) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
 		info, _ := request.RequestInfoFrom(req.Context())
@@ -108,7 +116,11 @@ func withMetrics(cluster string, handler http.Handler) http.Handler {
 		}
 		rec := &codeRecorder{ResponseWriter: w}
 		handler.ServeHTTP(responsewriter.WrapForHTTP1Or2(rec), req)
-		requestsTotal.WithLabelValues(cluster, verbOf(req.Context(), req), strconv.Itoa(rec.code())).Inc()
+		code := rec.code()
+		if c := responded.Load(); c != 0 {
+			code = int(c)
+		}
+		requestsTotal.WithLabelValues(cluster, verbOf(req.Context(), req), strconv.Itoa(code)).Inc()
 		if !long {
 			requestDuration.WithLabelValues(cluster).Observe(time.Since(start).Seconds())
 		}
@@ -120,6 +132,38 @@ func withMetrics(cluster string, handler http.Handler) http.Handler {
 type codeRecorder struct {
 	http.ResponseWriter
 	status int
+	// hijacked is the code an upgrade answered with, read from the
+	// hijacked connection: 101, or the member's refusal.
+	hijacked atomic.Int32
+}
+
+// Hijack hands out the connection, reading the status line written to it.
+func (r *codeRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &codeSniffer{Conn: conn, recorder: r}, rw, nil
+}
+
+// codeSniffer reads the code of the first status line written to a
+// hijacked connection.
+type codeSniffer struct {
+	net.Conn
+	recorder *codeRecorder
+	once     sync.Once
+}
+
+func (c *codeSniffer) Write(p []byte) (int, error) {
+	c.once.Do(func() {
+		// "HTTP/1.1 101 Switching Protocols"
+		if fields := strings.Fields(strings.SplitN(string(p), "\n", 2)[0]); len(fields) >= 2 && strings.HasPrefix(fields[0], "HTTP/") {
+			if code, err := strconv.Atoi(fields[1]); err == nil {
+				c.recorder.hijacked.Store(int32(code))
+			}
+		}
+	})
+	return c.Conn.Write(p)
 }
 
 func (r *codeRecorder) WriteHeader(code int) {
@@ -139,6 +183,9 @@ func (r *codeRecorder) Write(b []byte) (int, error) {
 func (r *codeRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *codeRecorder) code() int {
+	if c := r.hijacked.Load(); c != 0 {
+		return int(c)
+	}
 	if r.status == 0 {
 		// An upgrade hijacks the connection and writes the member's 101 itself.
 		return http.StatusSwitchingProtocols

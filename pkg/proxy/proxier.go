@@ -26,9 +26,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/httpstream"
 	utilproxy "k8s.io/apimachinery/pkg/util/proxy"
 	"k8s.io/apiserver/pkg/registry/rest"
 	corev1listers "k8s.io/client-go/listers/core/v1"
@@ -71,15 +73,16 @@ func NewProxier(clusters listers.ClusterLister, secrets corev1listers.SecretName
 // Connect returns the handler that forwards one request to the member
 // named name, at path.
 func (p *Proxier) Connect(ctx context.Context, name, path string, responder rest.Responder) (http.Handler, error) {
-	handler, err := p.connect(name, path, responder)
+	var responded atomic.Int32
+	handler, err := p.connect(name, path, responder, &responded)
 	if err != nil {
 		observeRejected(ctx, name, err)
 		return nil, err
 	}
-	return withMetrics(name, handler), nil
+	return withMetrics(name, handler, &responded), nil
 }
 
-func (p *Proxier) connect(name, path string, responder rest.Responder) (http.Handler, error) {
+func (p *Proxier) connect(name, path string, responder rest.Responder, responded *atomic.Int32) (http.Handler, error) {
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
@@ -124,7 +127,7 @@ func (p *Proxier) connect(name, path string, responder rest.Responder) (http.Han
 		return nil, apierrors.NewInternalError(err)
 	}
 
-	responderFor := &errorResponder{cluster: name, endpoint: t.endpoint.String(), responder: responder}
+	responderFor := &errorResponder{cluster: name, endpoint: t.endpoint.String(), responder: responder, responded: responded}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		location := *t.endpoint
 		location.Path = joinPath(location.Path, path)
@@ -144,6 +147,11 @@ func (p *Proxier) connect(name, path string, responder rest.Responder) (http.Han
 			u := *req.URL
 			u.RawQuery = location.RawQuery
 			req.URL = &u
+		}
+		if httpstream.IsUpgradeRequest(req) {
+			// A member's refusal of an upgrade is copied to the hijacked
+			// connection, past the round trippers and their credentialGuard.
+			w = &upgradeCredentialGuard{ResponseWriter: w, cluster: name, req: req}
 		}
 		handler.ServeHTTP(w, req)
 	}), nil
