@@ -27,8 +27,11 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	applyv1alpha1 "github.com/switchboard-io/switchboard/pkg/generated/applyconfiguration/cluster/v1alpha1"
@@ -49,6 +52,20 @@ func ctxFor(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// waitForEvent waits for the watch event of the given type that carries the
+// Cluster at the given resourceVersion, passing over others (the health
+// prober writes status concurrently).
+func waitForEvent(t *testing.T, w watch.Interface, eventType watch.EventType, name, resourceVersion string) {
+	t.Helper()
+	for {
+		ev := nextEvent(t, w)
+		c, ok := ev.Object.(*v1alpha1.Cluster)
+		if ok && ev.Type == eventType && c.Name == name && c.ResourceVersion == resourceVersion {
+			return
+		}
+	}
 }
 
 // nextEvent waits for the next watch event.
@@ -90,19 +107,18 @@ func TestClusterLifecycle(t *testing.T) {
 	if created.Status.KubernetesVersion != "" || created.Generation != 1 || created.UID == "" {
 		t.Fatalf("created = %+v", created)
 	}
-	if ev := nextEvent(t, w); ev.Type != watch.Added || ev.Object.(*v1alpha1.Cluster).Name != "member1" {
-		t.Fatalf("first event = %v", ev.Type)
-	}
+	waitForEvent(t, w, watch.Added, "member1", created.ResourceVersion)
 
 	// get and list
 	got, err := clusters.Get(ctx, "member1", metav1.GetOptions{})
 	if err != nil || got.Spec.Endpoint != "https://10.0.0.12:6443" || got.Spec.CredentialsSecretRef.Name != "member1-credentials" {
 		t.Fatalf("get = %+v, %v", got, err)
 	}
-	if _, err := clusters.Create(ctx, newCluster("member2", "https://10.0.0.13:6443"), metav1.CreateOptions{}); err != nil {
+	member2, err := clusters.Create(ctx, newCluster("member2", "https://10.0.0.13:6443"), metav1.CreateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	nextEvent(t, w)
+	waitForEvent(t, w, watch.Added, "member2", member2.ResourceVersion)
 	list, err := clusters.List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -120,19 +136,27 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 
 	// update: the spec changes, the generation moves, status is untouched.
-	got.Spec.Endpoint = "https://10.0.0.99:6443"
-	got.Spec.TLSServerName = "member1.internal"
-	updated, err := clusters.Update(ctx, got, metav1.UpdateOptions{})
+	// (The health prober writes status concurrently: read, change, write
+	// again on conflict, as every client must.)
+	var updated *v1alpha1.Cluster
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		current, err := clusters.Get(ctx, "member1", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		current.Spec.Endpoint = "https://10.0.0.99:6443"
+		current.Spec.TLSServerName = "member1.internal"
+		updated, err = clusters.Update(ctx, current, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if updated.Generation != 2 || updated.Spec.Endpoint != "https://10.0.0.99:6443" {
 		t.Fatalf("updated = %+v", updated)
 	}
-	if ev := nextEvent(t, w); ev.Type != watch.Modified {
-		t.Fatalf("update event = %v", ev.Type)
-	}
-	stale := got.DeepCopy()
+	waitForEvent(t, w, watch.Modified, "member1", updated.ResourceVersion)
+	stale := updated.DeepCopy()
 	stale.ResourceVersion = created.ResourceVersion
 	if _, err := clusters.Update(ctx, stale, metav1.UpdateOptions{}); !apierrors.IsConflict(err) {
 		t.Fatalf("update at a stale resourceVersion: err = %v, want Conflict", err)
@@ -140,24 +164,31 @@ func TestClusterLifecycle(t *testing.T) {
 
 	// status update: status changes, spec and generation do not.
 	now := metav1.NewTime(time.Now().Truncate(time.Second))
-	withStatus := updated.DeepCopy()
-	withStatus.Spec.Endpoint = "https://ignored:6443"
-	withStatus.Status = v1alpha1.ClusterStatus{
-		Conditions: []metav1.Condition{{
-			Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Probed",
-			Message: "readyz ok", LastTransitionTime: now, ObservedGeneration: 2,
-		}},
-		KubernetesVersion: "v1.37.2",
-		LastProbeTime:     &now,
-	}
-	statusUpdated, err := clusters.UpdateStatus(ctx, withStatus, metav1.UpdateOptions{})
+	var statusUpdated *v1alpha1.Cluster
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		withStatus, err := clusters.Get(ctx, "member1", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		withStatus.Spec.Endpoint = "https://ignored:6443"
+		withStatus.Status = v1alpha1.ClusterStatus{
+			Conditions: []metav1.Condition{{
+				Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Probed",
+				Message: "readyz ok", LastTransitionTime: now, ObservedGeneration: 2,
+			}},
+			KubernetesVersion: "v1.37.2",
+			LastProbeTime:     &now,
+		}
+		statusUpdated, err = clusters.UpdateStatus(ctx, withStatus, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if statusUpdated.Status.KubernetesVersion != "v1.37.2" || statusUpdated.Spec.Endpoint != "https://10.0.0.99:6443" || statusUpdated.Generation != 2 {
 		t.Fatalf("after status update = %+v", statusUpdated)
 	}
-	nextEvent(t, w)
+	waitForEvent(t, w, watch.Modified, "member1", statusUpdated.ResourceVersion)
 
 	// server-side apply of the spec, by a second manager, keeps the status.
 	apply := applyv1alpha1.Cluster("member1").
@@ -174,7 +205,7 @@ func TestClusterLifecycle(t *testing.T) {
 	if !hasManager(applied, "integration-test", "") {
 		t.Errorf("apply manager missing from managedFields: %+v", applied.ManagedFields)
 	}
-	nextEvent(t, w)
+	waitForEvent(t, w, watch.Modified, "member1", applied.ResourceVersion)
 
 	// server-side apply of the status, through the subresource.
 	statusApply := applyv1alpha1.Cluster("member1").
@@ -189,7 +220,7 @@ func TestClusterLifecycle(t *testing.T) {
 	if !hasManager(statusApplied, "health-probe", "status") {
 		t.Errorf("status apply manager missing: %+v", statusApplied.ManagedFields)
 	}
-	nextEvent(t, w)
+	waitForEvent(t, w, watch.Modified, "member1", statusApplied.ResourceVersion)
 
 	// A status written through the main resource by apply is reset, not stored.
 	sneaky := applyv1alpha1.Cluster("member1").
@@ -275,6 +306,9 @@ func TestInvalidClusterNamesEveryField(t *testing.T) {
 		t.Fatal(err)
 	}
 	good.Spec.Endpoint = "10.0.0.12"
+	// Unconditional, so that a status write by the health prober in
+	// between cannot turn it into a conflict.
+	good.ResourceVersion = ""
 	if _, err := clusters.Update(ctx, good, metav1.UpdateOptions{}); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.endpoint") {
 		t.Fatalf("invalid update: err = %v", err)
 	}
@@ -374,7 +408,34 @@ func TestTableOutput(t *testing.T) {
 	if strings.Join(columns, ",") != "Name,Endpoint,Ready,Version,Age,Latency,Reason" {
 		t.Fatalf("columns = %v in %s", columns, raw)
 	}
-	if len(table.Rows) != 1 || table.Rows[0].Cells[0] != "member1" || table.Rows[0].Cells[2] != "Unknown" {
+	// Ready is Unknown until the first probe, then False: without a hub
+	// there are no credentials (CredentialsMissing).
+	if len(table.Rows) != 1 || table.Rows[0].Cells[0] != "member1" || (table.Rows[0].Cells[2] != "Unknown" && table.Rows[0].Cells[2] != "False") {
 		t.Fatalf("rows = %+v", table.Rows)
+	}
+}
+
+// TestProbedWithoutHub: without a hub there are no credentials to read, and
+// the health prober says so in the status instead of leaving it empty.
+func TestProbedWithoutHub(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, p, dataDirArg(t.TempDir()))
+	clusters := s.clientset().ClusterV1alpha1().Clusters()
+	ctx := ctxFor(t)
+	if _, err := clusters.Create(ctx, newCluster("member1", "https://10.0.0.12:6443"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		c, err := clusters.Get(ctx, "member1", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		ready := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionReady)
+		return ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason == v1alpha1.ReasonCredentialsMissing &&
+			strings.Contains(ready.Message, "without a hub connection") && c.Status.LastProbeTime != nil, nil
+	})
+	if err != nil {
+		c, _ := clusters.Get(ctx, "member1", metav1.GetOptions{})
+		t.Fatalf("status never said CredentialsMissing: %v; status %+v", err, c.Status)
 	}
 }
