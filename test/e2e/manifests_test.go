@@ -25,13 +25,22 @@ import (
 	"github.com/switchboard-io/switchboard/test/e2e/framework"
 )
 
-// TestInstallManifests renders both install variants and has the real hub
-// validate every object of them (server-side dry run).
+// TestInstallManifests renders both install variants, as kubectl kustomize
+// and as kubectl switchboard install --dry-run (with a serving pair and the
+// caBundle), and has the real hub validate every object (server dry run).
 func TestInstallManifests(t *testing.T) {
-	for _, variant := range []string{"single", "ha"} {
+	for _, variant := range []string{"single", "ha", "install --dry-run single", "install --dry-run ha"} {
 		t.Run(variant, func(t *testing.T) {
-			dir := filepath.Join(framework.RepoRoot(), "artifacts", "deploy", variant)
-			rendered := framework.MustKubectl(t, f.State.Hub.Kubeconfig, "kustomize", dir)
+			var rendered string
+			if name, ok := strings.CutPrefix(variant, "install --dry-run "); ok {
+				rendered = mustPlugin(t, "install", "--dry-run", "--variant", name)
+				if !strings.Contains(rendered, "caBundle: ") || !strings.Contains(rendered, "name: switchboard-apiserver-serving") {
+					t.Errorf("install --dry-run has no caBundle or serving Secret")
+				}
+			} else {
+				dir := filepath.Join(framework.RepoRoot(), "artifacts", "deploy", variant)
+				rendered = framework.MustKubectl(t, f.State.Hub.Kubeconfig, "kustomize", dir)
+			}
 			for _, kind := range []string{"kind: Namespace", "kind: Deployment", "kind: Service", "kind: APIService", "kind: PodDisruptionBudget", "kind: ClusterRoleBinding", "kind: RoleBinding"} {
 				if !strings.Contains(rendered, kind) {
 					t.Errorf("%s renders no %s", variant, kind)
@@ -43,7 +52,7 @@ func TestInstallManifests(t *testing.T) {
 			// The topology registered switchboard in switchboard-system its
 			// own way (an ExternalName Service); validate the manifests in
 			// a namespace of their own, so no merge with it is involved.
-			ns := framework.CreateNamespace(t, f.Hub(t), "install-"+variant)
+			ns := framework.CreateNamespace(t, f.Hub(t), "install")
 			manifests := strings.ReplaceAll(rendered, "namespace: switchboard-system", "namespace: "+ns)
 			manifests = strings.ReplaceAll(manifests, "name: switchboard-system\n", "name: "+ns+"\n")
 			path := filepath.Join(t.TempDir(), "install.yaml")
@@ -57,5 +66,17 @@ func TestInstallManifests(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCertManagerExample renders the cert-manager example (its CRDs are not
+// on the local hub, so it is not applied).
+func TestCertManagerExample(t *testing.T) {
+	dir := filepath.Join(framework.RepoRoot(), "artifacts", "deploy", "cert-manager")
+	rendered := framework.MustKubectl(t, f.State.Hub.Kubeconfig, "kustomize", dir)
+	for _, want := range []string{"cert-manager.io/inject-ca-from: switchboard-system/switchboard-apiserver-serving", "kind: Certificate", "secretName: switchboard-apiserver-serving", "switchboard-apiserver.switchboard-system.svc"} {
+		if !strings.Contains(rendered, want) {
+			t.Errorf("the cert-manager example lacks %q", want)
+		}
 	}
 }

@@ -117,6 +117,7 @@ member is given with --member-kubeconfig.`,
 		newUnjoinCommand(hub, streams),
 		newKubeconfigCommand(hub, streams),
 		newListCommand(hub, streams),
+		newInstallCommand(hub, streams),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version of kubectl-switchboard",
