@@ -162,7 +162,10 @@ func classify(err error) (reason, message string) {
 	if errors.As(err, &dnsErr) {
 		return v1alpha1.ReasonUnreachable, "the member's host name does not resolve: " + err.Error()
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	// The probe's own deadline, or a timeout of the connection beneath it
+	// (a dial, a TLS handshake, a read) that a loaded machine hits first.
+	var netErr net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()) {
 		return v1alpha1.ReasonUnreachable, "the member did not answer in time: " + err.Error()
 	}
 	return v1alpha1.ReasonUnreachable, "the member cannot be reached: " + err.Error()

@@ -21,13 +21,21 @@ limitations under the License.
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/switchboard-io/switchboard/test/e2e/framework"
 	"github.com/switchboard-io/switchboard/test/topology"
@@ -117,3 +125,57 @@ func lineHas(out string, words ...string) bool {
 }
 
 func loadState() (*topology.State, error) { return topology.Load(f.State.RunDir) }
+
+// rawRequest makes one request with config's credentials, without
+// client-go's retries: what a caller sees. It reuses one HTTP client per
+// config, so requests share connections as a real client's would.
+var rawHTTPClients sync.Map // *rest.Config -> *http.Client
+
+func rawRequest(config *rest.Config, method, path string, body []byte) (int, string, error) {
+	var client *http.Client
+	if c, ok := rawHTTPClients.Load(config); ok {
+		client = c.(*http.Client)
+	} else {
+		c, err := rest.HTTPClientFor(config)
+		if err != nil {
+			return 0, "", err
+		}
+		c.Timeout = 30 * time.Second
+		client = c
+		rawHTTPClients.Store(config, c)
+	}
+	var reader io.Reader
+	if body != nil {
+		reader = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, config.Host+path, reader)
+	if err != nil {
+		return 0, "", err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	out, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out), err
+}
+
+// describe says what went wrong with a request: its error, or the
+// message of the Status it answered with.
+func describe(code int, body string, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	var status metav1.Status
+	if json.Unmarshal([]byte(body), &status) == nil && status.Message != "" {
+		return fmt.Sprintf("%d %s", code, status.Message)
+	}
+	if len(body) > 200 {
+		body = body[:200]
+	}
+	return fmt.Sprintf("%d %s", code, strings.TrimSpace(body))
+}

@@ -19,7 +19,6 @@ package integration
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -61,7 +60,7 @@ func TestServingCertRotationSameCA(t *testing.T) {
 	roots := certPool(p.ca.CertPEM)
 
 	oldSerial := fileSerial(t, p.certFile)
-	if got, err := presentedCert(addr, roots); err != nil || got.SerialNumber.Cmp(oldSerial) != 0 {
+	if got, err := testcerts.Presented(addr, "", roots); err != nil || got.SerialNumber.Cmp(oldSerial) != 0 {
 		t.Fatalf("before the swap: presented %v (%v), want serial %v from %s", serialOrNil(got), err, oldSerial, p.certFile)
 	}
 	kept := newKeptClient(t, s, roots)
@@ -73,8 +72,8 @@ func TestServingCertRotationSameCA(t *testing.T) {
 	}
 	newSerial := pemSerial(t, pair.CertPEM)
 	swapped := time.Now()
-	renameOver(t, p.keyFile, pair.KeyPEM)
-	renameOver(t, p.certFile, pair.CertPEM)
+	mustRenameOver(t, p.keyFile, pair.KeyPEM)
+	mustRenameOver(t, p.certFile, pair.CertPEM)
 
 	// Every new connection, verified against the CA, presents the old or
 	// the new certificate until only the new one is left.
@@ -118,7 +117,7 @@ func TestServingCertRotationNewCA(t *testing.T) {
 	oldRoots := certPool(p.ca.CertPEM)
 
 	oldSerial := fileSerial(t, p.certFile)
-	if got, err := presentedCert(addr, oldRoots); err != nil || got.SerialNumber.Cmp(oldSerial) != 0 {
+	if got, err := testcerts.Presented(addr, "", oldRoots); err != nil || got.SerialNumber.Cmp(oldSerial) != 0 {
 		t.Fatalf("before the swap: presented %v (%v), want serial %v", serialOrNil(got), err, oldSerial)
 	}
 	kept := newKeptClient(t, s, oldRoots)
@@ -143,7 +142,7 @@ func TestServingCertRotationNewCA(t *testing.T) {
 	t.Logf("certificate from the new CA served %s after the swap (%d new connections)", time.Since(swapped).Round(time.Millisecond), polls)
 
 	// A client that trusts only the old CA now refuses new connections.
-	_, err = presentedCert(addr, oldRoots)
+	_, err = testcerts.Presented(addr, "", oldRoots)
 	var unknownAuthority x509.UnknownAuthorityError
 	if !errors.As(err, &unknownAuthority) {
 		t.Errorf("new connection trusting only the old CA: err = %v, want an unknown-authority error", err)
@@ -177,7 +176,7 @@ func waitForServingSerial(t *testing.T, addr string, roots *x509.CertPool, oldSe
 	deadline := time.Now().Add(rotationTimeout)
 	lastKept := time.Now()
 	for polls := 1; ; polls++ {
-		cert, err := presentedCert(addr, roots)
+		cert, err := testcerts.Presented(addr, "", roots)
 		switch {
 		case err != nil:
 			t.Fatalf("new connection %d during the rotation failed: %v", polls, err)
@@ -195,18 +194,6 @@ func waitForServingSerial(t *testing.T, addr string, roots *x509.CertPool, oldSe
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// presentedCert makes a new TLS connection and returns the certificate the
-// server presents. With roots nil it does not verify it.
-func presentedCert(addr string, roots *x509.CertPool) (*x509.Certificate, error) {
-	config := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, InsecureSkipVerify: roots == nil} //nolint:gosec // only to read the certificate
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, config)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = conn.Close() }()
-	return conn.ConnectionState().PeerCertificates[0], nil
 }
 
 // freshGet lists Clusters as an administrator over a connection of its own,
@@ -332,25 +319,6 @@ func (v *secretVolume) update(t *testing.T, pair *testcerts.Pair) {
 	v.current = next
 }
 
-// renameOver replaces path with content atomically: a temporary file in the
-// same directory, renamed over it.
-func renameOver(t *testing.T, path string, content []byte) {
-	t.Helper()
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tmp.Write(content); err != nil {
-		t.Fatal(err)
-	}
-	if err := tmp.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func adminCert(t *testing.T, p *pki) tls.Certificate {
 	t.Helper()
 	pair, err := p.ca.ClientPair("admin", "system:masters")
@@ -383,15 +351,11 @@ func fileSerial(t *testing.T, path string) *big.Int {
 
 func pemSerial(t *testing.T, data []byte) *big.Int {
 	t.Helper()
-	block, _ := pem.Decode(data)
-	if block == nil {
-		t.Fatal("no PEM block")
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
+	serial, err := testcerts.Serial(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cert.SerialNumber
+	return serial
 }
 
 func serialOrNil(c *x509.Certificate) fmt.Stringer {
@@ -399,4 +363,11 @@ func serialOrNil(c *x509.Certificate) fmt.Stringer {
 		return (*big.Int)(nil)
 	}
 	return c.SerialNumber
+}
+
+func mustRenameOver(t *testing.T, path string, content []byte) {
+	t.Helper()
+	if err := testcerts.RenameOver(path, content); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -219,4 +220,61 @@ func WriteSigningKeyPair(dir, name string) (privateFile, publicFile string, err 
 		return "", "", err
 	}
 	return privateFile, publicFile, nil
+}
+
+// Serial returns the serial number of the first certificate in PEM data.
+func Serial(certPEM []byte) (*big.Int, error) {
+	block, _ := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("no PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	return cert.SerialNumber, nil
+}
+
+// Presented makes a new TLS connection to addr and returns the certificate
+// the server presents. With roots it verifies the certificate for
+// serverName (or the host of addr when serverName is empty); with roots nil
+// it only reads it.
+func Presented(addr, serverName string, roots *x509.CertPool) (*x509.Certificate, error) {
+	config := &tls.Config{ //nolint:gosec // InsecureSkipVerify only to read the certificate, when asked to
+		RootCAs:            roots,
+		ServerName:         serverName,
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: roots == nil,
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, config)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = conn.Close() }()
+	return conn.ConnectionState().PeerCertificates[0], nil
+}
+
+// RenameOver replaces path with content atomically, as an operator or a
+// certificate tool does: a temporary file in the same directory, renamed
+// over it.
+func RenameOver(path string, content []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(content); err != nil {
+		_ = tmp.Close()
+		_ = os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		_ = tmp.Close()
+		_ = os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		_ = os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

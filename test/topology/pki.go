@@ -62,7 +62,9 @@ type frontProxyPKI struct {
 // switchboardPKI is switchboard's serving pair and the CA that goes into the
 // APIService caBundle, and its client identity towards the hub.
 type switchboardPKI struct {
-	CACert      string `json:"caCert"`
+	CACert string `json:"caCert"`
+	// CAKey lets tests sign new serving pairs, to rotate them.
+	CAKey       string `json:"caKey"`
 	ServingCert string `json:"servingCert"`
 	ServingKey  string `json:"servingKey"`
 	HubCert     string `json:"hubCert"`
@@ -170,9 +172,10 @@ func newSwitchboardPKI(dir string, hub *clusterPKI) (*switchboardPKI, error) {
 	if p.CACert, err = ca.WriteCA(dir, "ca"); err != nil {
 		return nil, err
 	}
-	serving, err := ca.ServingPair(
-		[]string{serviceName + "." + systemNamespace + ".svc", "localhost"},
-		[]net.IP{net.ParseIP("127.0.0.1")})
+	if p.CAKey, err = ca.WriteKey(dir, "ca"); err != nil {
+		return nil, err
+	}
+	serving, err := SwitchboardServingPair(ca)
 	if err != nil {
 		return nil, err
 	}
@@ -221,3 +224,16 @@ func writeKubeconfig(path, name, server, caFile, certFile, keyFile string) error
 	}
 	return os.Chmod(path, 0o600)
 }
+
+// SwitchboardServingPair signs a serving pair for switchboard with ca: for
+// the Service name the hub's aggregator verifies, and for the loopback
+// addresses tests call it on.
+func SwitchboardServingPair(ca *testcerts.CA) (*testcerts.Pair, error) {
+	return ca.ServingPair(
+		[]string{SwitchboardServerName, "localhost"},
+		[]net.IP{net.ParseIP("127.0.0.1")})
+}
+
+// SwitchboardServerName is the name in switchboard's serving certificate
+// that the hub's aggregator verifies: the Service's DNS name.
+const SwitchboardServerName = serviceName + "." + systemNamespace + ".svc"

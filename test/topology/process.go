@@ -36,6 +36,12 @@ type Process struct {
 	PID  int      `json:"pid"`
 	Args []string `json:"args"`
 	Log  string   `json:"log"`
+
+	// exited is closed when a process this program started has been
+	// reaped; state is then its exit status. Both are nil for a process
+	// read from a state file.
+	exited chan struct{}
+	state  *os.ProcessState
 }
 
 // startProcess starts a binary in its own session, so that it outlives the
@@ -57,10 +63,30 @@ func startProcess(name, logDir string, args []string, env ...string) (*Process, 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
+	p := &Process{Name: name, PID: cmd.Process.Pid, Args: args, Log: logPath, exited: make(chan struct{})}
 	// Reap the child when it exits while this process still runs, so that
 	// it does not linger as a zombie that still looks alive.
-	go func() { _ = cmd.Wait() }()
-	return &Process{Name: name, PID: cmd.Process.Pid, Args: args, Log: logPath}, nil
+	go func() {
+		_ = cmd.Wait()
+		p.state = cmd.ProcessState
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// WaitExit waits up to timeout for a process this program started to exit
+// and returns its exit code (-1 when a signal ended it). ok is false when it
+// still runs, or when this program did not start it and cannot know.
+func (p *Process) WaitExit(timeout time.Duration) (code int, ok bool) {
+	if p.exited == nil {
+		return 0, false
+	}
+	select {
+	case <-p.exited:
+		return p.state.ExitCode(), true
+	case <-time.After(timeout):
+		return 0, false
+	}
 }
 
 // baseEnv is the environment every process gets: only what a program needs

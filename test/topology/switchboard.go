@@ -30,6 +30,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggregatorclient "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 
@@ -148,7 +149,7 @@ func (u *upper) registerSwitchboard(ctx context.Context) error {
 			return fmt.Errorf("registering switchboard with the hub: %w", err)
 		}
 	}
-	return waitFor(ctx, s.process(switchboardProcess), "the APIService "+apiServiceName, s.apiServiceAvailable)
+	return waitFor(ctx, s.process(switchboardProcess), "the APIService "+apiServiceName, s.APIServiceAvailable)
 }
 
 // createAdmissionReader lets switchboard read what its admission plugins and
@@ -232,8 +233,8 @@ func hubAggregator(s *State) (aggregatorclient.Interface, error) {
 	return aggregatorclient.NewForConfig(config)
 }
 
-// apiServiceAvailable checks the hub's view of switchboard.
-func (s *State) apiServiceAvailable(ctx context.Context) error {
+// APIServiceAvailable checks the hub's view of switchboard.
+func (s *State) APIServiceAvailable(ctx context.Context) error {
 	agg, err := hubAggregator(s)
 	if err != nil {
 		return err
@@ -258,3 +259,21 @@ func (sb *Switchboard) port() string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// SetAPIServiceCABundle replaces the caBundle of switchboard's APIService,
+// as an administrator rotating switchboard's serving CA does.
+func (s *State) SetAPIServiceCABundle(ctx context.Context, caBundle []byte) error {
+	agg, err := hubAggregator(s)
+	if err != nil {
+		return err
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc, err := agg.ApiregistrationV1().APIServices().Get(ctx, apiServiceName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		svc.Spec.CABundle = caBundle
+		_, err = agg.ApiregistrationV1().APIServices().Update(ctx, svc, metav1.UpdateOptions{})
+		return err
+	})
+}

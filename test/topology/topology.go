@@ -198,7 +198,7 @@ func (s *State) Healthy(ctx context.Context) error {
 	if dead := s.dead(); len(dead) > 0 {
 		return fmt.Errorf("%s (pid %d) is no longer running; see %s", dead[0].Name, dead[0].PID, dead[0].Log)
 	}
-	return s.apiServiceAvailable(ctx)
+	return s.APIServiceAvailable(ctx)
 }
 
 // Down stops every process recorded in runDir, by pid, and removes the run
