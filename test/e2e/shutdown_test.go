@@ -202,13 +202,14 @@ func TestShutdownWithOpenStreams(t *testing.T) {
 	}
 
 	// Every GET got an answer. Those before SIGTERM and during the
-	// shutdown delay got 200; after that only 200, or 503 from the
-	// draining server or from the hub once nothing listens.
+	// shutdown delay got 200; after that only 200, 429 with Retry-After
+	// from the draining server (--shutdown-send-retry-after), or 503 from
+	// the hub once nothing listens.
 	before, during, codes := gets.summary(terminated, flagDuration(t, flags, "--shutdown-delay-duration"))
 	t.Logf("GETs through the hub: %d before SIGTERM, %d in the shutdown delay; after SIGTERM by code: %v", before, during, codes)
 	for code, n := range codes {
-		if code != http.StatusOK && code != http.StatusServiceUnavailable {
-			t.Errorf("%d GETs after SIGTERM answered %d; want only 200 or 503", n, code)
+		if code != http.StatusOK && code != http.StatusTooManyRequests && code != http.StatusServiceUnavailable {
+			t.Errorf("%d GETs after SIGTERM answered %d; want only 200, 429 or 503", n, code)
 		}
 	}
 	if during == 0 {
