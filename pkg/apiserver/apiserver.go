@@ -245,5 +245,21 @@ func (c completedConfig) newProxier(s *genericapiserver.GenericAPIServer) (*prox
 	}
 	proxier := proxy.NewProxier(clusterInformer.Lister(), secrets, namespace, allSynced, transports)
 	proxier.SetHealth(prober)
+	proxier.EndWatchesAt(c.notAcceptingNewRequests(s))
 	return proxier, nil
+}
+
+// notAcceptingNewRequests is closed when the server stops taking new
+// requests: --shutdown-delay-duration after shutdown began, the moment the
+// generic server ends its own watches.
+func (c completedConfig) notAcceptingNewRequests(s *genericapiserver.GenericAPIServer) <-chan struct{} {
+	ch := make(chan struct{})
+	initiated := c.GenericConfig.ShutdownInitiatedNotify()
+	delay := s.ShutdownDelayDuration
+	go func() {
+		<-initiated
+		time.Sleep(delay)
+		close(ch)
+	}()
+	return ch
 }

@@ -51,6 +51,9 @@ type Proxier struct {
 	transports *TransportCache
 	// health, when set, knows members that do not answer.
 	health MemberHealth
+	// endWatches, when set, is closed when the server stops taking new
+	// requests; proxied watches then end after the event in flight.
+	endWatches <-chan struct{}
 }
 
 // MemberHealth is what the proxy asks the health prober.
@@ -64,6 +67,10 @@ type MemberHealth interface {
 
 // SetHealth lets the proxy fail fast on members known to be down.
 func (p *Proxier) SetHealth(h MemberHealth) { p.health = h }
+
+// EndWatchesAt makes proxied watches end cleanly, after the event in
+// flight, once stop is closed: when the server shuts down.
+func (p *Proxier) EndWatchesAt(stop <-chan struct{}) { p.endWatches = stop }
 
 // NewProxier returns a Proxier reading from the given listers.
 func NewProxier(clusters listers.ClusterLister, secrets corev1listers.SecretNamespaceLister, namespace string, synced func() bool, transports *TransportCache) *Proxier {
@@ -134,7 +141,11 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 		// The upgrade path dials Location as it is, so the query (exec's
 		// command and streams, for one) must be in it.
 		location.RawQuery = originalQuery(req)
-		handler := utilproxy.NewUpgradeAwareHandler(&location, t.plain, false, false, responderFor)
+		transport := t.plain
+		if p.endWatches != nil && isMemberWatch(req) {
+			transport = endWatchesAt(transport, p.endWatches)
+		}
+		handler := utilproxy.NewUpgradeAwareHandler(&location, transport, false, false, responderFor)
 		handler.UpgradeTransport = t.upgrade
 		handler.UseLocationHost = true
 		// Watch events and log lines go out as they arrive.

@@ -77,12 +77,8 @@ func IsLongRunning(r *http.Request, info *request.RequestInfo) bool {
 	if httpstream.IsUpgradeRequest(r) {
 		return true
 	}
-	inner := &http.Request{
-		Method: r.Method,
-		URL:    &url.URL{Path: "/" + strings.Join(innerPath(info), "/"), RawQuery: r.URL.RawQuery},
-	}
-	member, err := memberRequestInfo.NewRequestInfo(inner)
-	if err != nil || !member.IsResourceRequest {
+	member := memberRequest(r, info)
+	if member == nil {
 		return false
 	}
 	switch {
@@ -94,6 +90,30 @@ func IsLongRunning(r *http.Request, info *request.RequestInfo) bool {
 		return queryTrue(r.URL.Query(), "follow")
 	}
 	return false
+}
+
+// memberRequest is the request info of a proxy request's member path, as
+// the member reads it; nil when it is not a resource request.
+func memberRequest(r *http.Request, info *request.RequestInfo) *request.RequestInfo {
+	inner := &http.Request{
+		Method: r.Method,
+		URL:    &url.URL{Path: "/" + strings.Join(innerPath(info), "/"), RawQuery: r.URL.RawQuery},
+	}
+	member, err := memberRequestInfo.NewRequestInfo(inner)
+	if err != nil || !member.IsResourceRequest {
+		return nil
+	}
+	return member
+}
+
+// isMemberWatch says whether a proxy request is a watch in the member.
+func isMemberWatch(r *http.Request) bool {
+	info, ok := request.RequestInfoFrom(r.Context())
+	if !ok || !isProxyRequest(info) || httpstream.IsUpgradeRequest(r) {
+		return false
+	}
+	member := memberRequest(r, info)
+	return member != nil && member.Verb == "watch"
 }
 
 // queryTrue reads a boolean query parameter as kube-apiserver does.

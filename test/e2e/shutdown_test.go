@@ -56,8 +56,9 @@ const shutdownPodGrace = 60 * time.Second
 // open through it to a member with the real kubectl, and GETs keep coming
 // through the hub. The server must fail /readyz at once while /livez
 // passes, keep answering GETs with 200 until it stops listening (and never
-// with a 5xx other than a 503), end the streams, and exit with code 0
-// before kubelet would kill it, leaving nothing running.
+// with a 5xx other than a 503), end the watch cleanly and the exec session
+// with the process, and exit with code 0 before kubelet would kill it,
+// leaving nothing running.
 func TestShutdownWithOpenStreams(t *testing.T) {
 	ctx := context.Background()
 	s := f.State
@@ -187,15 +188,21 @@ func TestShutdownWithOpenStreams(t *testing.T) {
 		t.Errorf("%s still accepts connections after the server exited", server.Backend)
 	}
 
-	// The streams end with the server, not later.
+	// The streams end with the server, not later. The watch ends cleanly,
+	// as a watch the member ended would: kubectl exits 0 and prints no
+	// error. The exec session, a raw connection, is cut.
 	for _, stream := range []struct {
-		name string
-		done <-chan error
-		out  *framework.SyncBuffer
-	}{{"kubectl get -w", watchDone, watchOut}, {"kubectl exec", sessionDone, sessionOut}} {
+		name  string
+		done  <-chan error
+		out   *framework.SyncBuffer
+		clean bool
+	}{{"kubectl get -w", watchDone, watchOut, true}, {"kubectl exec", sessionDone, sessionOut, false}} {
 		select {
 		case err := <-stream.done:
 			t.Logf("%s ended (%v); its last output: %s", stream.name, err, lastLine(stream.out.String()))
+			if stream.clean && (err != nil || strings.Contains(strings.ToLower(stream.out.String()), "error")) {
+				t.Errorf("%s did not end cleanly: %v; output:\n%s", stream.name, err, stream.out.String())
+			}
 		case <-time.After(30 * time.Second):
 			t.Errorf("%s still runs 30s after the server exited; output:\n%s", stream.name, stream.out.String())
 		}

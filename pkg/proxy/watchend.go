@@ -1,0 +1,210 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package proxy
+
+import (
+	"encoding/binary"
+	"io"
+	"mime"
+	"net/http"
+	"sync"
+)
+
+// When switchboard shuts down, it ends the watches it proxies the way
+// kube-apiserver ends its own: once the server stops taking new requests,
+// each watch response ends cleanly after the event in flight, so that the
+// caller sees the end of a watch (client-go re-watches, kubectl get -w
+// exits quietly) and not a broken stream. The member's watch is cancelled.
+// Only streams whose framing is known are ended this way: JSON and
+// Kubernetes protobuf. Others, and exec, attach and port-forward, which are
+// raw connections, are cut when the server exits.
+
+// endWatchesAt wraps rt so that watch responses end at the first event
+// boundary after stop is closed.
+func endWatchesAt(rt http.RoundTripper, stop <-chan struct{}) http.RoundTripper {
+	return &watchEndingRoundTripper{rt: rt, stop: stop}
+}
+
+type watchEndingRoundTripper struct {
+	rt   http.RoundTripper
+	stop <-chan struct{}
+}
+
+func (t *watchEndingRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.rt.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	frames := watchFraming(resp.Header.Get("Content-Type"))
+	if frames == nil {
+		return resp, nil
+	}
+	resp.Body = newEndingBody(resp.Body, frames, t.stop)
+	return resp, nil
+}
+
+// watchFraming returns a tracker of event boundaries for a watch stream of
+// the given media type, or nil when the framing is unknown.
+func watchFraming(contentType string) framing {
+	mediaType, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return nil
+	}
+	switch mediaType {
+	case "application/json":
+		return &jsonFraming{}
+	case "application/vnd.kubernetes.protobuf":
+		if params["stream"] == "watch" {
+			return &lengthFraming{}
+		}
+	}
+	return nil
+}
+
+// framing follows a stream of events and says whether what has gone by
+// ends with a whole event.
+type framing interface {
+	observe(p []byte)
+	atBoundary() bool
+}
+
+// jsonFraming follows a stream of JSON objects (compact or indented): an
+// event ends where its outermost object closes.
+type jsonFraming struct {
+	depth    int
+	inString bool
+	escaped  bool
+}
+
+func (f *jsonFraming) observe(p []byte) {
+	for _, c := range p {
+		switch {
+		case f.escaped:
+			f.escaped = false
+		case f.inString:
+			switch c {
+			case '\\':
+				f.escaped = true
+			case '"':
+				f.inString = false
+			}
+		case c == '"':
+			f.inString = true
+		case c == '{' || c == '[':
+			f.depth++
+		case c == '}' || c == ']':
+			f.depth--
+		}
+	}
+}
+
+func (f *jsonFraming) atBoundary() bool { return f.depth == 0 && !f.inString }
+
+// lengthFraming follows Kubernetes' protobuf watch framing: each event is a
+// 4-byte big-endian length and that many bytes.
+type lengthFraming struct {
+	header    [4]byte
+	headerLen int    // bytes of the current header seen
+	remaining uint32 // bytes of the current event still to come
+}
+
+func (f *lengthFraming) observe(p []byte) {
+	for len(p) > 0 {
+		if f.remaining > 0 {
+			n := uint32(len(p))
+			if n > f.remaining {
+				n = f.remaining
+			}
+			f.remaining -= n
+			p = p[n:]
+			continue
+		}
+		n := copy(f.header[f.headerLen:], p)
+		f.headerLen += n
+		p = p[n:]
+		if f.headerLen == len(f.header) {
+			f.remaining = binary.BigEndian.Uint32(f.header[:])
+			f.headerLen = 0
+		}
+	}
+}
+
+func (f *lengthFraming) atBoundary() bool { return f.headerLen == 0 && f.remaining == 0 }
+
+// endingBody is a watch response body that reads as ended (io.EOF) at the
+// first event boundary after stop is closed.
+type endingBody struct {
+	body io.ReadCloser
+
+	mu       sync.Mutex
+	frames   framing
+	stopping bool // stop is closed
+	cut      bool // the body was closed here, at a boundary, to end a blocked read
+	closed   chan struct{}
+	once     sync.Once
+}
+
+func newEndingBody(body io.ReadCloser, frames framing, stop <-chan struct{}) *endingBody {
+	b := &endingBody{body: body, frames: frames, closed: make(chan struct{})}
+	go func() {
+		select {
+		case <-stop:
+		case <-b.closed:
+			return
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.stopping = true
+		if b.frames.atBoundary() {
+			// A reader waiting for the next event would wait for ever:
+			// closing the member's stream ends its read.
+			b.cut = true
+			_ = b.body.Close()
+		}
+	}()
+	return b
+}
+
+func (b *endingBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.stopping && b.frames.atBoundary() {
+		b.mu.Unlock()
+		return 0, io.EOF
+	}
+	b.mu.Unlock()
+
+	n, err := b.body.Read(p)
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.frames.observe(p[:n])
+	if err != nil && b.cut && b.frames.atBoundary() {
+		return n, io.EOF
+	}
+	if err == nil && b.stopping && !b.cut && b.frames.atBoundary() {
+		// The event in flight is complete: end here rather than wait for
+		// the next one.
+		b.cut = true
+		_ = b.body.Close()
+	}
+	return n, err
+}
+
+func (b *endingBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return b.body.Close()
+}
