@@ -258,17 +258,7 @@ func TestShutdownLeavesOtherStreamsAlone(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mem := newShutdownMember(tc.contentType, `{"a":`, `1}`)
-			f := newFixture(t)
-			m := newMember(t, mem.serve, withHTTP2(true))
-			f.addMember(t, testCluster, m, "")
-			stop := make(chan struct{})
-			f.proxier.EndWatchesAt(stop)
-			srv := f.newInfoFrontend(t, testCluster)
-			resp, err := (&http.Client{Timeout: 3 * waitTimeout}).Get(srv.URL + proxyPath(testCluster, tc.path) + "?" + tc.query)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
+			stop, resp := startShutdownStream(t, mem, true, tc.path+"?"+tc.query)
 			if got := readN(t, resp.Body, 5); got != `{"a":` {
 				t.Fatalf("first part = %q", got)
 			}
@@ -285,13 +275,20 @@ func TestShutdownLeavesOtherStreamsAlone(t *testing.T) {
 // watches end when the returned channel is closed.
 func startShutdownWatch(t *testing.T, mem *shutdownMember, h2 bool) (chan struct{}, *http.Response) {
 	t.Helper()
+	return startShutdownStream(t, mem, h2, "/api/v1/namespaces/ns/pods?watch=1")
+}
+
+// startShutdownStream proxies a GET of pathAndQuery to mem through a
+// Proxier whose watches end when the returned channel is closed.
+func startShutdownStream(t *testing.T, mem *shutdownMember, h2 bool, pathAndQuery string) (chan struct{}, *http.Response) {
+	t.Helper()
 	f := newFixture(t)
 	m := newMember(t, mem.serve, withHTTP2(h2))
 	f.addMember(t, testCluster, m, "")
 	stop := make(chan struct{})
 	f.proxier.EndWatchesAt(stop)
 	srv := f.newInfoFrontend(t, testCluster)
-	resp, err := (&http.Client{Timeout: 3 * waitTimeout}).Get(srv.URL + proxyPath(testCluster, "/api/v1/namespaces/ns/pods") + "?watch=1")
+	resp, err := (&http.Client{Timeout: 3 * waitTimeout}).Get(srv.URL + proxyPath(testCluster, pathAndQuery))
 	if err != nil {
 		t.Fatal(err)
 	}
