@@ -19,6 +19,7 @@ limitations under the License.
 package apiserver
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -249,17 +250,17 @@ func (c completedConfig) newProxier(s *genericapiserver.GenericAPIServer) (*prox
 	return proxier, nil
 }
 
-// notAcceptingNewRequests is closed when the server stops taking new
+// notAcceptingNewRequests is done when the server stops taking new
 // requests: --shutdown-delay-duration after shutdown began, the moment the
 // generic server ends its own watches.
-func (c completedConfig) notAcceptingNewRequests(s *genericapiserver.GenericAPIServer) <-chan struct{} {
-	ch := make(chan struct{})
+func (c completedConfig) notAcceptingNewRequests(s *genericapiserver.GenericAPIServer) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
 	initiated := c.GenericConfig.ShutdownInitiatedNotify()
 	delay := s.ShutdownDelayDuration
 	go func() {
 		<-initiated
 		time.Sleep(delay)
-		close(ch)
+		cancel()
 	}()
-	return ch
+	return ctx
 }

@@ -398,7 +398,17 @@ func newProxyRequest(method, cluster, path, query string, body io.Reader, caller
 	if caller != nil {
 		req = req.WithContext(request.WithUser(req.Context(), caller))
 	}
-	return req
+	return withRequestInfo(req)
+}
+
+// withRequestInfo adds the hub request info to req's context, as the
+// server's filters do before the proxy sees a request.
+func withRequestInfo(req *http.Request) *http.Request {
+	info, err := requestInfoFactory.NewRequestInfo(req)
+	if err != nil {
+		panic(err)
+	}
+	return req.WithContext(request.WithRequestInfo(req.Context(), info))
 }
 
 // markUpgrade makes req an upgrade request, as kubectl exec sends it.
@@ -619,6 +629,7 @@ func (f *fixture) newFrontend(t *testing.T, cluster string, caller user.Info, pr
 		if caller != nil {
 			req = req.WithContext(request.WithUser(req.Context(), caller))
 		}
+		req = withRequestInfo(req)
 		if prepare != nil {
 			prepare(req)
 		}
@@ -746,9 +757,30 @@ type mode string
 const (
 	plainMode   mode = "plain"
 	upgradeMode mode = "upgrade"
+	// watchMode is a member watch, which switchboard streams itself
+	// (serveWatch) rather than through the stock reverse proxy.
+	watchMode mode = "watch"
 )
 
 var modes = []mode{plainMode, upgradeMode}
+
+// roundTripModes are the modes roundTrip knows: the identity tests run in
+// each.
+var roundTripModes = []mode{plainMode, watchMode, upgradeMode}
+
+// newModeRequest is a GET by alice in mode m and the member path it asks
+// for: exec's path as a plain request or as an upgrade, or a watch of pods.
+func newModeRequest(m mode, cluster string) (*http.Request, string) {
+	path, query := execPath, "command=ls"
+	if m == watchMode {
+		path, query = "/api/v1/namespaces/dev/pods", "watch=true"
+	}
+	req := newProxyRequest(http.MethodGet, cluster, path, query, nil, alice)
+	if m == upgradeMode {
+		markUpgrade(req)
+	}
+	return req, path
+}
 
 // execPath is the member path the upgrade tests use.
 const execPath = "/api/v1/namespaces/dev/pods/web-0/exec"
@@ -761,6 +793,11 @@ func (fe *frontend) roundTrip(t *testing.T, cluster string, m mode, header http.
 	switch m {
 	case plainMode:
 		resp, body := fe.do(t, http.MethodGet, proxyPath(cluster, "/api/v1/namespaces/dev/pods"), header, "")
+		if resp.StatusCode != http.StatusOK || string(body) != memberHello {
+			t.Fatalf("answer = %d %q, want 200 %q (responder errors %v)", resp.StatusCode, body, memberHello, fe.responderErrors())
+		}
+	case watchMode:
+		resp, body := fe.do(t, http.MethodGet, proxyPath(cluster, "/api/v1/namespaces/dev/pods")+"?watch=true", header, "")
 		if resp.StatusCode != http.StatusOK || string(body) != memberHello {
 			t.Fatalf("answer = %d %q, want 200 %q (responder errors %v)", resp.StatusCode, body, memberHello, fe.responderErrors())
 		}

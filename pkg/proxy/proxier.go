@@ -51,9 +51,9 @@ type Proxier struct {
 	transports *TransportCache
 	// health, when set, knows members that do not answer.
 	health MemberHealth
-	// endWatches, when set, is closed when the server stops taking new
+	// endWatches, when set, is done when the server stops taking new
 	// requests; proxied watches then end after the event in flight.
-	endWatches <-chan struct{}
+	endWatches context.Context
 }
 
 // MemberHealth is what the proxy asks the health prober.
@@ -69,8 +69,8 @@ type MemberHealth interface {
 func (p *Proxier) SetHealth(h MemberHealth) { p.health = h }
 
 // EndWatchesAt makes proxied watches end cleanly, after the event in
-// flight, once stop is closed: when the server shuts down.
-func (p *Proxier) EndWatchesAt(stop <-chan struct{}) { p.endWatches = stop }
+// flight, once stop is done: when the server shuts down.
+func (p *Proxier) EndWatchesAt(stop context.Context) { p.endWatches = stop }
 
 // NewProxier returns a Proxier reading from the given listers.
 func NewProxier(clusters listers.ClusterLister, secrets corev1listers.SecretNamespaceLister, namespace string, synced func() bool, transports *TransportCache) *Proxier {
@@ -141,11 +141,15 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 		// The upgrade path dials Location as it is, so the query (exec's
 		// command and streams, for one) must be in it.
 		location.RawQuery = originalQuery(req)
-		transport := t.plain
-		if p.endWatches != nil && isMemberWatch(req) {
-			transport = endWatchesAt(transport, p.endWatches)
+		if isMemberWatch(req) {
+			transport := t.plain
+			if p.endWatches != nil {
+				transport = endWatchesAt(transport, p.endWatches)
+			}
+			serveWatch(w, req, &location, transport, responderFor)
+			return
 		}
-		handler := utilproxy.NewUpgradeAwareHandler(&location, transport, false, false, responderFor)
+		handler := utilproxy.NewUpgradeAwareHandler(&location, t.plain, false, false, responderFor)
 		handler.UpgradeTransport = t.upgrade
 		handler.UseLocationHost = true
 		// Watch events and log lines go out as they arrive.

@@ -168,17 +168,14 @@ func TestDotSegmentsAreRefused(t *testing.T) {
 func TestRedirectsAreNotFollowedNorPassedOn(t *testing.T) {
 	const location = "https://elsewhere.example.com/steal?token=1"
 	for _, code := range []int{http.StatusMultipleChoices, http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
-		for _, m := range modes {
+		for _, m := range roundTripModes {
 			t.Run(fmt.Sprintf("%d/%s", code, m), func(t *testing.T) {
 				mem := newMember(t, answerWith(code, http.Header{"Location": {location}}, "moved"))
 				f := newFixture(t)
 				f.addMember(t, testCluster, mem, "")
-				req := newProxyRequest(http.MethodGet, testCluster, execPath, "command=ls", nil, alice)
-				if m == upgradeMode {
-					markUpgrade(req)
-				}
+				req, path := newModeRequest(m, testCluster)
 
-				rec, _ := f.serve(t, testCluster, execPath, req)
+				rec, _ := f.serve(t, testCluster, path, req)
 
 				if rec.Code != http.StatusBadGateway {
 					t.Fatalf("code = %d %q, want 502", rec.Code, rec.Body.String())
@@ -292,7 +289,7 @@ func TestUnreachableMember(t *testing.T) {
 		name      string
 		listening bool
 	}{{"closed port", false}, {"listener that never answers", true}} {
-		for _, m := range modes {
+		for _, m := range roundTripModes {
 			t.Run(tc.name+"/"+string(m), func(t *testing.T) {
 				f := newFixture(t)
 				endpoint := unreachableEndpoint(t, tc.listening)
@@ -300,13 +297,10 @@ func TestUnreachableMember(t *testing.T) {
 				cl := newCluster(testCluster, endpoint)
 				cl.Spec.InsecureSkipTLSVerify = true
 				f.putCluster(t, cl)
-				req := newProxyRequest(http.MethodGet, testCluster, execPath, "command=ls", nil, alice)
-				if m == upgradeMode {
-					markUpgrade(req)
-				}
+				req, path := newModeRequest(m, testCluster)
 				rec := httptest.NewRecorder()
 				responder := &recordingResponder{w: rec}
-				handler, err := f.connect(req.Context(), testCluster, execPath, responder)
+				handler, err := f.connect(req.Context(), testCluster, path, responder)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -527,17 +521,14 @@ func TestMemberClosingTheConnection(t *testing.T) {
 			_ = conn.Close()
 		}
 	}
-	for _, m := range modes {
+	for _, m := range roundTripModes {
 		t.Run(string(m), func(t *testing.T) {
 			mem := newMember(t, hangUp)
 			f := newFixture(t)
 			f.addMember(t, testCluster, mem, "")
-			req := newProxyRequest(http.MethodGet, testCluster, execPath, "command=ls", nil, alice)
-			if m == upgradeMode {
-				markUpgrade(req)
-			}
+			req, path := newModeRequest(m, testCluster)
 
-			rec, responder := f.serve(t, testCluster, execPath, req)
+			rec, responder := f.serve(t, testCluster, path, req)
 
 			if rec.Code != http.StatusServiceUnavailable {
 				t.Errorf("code = %d %q, want 503", rec.Code, rec.Body.String())

@@ -17,6 +17,7 @@ limitations under the License.
 package proxy
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"mime"
@@ -34,14 +35,14 @@ import (
 // raw connections, are cut when the server exits.
 
 // endWatchesAt wraps rt so that watch responses end at the first event
-// boundary after stop is closed.
-func endWatchesAt(rt http.RoundTripper, stop <-chan struct{}) http.RoundTripper {
+// boundary after stop is done.
+func endWatchesAt(rt http.RoundTripper, stop context.Context) http.RoundTripper {
 	return &watchEndingRoundTripper{rt: rt, stop: stop}
 }
 
 type watchEndingRoundTripper struct {
 	rt   http.RoundTripper
-	stop <-chan struct{}
+	stop context.Context
 }
 
 func (t *watchEndingRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -146,37 +147,36 @@ func (f *lengthFraming) observe(p []byte) {
 func (f *lengthFraming) atBoundary() bool { return f.headerLen == 0 && f.remaining == 0 }
 
 // endingBody is a watch response body that reads as ended (io.EOF) at the
-// first event boundary after stop is closed.
+// first event boundary after stop is done.
 type endingBody struct {
 	body io.ReadCloser
+	// unregister forgets the function stop would run: no goroutine waits
+	// for it, which matters for thousands of idle watches.
+	unregister func() bool
 
 	mu       sync.Mutex
 	frames   framing
-	stopping bool // stop is closed
+	stopping bool // stop is done
 	cut      bool // the body was closed here, at a boundary, to end a blocked read
-	closed   chan struct{}
-	once     sync.Once
 }
 
-func newEndingBody(body io.ReadCloser, frames framing, stop <-chan struct{}) *endingBody {
-	b := &endingBody{body: body, frames: frames, closed: make(chan struct{})}
-	go func() {
-		select {
-		case <-stop:
-		case <-b.closed:
-			return
-		}
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		b.stopping = true
-		if b.frames.atBoundary() {
-			// A reader waiting for the next event would wait for ever:
-			// closing the member's stream ends its read.
-			b.cut = true
-			_ = b.body.Close()
-		}
-	}()
+func newEndingBody(body io.ReadCloser, frames framing, stop context.Context) *endingBody {
+	b := &endingBody{body: body, frames: frames}
+	b.unregister = context.AfterFunc(stop, b.stop)
 	return b
+}
+
+// stop runs when the server stops taking requests.
+func (b *endingBody) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopping = true
+	if b.frames.atBoundary() {
+		// A reader waiting for the next event would wait for ever: closing
+		// the member's stream ends its read.
+		b.cut = true
+		_ = b.body.Close()
+	}
 }
 
 func (b *endingBody) Read(p []byte) (int, error) {
@@ -205,6 +205,6 @@ func (b *endingBody) Read(p []byte) (int, error) {
 }
 
 func (b *endingBody) Close() error {
-	b.once.Do(func() { close(b.closed) })
+	b.unregister()
 	return b.body.Close()
 }

@@ -17,6 +17,7 @@ limitations under the License.
 package proxy
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -221,7 +222,7 @@ func TestWatchesEndCleanlyAtShutdown(t *testing.T) {
 				if got := readN(t, resp.Body, len(tc.first)); got != tc.first {
 					t.Fatalf("first event = %q", got)
 				}
-				close(stop)
+				stop()
 				if rest := readRest(t, resp.Body); rest != "" {
 					t.Errorf("after shutdown the watch sent %q, want nothing more", rest)
 				}
@@ -235,7 +236,7 @@ func TestWatchesEndCleanlyAtShutdown(t *testing.T) {
 				if got := readN(t, resp.Body, len(tc.first)+len(tc.secondA)); got != tc.first+tc.secondA {
 					t.Fatalf("first event and a half = %q", got)
 				}
-				close(stop)
+				stop()
 				mem.release(t)
 				if rest := readRest(t, resp.Body); rest != tc.secondB {
 					t.Errorf("after shutdown the watch sent %q, want the rest of the event in flight %q", rest, tc.secondB)
@@ -262,7 +263,7 @@ func TestShutdownLeavesOtherStreamsAlone(t *testing.T) {
 			if got := readN(t, resp.Body, 5); got != `{"a":` {
 				t.Fatalf("first part = %q", got)
 			}
-			close(stop)
+			stop()
 			mem.release(t)
 			if got := readN(t, resp.Body, 2); got != `1}` {
 				t.Errorf("after shutdown began the stream sent %q, want the member's next part", got)
@@ -272,21 +273,22 @@ func TestShutdownLeavesOtherStreamsAlone(t *testing.T) {
 }
 
 // startShutdownWatch proxies a watch to mem through a Proxier whose
-// watches end when the returned channel is closed.
-func startShutdownWatch(t *testing.T, mem *shutdownMember, h2 bool) (chan struct{}, *http.Response) {
+// watches end when the returned function is called.
+func startShutdownWatch(t *testing.T, mem *shutdownMember, h2 bool) (context.CancelFunc, *http.Response) {
 	t.Helper()
 	return startShutdownStream(t, mem, h2, "/api/v1/namespaces/ns/pods?watch=1")
 }
 
 // startShutdownStream proxies a GET of pathAndQuery to mem through a
-// Proxier whose watches end when the returned channel is closed.
-func startShutdownStream(t *testing.T, mem *shutdownMember, h2 bool, pathAndQuery string) (chan struct{}, *http.Response) {
+// Proxier whose watches end when the returned function is called.
+func startShutdownStream(t *testing.T, mem *shutdownMember, h2 bool, pathAndQuery string) (context.CancelFunc, *http.Response) {
 	t.Helper()
 	f := newFixture(t)
 	m := newMember(t, mem.serve, withHTTP2(h2))
 	f.addMember(t, testCluster, m, "")
-	stop := make(chan struct{})
-	f.proxier.EndWatchesAt(stop)
+	stopCtx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	f.proxier.EndWatchesAt(stopCtx)
 	srv := f.newInfoFrontend(t, testCluster)
 	resp, err := (&http.Client{Timeout: 3 * waitTimeout}).Get(srv.URL + proxyPath(testCluster, pathAndQuery))
 	if err != nil {
