@@ -292,6 +292,11 @@ func newFixture(t *testing.T) *fixture {
 		listers.NewClusterLister(f.clusters),
 		corev1listers.NewSecretLister(f.secrets).Secrets(testNamespace),
 		testNamespace, f.synced.Load, f.transports)
+	// As in the server: watches end when it shuts down, which these tests
+	// never do.
+	running, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	f.proxier.EndWatchesAt(running)
 	return f
 }
 
@@ -757,8 +762,8 @@ type mode string
 const (
 	plainMode   mode = "plain"
 	upgradeMode mode = "upgrade"
-	// watchMode is a member watch, which switchboard streams itself
-	// (serveWatch) rather than through the stock reverse proxy.
+	// watchMode is a member watch, whose transport ends it cleanly when
+	// the server shuts down.
 	watchMode mode = "watch"
 )
 

@@ -141,15 +141,11 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 		// The upgrade path dials Location as it is, so the query (exec's
 		// command and streams, for one) must be in it.
 		location.RawQuery = originalQuery(req)
-		if isMemberWatch(req) {
-			transport := t.plain
-			if p.endWatches != nil {
-				transport = endWatchesAt(transport, p.endWatches)
-			}
-			serveWatch(w, req, &location, transport, responderFor)
-			return
+		transport := t.plain
+		if p.endWatches != nil && isMemberWatch(req) {
+			transport = endWatchesAt(transport, p.endWatches)
 		}
-		handler := utilproxy.NewUpgradeAwareHandler(&location, t.plain, false, false, responderFor)
+		handler := utilproxy.NewUpgradeAwareHandler(&location, transport, false, false, responderFor)
 		handler.UpgradeTransport = t.upgrade
 		handler.UseLocationHost = true
 		// Watch events and log lines go out as they arrive.

@@ -24,9 +24,10 @@ import (
 	"testing"
 )
 
-// A member watch goes through serveWatch, other GETs through the stock
-// reverse proxy: both must treat headers alike.
-func TestWatchHeadersAsTheStockProxy(t *testing.T) {
+// A member watch, whose transport ends it at shutdown, and any other GET
+// treat headers alike: hop-by-hop headers stay on their hop, both ways, and
+// the caller's address is added to X-Forwarded-For.
+func TestWatchHeadersAsOtherRequests(t *testing.T) {
 	answer := func(w http.ResponseWriter, _ *http.Request) {
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
