@@ -251,8 +251,11 @@ func (c completedConfig) newProxier(s *genericapiserver.GenericAPIServer) (*prox
 }
 
 // notAcceptingNewRequests is done when the server stops taking new
-// requests: --shutdown-delay-duration after shutdown began, the moment the
-// generic server ends its own watches.
+// requests: --shutdown-delay-duration after shutdown began, when the generic
+// server ends its own watches (with a --shutdown-watch-termination-grace-
+// period above 0) and answers new ones with 503. The generic server's own
+// signal for that moment is not exported; without pre-shutdown hooks, which
+// switchboard has none of, this one fires within milliseconds of it.
 func (c completedConfig) notAcceptingNewRequests(s *genericapiserver.GenericAPIServer) context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	initiated := c.GenericConfig.ShutdownInitiatedNotify()

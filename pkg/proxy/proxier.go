@@ -143,6 +143,13 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 		location.RawQuery = originalQuery(req)
 		transport := t.plain
 		if p.endWatches != nil && isMemberWatch(req) {
+			if p.endWatches.Err() != nil {
+				// As the generic server answers watches once it takes no
+				// new requests: the caller retries, on another replica.
+				responded.Store(http.StatusServiceUnavailable)
+				responder.Error(retryLater(name, fmt.Sprintf("switchboard is shutting down and takes no new watches of cluster %q; retry, another replica will serve it", name)))
+				return
+			}
 			transport = endWatchesAt(transport, p.endWatches)
 		}
 		handler := utilproxy.NewUpgradeAwareHandler(&location, transport, false, false, responderFor)

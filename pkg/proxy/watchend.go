@@ -22,6 +22,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 	"sync"
 )
 
@@ -49,6 +50,11 @@ func (t *watchEndingRoundTripper) RoundTrip(req *http.Request) (*http.Response, 
 	resp, err := t.rt.RoundTrip(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return resp, err
+	}
+	if enc := resp.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		// Compressed (a watch list with sendInitialEvents, for one): the
+		// framing is not visible in the bytes that pass here.
+		return resp, nil
 	}
 	frames := watchFraming(resp.Header.Get("Content-Type"))
 	if frames == nil {
@@ -81,6 +87,10 @@ func watchFraming(contentType string) framing {
 type framing interface {
 	observe(p []byte)
 	atBoundary() bool
+	// firstBoundary is the length of the shortest prefix of p after which
+	// the stream would be at a boundary (0 when it is at one now), or -1.
+	// It does not change the framing.
+	firstBoundary(p []byte) int
 }
 
 // jsonFraming follows a stream of JSON objects (compact or indented): an
@@ -115,6 +125,19 @@ func (f *jsonFraming) observe(p []byte) {
 
 func (f *jsonFraming) atBoundary() bool { return f.depth == 0 && !f.inString }
 
+func (f *jsonFraming) firstBoundary(p []byte) int {
+	probe := *f
+	k := firstBoundary(&probe, p)
+	if k < 0 {
+		return k
+	}
+	// The newline that closes the event goes with it.
+	for k < len(p) && (p[k] == '\n' || p[k] == '\r' || p[k] == ' ' || p[k] == '\t') {
+		k++
+	}
+	return k
+}
+
 // lengthFraming follows Kubernetes' protobuf watch framing: each event is a
 // 4-byte big-endian length and that many bytes.
 type lengthFraming struct {
@@ -146,42 +169,64 @@ func (f *lengthFraming) observe(p []byte) {
 
 func (f *lengthFraming) atBoundary() bool { return f.headerLen == 0 && f.remaining == 0 }
 
+func (f *lengthFraming) firstBoundary(p []byte) int {
+	probe := *f
+	return firstBoundary(&probe, p)
+}
+
+// firstBoundary feeds p to probe, a copy of a framing, a byte at a time
+// until it is at a boundary. It runs only for the one read during which a
+// watch ends, so its pace does not matter.
+func firstBoundary(probe framing, p []byte) int {
+	if probe.atBoundary() {
+		return 0
+	}
+	for i := range p {
+		probe.observe(p[i : i+1])
+		if probe.atBoundary() {
+			return i + 1
+		}
+	}
+	return -1
+}
+
 // endingBody is a watch response body that reads as ended (io.EOF) at the
-// first event boundary after stop is done.
+// first event boundary after stop is done. Bytes of an event that began
+// after that boundary are dropped: the caller gets whole events and a clean
+// end, never a part of one.
 type endingBody struct {
 	body io.ReadCloser
+	stop context.Context
 	// unregister forgets the function stop would run: no goroutine waits
 	// for it, which matters for thousands of idle watches.
 	unregister func() bool
 
-	mu       sync.Mutex
-	frames   framing
-	stopping bool // stop is done
-	cut      bool // the body was closed here, at a boundary, to end a blocked read
+	mu     sync.Mutex
+	frames framing
+	ended  bool // the watch has ended at a boundary; the body is closed
 }
 
 func newEndingBody(body io.ReadCloser, frames framing, stop context.Context) *endingBody {
-	b := &endingBody{body: body, frames: frames}
-	b.unregister = context.AfterFunc(stop, b.stop)
+	b := &endingBody{body: body, stop: stop, frames: frames}
+	b.unregister = context.AfterFunc(stop, b.stopIdle)
 	return b
 }
 
-// stop runs when the server stops taking requests.
-func (b *endingBody) stop() {
+// stopIdle runs when the server stops taking requests. A watch waiting for
+// its next event would wait for ever: closing the member's stream ends the
+// read, and Read then ends the watch at the boundary it is at.
+func (b *endingBody) stopIdle() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.stopping = true
 	if b.frames.atBoundary() {
-		// A reader waiting for the next event would wait for ever: closing
-		// the member's stream ends its read.
-		b.cut = true
 		_ = b.body.Close()
 	}
 }
 
 func (b *endingBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
-	if b.stopping && b.frames.atBoundary() {
+	if b.ended || (b.stop.Err() != nil && b.frames.atBoundary()) {
+		b.end()
 		b.mu.Unlock()
 		return 0, io.EOF
 	}
@@ -191,17 +236,29 @@ func (b *endingBody) Read(p []byte) (int, error) {
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.frames.observe(p[:n])
-	if err != nil && b.cut && b.frames.atBoundary() {
-		return n, io.EOF
+	if b.stop.Err() != nil {
+		// Shutting down: pass on what completes the event in flight, if it
+		// is all there, and end the watch right after it.
+		if k := b.frames.firstBoundary(p[:n]); k >= 0 {
+			b.frames.observe(p[:k])
+			b.end()
+			if k == 0 {
+				return 0, io.EOF
+			}
+			return k, nil
+		}
 	}
-	if err == nil && b.stopping && !b.cut && b.frames.atBoundary() {
-		// The event in flight is complete: end here rather than wait for
-		// the next one.
-		b.cut = true
+	b.frames.observe(p[:n])
+	return n, err
+}
+
+// end closes the member's stream, which cancels its watch, and makes every
+// later Read report the end. b.mu is held.
+func (b *endingBody) end() {
+	if !b.ended {
+		b.ended = true
 		_ = b.body.Close()
 	}
-	return n, err
 }
 
 func (b *endingBody) Close() error {

@@ -19,6 +19,7 @@ package proxy
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,6 +27,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestJSONFramingFindsEventEnds(t *testing.T) {
@@ -121,6 +124,7 @@ func TestWatchFramingByMediaType(t *testing.T) {
 // proxy cancels its request.
 type shutdownMember struct {
 	contentType string
+	header      http.Header // more headers of the answer
 	parts       []string
 	next        chan struct{} // one receive per part after the first
 	cancelled   chan struct{}
@@ -133,6 +137,9 @@ func newShutdownMember(contentType string, parts ...string) *shutdownMember {
 
 func (m *shutdownMember) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", m.contentType)
+	for k, v := range m.header {
+		w.Header()[k] = v
+	}
 	for i, part := range m.parts {
 		if i > 0 {
 			select {
@@ -249,27 +256,181 @@ func TestWatchesEndCleanlyAtShutdown(t *testing.T) {
 
 func TestShutdownLeavesOtherStreamsAlone(t *testing.T) {
 	for _, tc := range []struct {
-		name, path, query, contentType string
+		name, pathAndQuery, contentType string
+		header                          http.Header
 	}{
-		// A framing switchboard cannot follow: the stream goes on.
-		{"cbor watch", "/api/v1/pods", "watch=true", "application/cbor-seq"},
+		// Framings switchboard cannot follow: the stream goes on.
+		{name: "cbor watch", pathAndQuery: "/api/v1/pods?watch=true", contentType: "application/cbor-seq"},
+		{name: "gzipped json watch", pathAndQuery: "/api/v1/pods?watch=true&sendInitialEvents=true", contentType: "application/json",
+			header: http.Header{"Content-Encoding": {"gzip"}}},
 		// Not watches: a slow list and a followed log end when the member ends them.
-		{"list", "/api/v1/pods", "", "application/json"},
-		{"logs -f", "/api/v1/namespaces/ns/pods/p/log", "follow=true", "text/plain"},
+		{name: "list", pathAndQuery: "/api/v1/pods", contentType: "application/json"},
+		{name: "logs -f", pathAndQuery: "/api/v1/namespaces/ns/pods/p/log?follow=true", contentType: "text/plain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mem := newShutdownMember(tc.contentType, `{"a":`, `1}`)
-			stop, resp := startShutdownStream(t, mem, true, tc.path+"?"+tc.query)
-			if got := readN(t, resp.Body, 5); got != `{"a":` {
+			// Each part is a whole JSON object: were the stream ended at
+			// shutdown, it would end after the first.
+			mem := newShutdownMember(tc.contentType, `{"a":1}`, `{"b":2}`)
+			mem.header = tc.header
+			stop, resp := startShutdownStream(t, mem, true, tc.pathAndQuery)
+			if got := readN(t, resp.Body, 7); got != `{"a":1}` {
 				t.Fatalf("first part = %q", got)
 			}
 			stop()
 			mem.release(t)
-			if got := readN(t, resp.Body, 2); got != `1}` {
+			if got := readN(t, resp.Body, 7); got != `{"b":2}` {
 				t.Errorf("after shutdown began the stream sent %q, want the member's next part", got)
 			}
 		})
 	}
+}
+
+func TestNoNewWatchesAfterShutdown(t *testing.T) {
+	mem := newShutdownMember("application/json", `{"a":1}`)
+	f := newFixture(t)
+	m := newMember(t, mem.serve, withHTTP2(true))
+	f.addMember(t, testCluster, m, "")
+	stopCtx, stop := context.WithCancel(context.Background())
+	f.proxier.EndWatchesAt(stopCtx)
+	stop()
+	fe := f.newFrontend(t, testCluster, alice, nil)
+
+	resp, body := fe.do(t, http.MethodGet, proxyPath(testCluster, "/api/v1/pods")+"?watch=true", nil, "")
+
+	status := decodeStatus(t, resp.Header.Get("Content-Type"), body)
+	checkStatus(t, status, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, testCluster, "shutting down")
+	if resp.StatusCode != http.StatusServiceUnavailable || status.Details == nil || status.Details.RetryAfterSeconds == 0 {
+		t.Errorf("a watch after shutdown began: %d, details %+v; want 503 with a retry-after", resp.StatusCode, status.Details)
+	}
+	if n := len(m.requests()); n != 0 {
+		t.Errorf("the member received %d requests", n)
+	}
+	// Other requests are the generic server's to refuse.
+	m.setAnswer(answerDefault)
+	resp, body = fe.do(t, http.MethodGet, proxyPath(testCluster, "/api/v1/pods"), nil, "")
+	if resp.StatusCode != http.StatusOK || string(body) != memberHello {
+		t.Errorf("a list after shutdown began: %d %q, want the member's 200", resp.StatusCode, body)
+	}
+}
+
+// scriptedBody is a member's body whose reads the test drives: each Read
+// waits for a chunk. Closing it delivers onClose first, as a transport hands
+// over data it had buffered before it reports the close.
+type scriptedBody struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	chunks  [][]byte
+	closed  bool
+	onClose []byte
+}
+
+func newScriptedBody() *scriptedBody {
+	b := &scriptedBody{}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+func (b *scriptedBody) push(chunk string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.chunks = append(b.chunks, []byte(chunk))
+	b.cond.Broadcast()
+}
+
+func (b *scriptedBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for len(b.chunks) == 0 && !b.closed {
+		b.cond.Wait()
+	}
+	if len(b.chunks) > 0 {
+		n := copy(p, b.chunks[0])
+		b.chunks[0] = b.chunks[0][n:]
+		if len(b.chunks[0]) == 0 {
+			b.chunks = b.chunks[1:]
+		}
+		return n, nil
+	}
+	return 0, errors.New("http2: response body closed")
+}
+
+func (b *scriptedBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closed {
+		b.closed = true
+		if b.onClose != nil {
+			b.chunks = append(b.chunks, b.onClose)
+		}
+		b.cond.Broadcast()
+	}
+	return nil
+}
+
+// readResult reads body once in the background.
+func readOnce(body io.Reader) <-chan string {
+	done := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 1024)
+		n, err := body.Read(buf)
+		done <- fmt.Sprintf("%q %v", buf[:n], err)
+	}()
+	return done
+}
+
+func expectRead(t *testing.T, got <-chan string, want string) {
+	t.Helper()
+	select {
+	case g := <-got:
+		if g != want {
+			t.Errorf("read %s, want %s", g, want)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("the read did not return; want %s", want)
+	}
+}
+
+// Shutdown can begin while a read is under way: what that read brings back
+// may be the start of the next event, or the rest of the current one and
+// the start of the next. The caller gets whole events and then the end.
+func TestWatchEndingDuringARead(t *testing.T) {
+	const (
+		event1 = `{"type":"ADDED","object":{"n":1}}` + "\n"
+		event2 = `{"type":"MODIFIED","object":{"n":2}}` + "\n"
+	)
+	t.Run("at a boundary, the next event starting", func(t *testing.T) {
+		member := newScriptedBody()
+		stopCtx, stop := context.WithCancel(context.Background())
+		body := newEndingBody(member, &jsonFraming{}, stopCtx)
+		member.push(event1)
+		expectRead(t, readOnce(body), fmt.Sprintf("%q <nil>", event1))
+
+		// The read waits for the next event; shutdown closes the member's
+		// stream, whose transport still hands over the start of one.
+		member.onClose = []byte(event2[:10])
+		pending := readOnce(body)
+		stop()
+		expectRead(t, pending, `"" EOF`)
+		expectRead(t, readOnce(body), `"" EOF`)
+	})
+	t.Run("mid-event, the rest and the next event in one read", func(t *testing.T) {
+		member := newScriptedBody()
+		stopCtx, stop := context.WithCancel(context.Background())
+		body := newEndingBody(member, &jsonFraming{}, stopCtx)
+		member.push(event1[:12])
+		expectRead(t, readOnce(body), fmt.Sprintf("%q <nil>", event1[:12]))
+
+		stop()
+		member.push(event1[12:] + event2)
+		expectRead(t, readOnce(body), fmt.Sprintf("%q <nil>", event1[12:]))
+		expectRead(t, readOnce(body), `"" EOF`)
+		member.mu.Lock()
+		closed := member.closed
+		member.mu.Unlock()
+		if !closed {
+			t.Error("the member's stream was not closed when the watch ended")
+		}
+	})
 }
 
 // startShutdownWatch proxies a watch to mem through a Proxier whose
@@ -290,7 +451,9 @@ func startShutdownStream(t *testing.T, mem *shutdownMember, h2 bool, pathAndQuer
 	t.Cleanup(stop)
 	f.proxier.EndWatchesAt(stopCtx)
 	srv := f.newInfoFrontend(t, testCluster)
-	resp, err := (&http.Client{Timeout: 3 * waitTimeout}).Get(srv.URL + proxyPath(testCluster, pathAndQuery))
+	// Bodies as they are: no transparent gunzip.
+	client := &http.Client{Timeout: 3 * waitTimeout, Transport: &http.Transport{DisableCompression: true}}
+	resp, err := client.Get(srv.URL + proxyPath(testCluster, pathAndQuery))
 	if err != nil {
 		t.Fatal(err)
 	}

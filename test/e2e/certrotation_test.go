@@ -88,10 +88,8 @@ func TestServingCertRotationThroughHub(t *testing.T) {
 		}
 		replacePair(t, pki.ServingCert, pki.ServingKey, original)
 		waitServingSerial(t, addr, nil, originalSerial)
-		if newCA != nil {
-			if err := s.SetAPIServiceCABundle(ctx, oldCA.CertPEM); err != nil {
-				t.Errorf("restoring: %v", err)
-			}
+		if err := s.SetAPIServiceCABundle(ctx, oldCA.CertPEM); err != nil {
+			t.Errorf("restoring: %v", err)
 		}
 		load.stop()
 		eventually(t, rotationWait, func() error { return s.APIServiceAvailable(ctx) })
@@ -106,7 +104,12 @@ func TestServingCertRotationThroughHub(t *testing.T) {
 		replacePair(t, pki.ServingCert, pki.ServingKey, pair)
 		took := waitServingSerial(t, addr, oldRoots, serial)
 		t.Logf("new connections get the new certificate %s after the swap", took.Round(time.Millisecond))
-		load.check(t, "after the swap", 20)
+		load.check(t, "after the swap", 10)
+		// The hub still uses the connection it made before the swap. A
+		// caBundle it has not seen (the CA twice) makes it build a new
+		// transport, whose connections must accept the new certificate.
+		forceNewHubConnections(t, s, slices.Concat(oldCA.CertPEM, oldCA.CertPEM))
+		load.check(t, "over new connections from the hub", 20)
 	})
 
 	t.Run("a move to a new CA", func(t *testing.T) {
@@ -139,6 +142,8 @@ func TestServingCertRotationThroughHub(t *testing.T) {
 			t.Errorf("a new connection trusting the new CA gets serial %v, want %v", got, serial)
 		}
 		load.check(t, "after the swap to the new CA", 10)
+		forceNewHubConnections(t, s, slices.Concat(newCA.CertPEM, oldCA.CertPEM))
+		load.check(t, "over new connections from the hub, trusting both CAs", 20)
 
 		// 3. The hub trusts only the new CA. The aggregator keeps one
 		// transport per TLS configuration, and this caBundle is new to it,
@@ -150,6 +155,17 @@ func TestServingCertRotationThroughHub(t *testing.T) {
 		time.Sleep(bundleSettle)
 		load.check(t, "with only the new CA in the caBundle", 20)
 	})
+}
+
+// forceNewHubConnections sets a caBundle the hub's aggregator has not used
+// before: it keeps one transport, with its connections, per TLS
+// configuration, so its requests from then on go over new connections.
+func forceNewHubConnections(t *testing.T, s *topology.State, caBundle []byte) {
+	t.Helper()
+	if err := s.SetAPIServiceCABundle(context.Background(), caBundle); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(bundleSettle)
 }
 
 // hubLoad lists Clusters through the hub every 100ms and checks the

@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -88,6 +89,7 @@ func TestShutdownWithOpenStreams(t *testing.T) {
 		if err := s.RestoreAPIService(ctx); err != nil {
 			t.Errorf("pointing the hub back at the topology's switchboard: %v", err)
 		}
+		waitHubServesCluster(t, "member1", true)
 		if err := reps.Stop(); err != nil {
 			t.Error(err)
 		}
@@ -102,6 +104,10 @@ func TestShutdownWithOpenStreams(t *testing.T) {
 	if err := s.PointAPIServiceAt(ctx, reps.Port); err != nil {
 		t.Fatal(err)
 	}
+	// The server's own store lacks the topology's Clusters: once the hub
+	// lists none, its requests reach the server and not the topology's
+	// switchboard any more.
+	waitHubServesCluster(t, "member1", false)
 
 	// A Cluster for member1 in the server's own store, and a user allowed
 	// everything there.
@@ -130,7 +136,6 @@ func TestShutdownWithOpenStreams(t *testing.T) {
 	framework.WaitForOutput(t, watchOut, m.Pods[0], time.Minute)
 	session, sessionOut := framework.StartKubectl(t, kc, nil, "exec", "-n", m.PodNamespace, m.Pods[0], "--", "sh", "-c", "echo session-open; sleep 600")
 	framework.WaitForOutput(t, sessionOut, "session-open", time.Minute)
-	watchDone, sessionDone := waitInBackground(watch), waitInBackground(session)
 
 	// GETs through the hub, one after another, until the test stops them.
 	gets := startGets(f.HubConfig(t))
@@ -193,15 +198,18 @@ func TestShutdownWithOpenStreams(t *testing.T) {
 	// error. The exec session, a raw connection, is cut.
 	for _, stream := range []struct {
 		name  string
-		done  <-chan error
+		cmd   *exec.Cmd
 		out   *framework.SyncBuffer
 		clean bool
-	}{{"kubectl get -w", watchDone, watchOut, true}, {"kubectl exec", sessionDone, sessionOut, false}} {
+	}{{"kubectl get -w", watch, watchOut, true}, {"kubectl exec", session, sessionOut, false}} {
 		select {
-		case err := <-stream.done:
-			t.Logf("%s ended (%v); its last output: %s", stream.name, err, lastLine(stream.out.String()))
-			if stream.clean && (err != nil || strings.Contains(strings.ToLower(stream.out.String()), "error")) {
-				t.Errorf("%s did not end cleanly: %v; output:\n%s", stream.name, err, stream.out.String())
+		case <-framework.Exited(stream.cmd):
+			state := stream.cmd.ProcessState
+			t.Logf("%s ended (%v); its last output: %s", stream.name, state, lastLine(stream.out.String()))
+			// kubectl get -w exits 0 however its watch ends; a broken one
+			// prints an error first.
+			if stream.clean && (!state.Success() || strings.Contains(strings.ToLower(stream.out.String()), "error")) {
+				t.Errorf("%s did not end cleanly: %v; output:\n%s", stream.name, state, stream.out.String())
 			}
 		case <-time.After(30 * time.Second):
 			t.Errorf("%s still runs 30s after the server exited; output:\n%s", stream.name, stream.out.String())
@@ -281,12 +289,6 @@ func flagDuration(t *testing.T, flags []string, name string) time.Duration {
 	}
 	t.Fatalf("the Deployment does not set %s", name)
 	return 0
-}
-
-func waitInBackground(cmd *exec.Cmd) <-chan error {
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	return done
 }
 
 func lastLine(s string) string {
@@ -369,4 +371,23 @@ func (g *getStream) errors() []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return append([]string(nil), g.failed...)
+}
+
+// waitHubServesCluster waits until a LIST of Clusters through the hub does
+// (present) or does not (!present) hold name: it tells which store, and so
+// which switchboard, the hub's requests reach.
+func waitHubServesCluster(t *testing.T, name string, present bool) {
+	t.Helper()
+	clusters := f.Switchboard(t).ClusterV1alpha1().Clusters()
+	eventually(t, time.Minute, func() error {
+		list, err := clusters.List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		found := slices.ContainsFunc(list.Items, func(c v1alpha1.Cluster) bool { return c.Name == name })
+		if found != present {
+			return fmt.Errorf("the hub lists Cluster %s: %v, want %v", name, found, present)
+		}
+		return nil
+	})
 }

@@ -38,6 +38,10 @@ import (
 	"k8s.io/client-go/util/retry"
 )
 
+// replicasRecord, in a replica set's directory, lists its processes, so
+// that the next StartReplicas or Down stops those a cut-short run left.
+const replicasRecord = "processes.json"
+
 // ReplicasConfig says how to run extra switchboard-apiserver replicas next
 // to the topology's own: an HA installation on the topology's etcd.
 type ReplicasConfig struct {
@@ -103,7 +107,7 @@ func (s *State) StartReplicas(ctx context.Context, cfg ReplicasConfig) (*Replica
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	rs := &Replicas{record: filepath.Join(dir, "processes.json")}
+	rs := &Replicas{record: filepath.Join(dir, replicasRecord)}
 	if err := stopRecorded(rs.record); err != nil {
 		return nil, err
 	}

@@ -209,6 +209,9 @@ func Down(runDir string, progress io.Writer) error {
 	if errors.Is(err, os.ErrNotExist) {
 		if _, statErr := os.Stat(runDir); statErr == nil {
 			fmt.Fprintf(out, "No topology state in %s; removing the directory\n", runDir)
+			if errs := stopLeftoverReplicas(runDir, out); len(errs) > 0 {
+				return errors.Join(errs...)
+			}
 			return os.RemoveAll(runDir)
 		}
 		fmt.Fprintf(out, "Nothing runs in %s\n", runDir)
@@ -217,7 +220,9 @@ func Down(runDir string, progress io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
+	// Replicas that tests start next to the topology (StartReplicas) and
+	// did not stop, because a run was cut short.
+	errs := stopLeftoverReplicas(runDir, out)
 	// Stop in reverse order of start: switchboard and kwok before the
 	// control planes, etcd last.
 	for i := len(s.Processes) - 1; i >= 0; i-- {
@@ -235,6 +240,22 @@ func Down(runDir string, progress io.Writer) error {
 	}
 	fmt.Fprintf(out, "Removing %s\n", runDir)
 	return os.RemoveAll(runDir)
+}
+
+// stopLeftoverReplicas stops the replica sets recorded in runDir.
+func stopLeftoverReplicas(runDir string, out io.Writer) []error {
+	records, err := filepath.Glob(filepath.Join(runDir, "*", replicasRecord))
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	for _, record := range records {
+		fmt.Fprintf(out, "Stopping the replicas recorded in %s\n", record)
+		if err := stopRecorded(record); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
 func progressWriter(w io.Writer) io.Writer {

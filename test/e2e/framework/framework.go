@@ -383,11 +383,33 @@ func StartKubectl(t testing.TB, kubeconfig string, env []string, args ...string)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// One Wait per process: tests that want to know when it ends use Exited.
+	done := make(chan struct{})
+	exited.Store(cmd, done)
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-done
+		exited.Delete(cmd)
 	})
 	return cmd, out
+}
+
+// exited maps each kubectl StartKubectl started to a channel closed when it
+// has exited.
+var exited sync.Map
+
+// Exited is closed when a kubectl that StartKubectl started has exited;
+// cmd.ProcessState is then set.
+func Exited(cmd *exec.Cmd) <-chan struct{} {
+	done, ok := exited.Load(cmd)
+	if !ok {
+		panic("Exited: not a kubectl StartKubectl started and the test still runs")
+	}
+	return done.(chan struct{})
 }
 
 // SyncBuffer is a bytes.Buffer safe to read while a process writes it.
