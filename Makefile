@@ -1,7 +1,7 @@
 # Switchboard build, test and verification.
 #
 # make build             build every binary into _output/bin
-# make test              verify, unit and integration tests (what CI runs)
+# make test              verify, unit, integration and end-to-end tests (what CI runs)
 # make test-unit         unit tests, with the race detector
 # make test-integration  the server run in-process against embedded etcd
 # make test-e2e          real hub, members and switchboard on loopback (hack/test-e2e.sh)

@@ -20,7 +20,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -157,7 +156,11 @@ func Join(ctx context.Context, o Options) (*Result, error) {
 	result.Changes = append(result.Changes, change)
 
 	caBundle := cred.CACert
-	if ca := memberCA(o.MemberConfig); len(ca) > 0 {
+	ca, err := memberCA(o.MemberConfig)
+	if err != nil {
+		return result, err
+	}
+	if len(ca) > 0 {
 		// The CA the member kubeconfig trusts is the one for its endpoint.
 		caBundle = ca
 	}
@@ -353,17 +356,13 @@ func (o *Options) verifyThroughHub(ctx context.Context) (string, error) {
 }
 
 // memberCA is the CA bundle the member kubeconfig trusts, if any.
-func memberCA(config *rest.Config) []byte {
+func memberCA(config *rest.Config) ([]byte, error) {
 	if config == nil {
-		return nil
+		return nil, nil
 	}
-	if len(config.CAData) > 0 {
-		return config.CAData
+	c := rest.CopyConfig(config)
+	if err := rest.LoadTLSFiles(c); err != nil {
+		return nil, fmt.Errorf("reading the member kubeconfig's certificate files: %w", err)
 	}
-	if config.CAFile != "" {
-		if data, err := os.ReadFile(config.CAFile); err == nil {
-			return data
-		}
-	}
-	return nil
+	return c.CAData, nil
 }

@@ -86,7 +86,7 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 				func(ctx context.Context) error { return m.RbacV1().ClusterRoles().Delete(ctx, ClusterRoleName, del) }},
 		)
 		token, err := findTokenSecret(ctx, m)
-		if err != nil && !apierrors.IsNotFound(err) {
+		if err != nil {
 			return nil, err
 		}
 		if token != nil {

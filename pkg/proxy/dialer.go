@@ -27,6 +27,7 @@ import (
 	"time"
 
 	netproxy "golang.org/x/net/proxy"
+	"k8s.io/apimachinery/third_party/forked/golang/netutil"
 )
 
 // dialFunc opens a connection to addr.
@@ -44,7 +45,7 @@ func newDialer(proxyURL *url.URL, timeout time.Duration) (dialFunc, error) {
 	}
 	switch proxyURL.Scheme {
 	case "socks5":
-		d, err := netproxy.SOCKS5("tcp", canonicalAddr(proxyURL), nil, direct)
+		d, err := netproxy.SOCKS5("tcp", netutil.CanonicalAddr(proxyURL), nil, direct)
 		if err != nil {
 			return nil, err
 		}
@@ -74,7 +75,7 @@ type connectDialer struct {
 func (d *connectDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	conn, err := d.direct.DialContext(ctx, network, canonicalAddr(d.proxy))
+	conn, err := d.direct.DialContext(ctx, network, netutil.CanonicalAddr(d.proxy))
 	if err != nil {
 		return nil, fmt.Errorf("dialing proxy %s: %w", d.proxy.Host, err)
 	}
@@ -125,12 +126,3 @@ type bufferedConn struct {
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.reader.Read(p) }
-
-// canonicalAddr is host:port of a URL, with the scheme's default port.
-func canonicalAddr(u *url.URL) string {
-	if u.Port() != "" {
-		return u.Host
-	}
-	port := map[string]string{"http": "80", "https": "443", "socks5": "1080"}[u.Scheme]
-	return net.JoinHostPort(u.Hostname(), port)
-}

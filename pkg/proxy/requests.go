@@ -21,10 +21,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/endpoints/request"
+	genericfilters "k8s.io/apiserver/pkg/server/filters"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
 )
@@ -55,8 +57,11 @@ var memberRequestInfo = &request.RequestInfoFactory{
 	GrouplessAPIPrefixes: sets.NewString("api"),
 }
 
-// IsLongRunning says whether a request may stay open indefinitely: watches
-// of Clusters, and proxied requests that stream (watches, logs -f, exec,
+// hubLongRunning is the generic server's default check.
+var hubLongRunning = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), sets.NewString())
+
+// IsLongRunning says whether a request may stay open indefinitely: what the
+// generic server counts (watches of Clusters, /debug/pprof/), and proxied requests that stream (watches, logs -f, exec,
 // attach, port-forward, nested proxies). Long-running requests are not cut
 // by the request timeout and do not count against max-in-flight. Other
 // proxied requests, however large their answer, are ordinary requests.
@@ -65,10 +70,11 @@ var memberRequestInfo = &request.RequestInfoFactory{
 // (watch verbs, subresources) and its boolean parameters, where anything but
 // "0" or "false" is true.
 func IsLongRunning(r *http.Request, info *request.RequestInfo) bool {
-	if info == nil || !info.IsResourceRequest {
+	if info == nil {
 		return false
 	}
-	if info.Verb == "watch" {
+	// The generic server's own: watches, and /debug/pprof/.
+	if hubLongRunning(r, info) {
 		return true
 	}
 	if !isProxyRequest(info) {
@@ -93,8 +99,25 @@ func IsLongRunning(r *http.Request, info *request.RequestInfo) bool {
 }
 
 // memberRequest is the request info of a proxy request's member path, as
-// the member reads it; nil when it is not a resource request.
+// the member reads it; nil when it is not a resource request. Parsing it
+// takes microseconds and a few dozen allocations, and the generic filters
+// ask about one request several times (max-in-flight or priority and
+// fairness, audit, timeout, wait group, ...), so within a request that
+// WithMemberRequestMemo marked it is parsed once.
 func memberRequest(r *http.Request, info *request.RequestInfo) *request.RequestInfo {
+	memo, ok := r.Context().Value(memberMemoKey{}).(*memberMemo)
+	if !ok {
+		return parseMemberRequest(r, info)
+	}
+	memo.mu.Lock()
+	defer memo.mu.Unlock()
+	if memo.info != info {
+		memo.info, memo.member = info, parseMemberRequest(r, info)
+	}
+	return memo.member
+}
+
+func parseMemberRequest(r *http.Request, info *request.RequestInfo) *request.RequestInfo {
 	inner := &http.Request{
 		Method: r.Method,
 		URL:    &url.URL{Path: "/" + strings.Join(innerPath(info), "/"), RawQuery: r.URL.RawQuery},
@@ -104,6 +127,24 @@ func memberRequest(r *http.Request, info *request.RequestInfo) *request.RequestI
 		return nil
 	}
 	return member
+}
+
+type memberMemoKey struct{}
+
+// memberMemo holds the member request info of one request, for the hub
+// request info it was parsed from (every filter sees the same one).
+type memberMemo struct {
+	mu     sync.Mutex
+	info   *request.RequestInfo
+	member *request.RequestInfo
+}
+
+// WithMemberRequestMemo lets the filters inside it share one parse of a
+// proxy request's member path. It must wrap the whole handler chain.
+func WithMemberRequestMemo(handler http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		handler.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), memberMemoKey{}, &memberMemo{})))
+	})
 }
 
 // isMemberWatch says whether a proxy request is a watch in the member.

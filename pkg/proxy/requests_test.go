@@ -17,6 +17,8 @@ limitations under the License.
 package proxy
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -103,6 +105,7 @@ func TestIsLongRunning(t *testing.T) {
 		{name: "upgrade to a cluster, not its proxy", target: clustersPath + "/m1", upgrade: true, want: false},
 		{name: "another group's proxy subresource", target: "/apis/other.example.com/v1/clusters/m1/proxy/api/v1/pods/p/exec", want: false},
 		{name: "non-resource path", target: "/healthz?watch=true", want: false},
+		{name: "CPU profile, as the generic server counts it", target: "/debug/pprof/profile?seconds=90", want: true},
 	})
 
 	if IsLongRunning(httptest.NewRequest(http.MethodGet, "/", nil), nil) {
@@ -236,6 +239,59 @@ func TestWithProxyQuery(t *testing.T) {
 			}
 			if got := mem.only(t).RawQuery; got != originalQuery {
 				t.Errorf("the member got the query %q, want the caller's %q", got, originalQuery)
+			}
+		})
+	}
+}
+
+// Within WithMemberRequestMemo, the member path of a request is parsed once
+// however often the filters ask, and again only for another hub request info.
+func TestMemberRequestMemo(t *testing.T) {
+	var seen []*request.RequestInfo
+	handler := WithMemberRequestMemo(http.HandlerFunc(func(_ http.ResponseWriter, req *http.Request) {
+		info, err := requestInfoFactory.NewRequestInfo(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if !IsLongRunning(req, info) {
+				t.Error("a member watch is not long-running")
+			}
+			seen = append(seen, memberRequest(req, info))
+		}
+		other := *info
+		seen = append(seen, memberRequest(req, &other))
+	}))
+	handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/apis/cluster.switchboard.io/v1alpha1/clusters/m1/proxy/api/v1/pods?watch=1", nil))
+
+	if len(seen) != 4 || seen[0] == nil || seen[0].Verb != "watch" {
+		t.Fatalf("member request infos = %+v", seen)
+	}
+	if seen[1] != seen[0] || seen[2] != seen[0] {
+		t.Error("the member path was parsed again within one request")
+	}
+	if seen[3] == seen[0] {
+		t.Error("another hub request info got the member info parsed for the first")
+	}
+}
+
+// BenchmarkIsLongRunning is what the generic filters pay per check of a
+// proxied request, parsed anew or from the request's memo.
+func BenchmarkIsLongRunning(b *testing.B) {
+	target := "/apis/cluster.switchboard.io/v1alpha1/clusters/m1/proxy/api/v1/namespaces/default/pods?watch=true"
+	for _, memo := range []bool{false, true} {
+		b.Run(fmt.Sprintf("memo=%v", memo), func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, target, nil)
+			if memo {
+				req = req.WithContext(context.WithValue(req.Context(), memberMemoKey{}, &memberMemo{}))
+			}
+			info, err := requestInfoFactory.NewRequestInfo(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				IsLongRunning(req, info)
 			}
 		})
 	}

@@ -17,6 +17,7 @@ limitations under the License.
 package bench
 
 import (
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -42,13 +43,39 @@ func TestCountEstablished(t *testing.T) {
 	}
 }
 
+// The benchmark runs on Linux and reads /proc; so does this test, with two
+// real connections of its own to a listener.
 func TestEstablishedConnsOfThisProcess(t *testing.T) {
-	if _, err := os.Stat("/proc/self/net/tcp"); err != nil {
-		t.Skip("no /proc")
-	}
-	// Whatever the count, reading our own tables must work.
-	if _, err := EstablishedConns(os.Getpid(), 1); err != nil {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	before, err := EstablishedConns(os.Getpid(), port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		accepted, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer accepted.Close()
+	}
+	// The accepted ends have the clients' ports as remote ports: only the
+	// two dialed ends count.
+	got, err := EstablishedConns(os.Getpid(), port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != 0 || got != 2 {
+		t.Errorf("EstablishedConns to port %d = %d before dialing and %d after two dials, want 0 and 2", port, before, got)
 	}
 }
 

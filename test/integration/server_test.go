@@ -353,6 +353,23 @@ func TestCommandLine(t *testing.T) {
 		}
 	}
 
+	// Leader election settings client-go's elector would refuse, with a
+	// panic after the server started, are refused up front.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--leader-elect-retry-period=9s"}, "--leader-elect-renew-deadline must be more than 1.2 times --leader-elect-retry-period"},
+		{[]string{"--leader-elect-lease-duration=5s"}, "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration"},
+		{[]string{"--leader-elect-retry-period=0s"}, "must be positive"},
+		{[]string{"--leader-elect-resource-name="}, "--leader-elect-resource-name and --leader-elect-resource-namespace must not be empty"},
+	} {
+		_, err := run(append([]string{"--data-dir", t.TempDir()}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want it to mention %q", tc.args, err, tc.want)
+		}
+	}
+
 	out, err = run("--help")
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,6 @@ package plugin
 import (
 	"context"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -94,11 +93,7 @@ to the member's /version through the hub, as you, which fails when the
 member credential does not work.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			config, _, sb, err := hub.clients()
-			if err != nil {
-				return err
-			}
-			kube, err := kubernetes.NewForConfig(config)
+			_, kube, sb, err := hub.clients()
 			if err != nil {
 				return err
 			}
@@ -141,7 +136,7 @@ func probeCredential(ctx context.Context, hub kubernetes.Interface, name string,
 		return "works"
 	}
 	msg := err.Error()
-	if i := strings.Index(msg, ": "); i >= 0 && len(msg) > 120 {
+	if len(msg) > 120 {
 		msg = msg[:120] + "..."
 	}
 	return "fails: " + msg

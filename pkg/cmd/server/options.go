@@ -42,6 +42,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	cliflag "k8s.io/component-base/cli/flag"
 	basecompatibility "k8s.io/component-base/compatibility"
@@ -268,10 +269,36 @@ func (o *Options) Validate() error {
 	if o.Health.Workers < 1 {
 		errs = append(errs, errors.New("--cluster-probe-workers must be at least 1"))
 	}
-	if o.LeaderElection.LeaderElect && o.LeaderElection.RenewDeadline.Duration >= o.LeaderElection.LeaseDuration.Duration {
+	errs = append(errs, o.validateLeaderElection()...)
+	return utilerrors.NewAggregate(errs)
+}
+
+// validateLeaderElection refuses, with the flags' names, every setting
+// client-go's leader elector would refuse (it panics then, after the server
+// has started).
+func (o *Options) validateLeaderElection() []error {
+	le := o.LeaderElection
+	if !le.LeaderElect {
+		return nil
+	}
+	var errs []error
+	lease, renew, retry := le.LeaseDuration.Duration, le.RenewDeadline.Duration, le.RetryPeriod.Duration
+	if lease <= 0 || renew <= 0 || retry <= 0 {
+		errs = append(errs, errors.New("--leader-elect-lease-duration, --leader-elect-renew-deadline and --leader-elect-retry-period must be positive"))
+	}
+	if renew >= lease {
 		errs = append(errs, errors.New("--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration"))
 	}
-	return utilerrors.NewAggregate(errs)
+	if float64(renew) <= leaderelection.JitterFactor*float64(retry) {
+		errs = append(errs, fmt.Errorf("--leader-elect-renew-deadline must be more than %.1f times --leader-elect-retry-period", leaderelection.JitterFactor))
+	}
+	if le.ResourceName == "" || le.ResourceNamespace == "" {
+		errs = append(errs, errors.New("--leader-elect-resource-name and --leader-elect-resource-namespace must not be empty"))
+	}
+	if le.ResourceLock != resourcelock.LeasesResourceLock {
+		errs = append(errs, fmt.Errorf("--leader-elect-resource-lock must be %s", resourcelock.LeasesResourceLock))
+	}
+	return errs
 }
 
 func (o *Options) validateEmbeddedEtcd() []error {
@@ -323,7 +350,8 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 	storageHealth := apiserver.NewStorageHealth(storageCheck)
 	c.AddReadyzChecks(storageHealth.ReadyzCheck())
 	c.BuildHandlerChainFunc = func(handler http.Handler, gc *genericapiserver.Config) http.Handler {
-		return genericapiserver.DefaultBuildHandlerChain(apiserver.WithStorageGate(proxy.WithProxyQuery(handler), storageHealth), gc)
+		chain := genericapiserver.DefaultBuildHandlerChain(apiserver.WithStorageGate(proxy.WithProxyQuery(handler), storageHealth), gc)
+		return proxy.WithMemberRequestMemo(chain)
 	}
 	// Proxied watches, logs -f, exec and port-forward are not cut by the
 	// request timeout and do not count against max-in-flight.
