@@ -24,25 +24,51 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
 
 // Process is a process the topology started, as recorded in its state file.
 type Process struct {
-	Name string   `json:"name"`
-	PID  int      `json:"pid"`
-	Args []string `json:"args"`
-	Log  string   `json:"log"`
+	Name string `json:"name"`
+	PID  int    `json:"pid"`
+	// StartTime is when the process began, in clock ticks after boot
+	// (field 22 of /proc/<pid>/stat). With PID it names one process: a
+	// recycled pid has another start time. Zero in state files written
+	// before it was recorded.
+	StartTime uint64   `json:"startTime,omitempty"`
+	Args      []string `json:"args"`
+	Log       string   `json:"log"`
 
-	// exited is closed when a process this program started has been
-	// reaped; state is then its exit status. Both are nil for a process
-	// read from a state file.
+	// child is set for a process this program started, nil for one read
+	// from a state file.
+	child atomic.Pointer[child]
+}
+
+// child is a process this program started, and its reaper.
+type child struct {
+	proc *os.Process
+	// exited is closed when the process has exited and been reaped;
+	// state is then its exit status.
 	exited chan struct{}
 	state  *os.ProcessState
 }
+
+// Flags of a task, field 9 of /proc/<pid>/stat (include/linux/sched.h).
+const (
+	// pfExiting: the task is exiting; its memory, and with it the
+	// command line, may be gone.
+	pfExiting = 0x00000004
+	// pfKthread: a kernel thread, whose command line is always empty.
+	pfKthread = 0x00200000
+)
+
+// killWait bounds the wait for a process to go after SIGKILL.
+const killWait = 5 * time.Second
 
 // startProcess starts a binary in its own session, so that it outlives the
 // command that started it and a terminal's signals do not reach it. Its
@@ -63,30 +89,67 @@ func startProcess(name, logDir string, args []string, env ...string) (*Process, 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	p := &Process{Name: name, PID: cmd.Process.Pid, Args: args, Log: logPath, exited: make(chan struct{})}
+	// Not reaped yet, so the pid is still this child's, exited or not.
+	stat, err := readStat(cmd.Process.Pid)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("starting %s: reading its start time: %w", name, err)
+	}
+	p := &Process{Name: name, PID: cmd.Process.Pid, StartTime: stat.startTime, Args: args, Log: logPath}
+	c := &child{proc: cmd.Process, exited: make(chan struct{})}
+	p.child.Store(c)
 	// Reap the child when it exits while this process still runs, so that
-	// it does not linger as a zombie that still looks alive.
+	// it does not linger as a zombie, and so that Alive and Stop know.
 	go func() {
 		_ = cmd.Wait()
-		p.state = cmd.ProcessState
-		close(p.exited)
+		c.state = cmd.ProcessState
+		close(c.exited)
 	}()
 	return p, nil
+}
+
+// adopt makes p the process that started describes, after a restart.
+func (p *Process) adopt(started *Process) {
+	p.PID = started.PID
+	p.StartTime = started.StartTime
+	p.child.Store(started.child.Load())
 }
 
 // WaitExit waits up to timeout for a process this program started to exit
 // and returns its exit code (-1 when a signal ended it). ok is false when it
 // still runs, or when this program did not start it and cannot know.
 func (p *Process) WaitExit(timeout time.Duration) (code int, ok bool) {
-	if p.exited == nil {
+	c := p.child.Load()
+	if c == nil {
 		return 0, false
 	}
+	// Looked at first, so that an exit already seen wins over a timeout
+	// of 0.
 	select {
-	case <-p.exited:
-		return p.state.ExitCode(), true
+	case <-c.exited:
+		return c.state.ExitCode(), true
+	default:
+	}
+	select {
+	case <-c.exited:
+		return c.state.ExitCode(), true
 	case <-time.After(timeout):
 		return 0, false
 	}
+}
+
+// exitStatus describes how a process this program started ended ("exit
+// status 1", "signal: killed"), or is empty.
+func (p *Process) exitStatus() string {
+	if c := p.child.Load(); c != nil {
+		select {
+		case <-c.exited:
+			return c.state.String()
+		default:
+		}
+	}
+	return ""
 }
 
 // baseEnv is the environment every process gets: only what a program needs
@@ -102,48 +165,186 @@ func baseEnv() []string {
 	return env
 }
 
-// Alive says whether the recorded process still runs: the pid exists, is not
-// a zombie, and runs the same command line (a recycled pid does not count).
+// Alive says whether the process still runs.
+//
+// For a process this program started, its reaper knows: alive until it
+// has exited. /proc cannot tell for a moment after the start: cmd.Start
+// returns once execve has closed the close-on-exec files, before the new
+// program's arguments are in place, and /proc/<pid>/cmdline reads empty
+// until they are.
+//
+// For a process read from a state file, /proc decides: see aliveInProc.
 func (p *Process) Alive() bool {
-	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.PID), "cmdline"))
-	if err != nil || len(cmdline) == 0 {
+	if c := p.child.Load(); c != nil {
+		select {
+		case <-c.exited:
+			return false
+		default:
+			return true
+		}
+	}
+	stat, err := readStat(p.PID)
+	if err != nil {
 		return false
 	}
-	if state, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.PID), "stat")); err == nil {
-		// The state is the field after the parenthesised command name.
-		if i := bytes.LastIndexByte(state, ')'); i >= 0 && i+2 < len(state) && state[i+2] == 'Z' {
-			return false
-		}
+	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.PID), "cmdline"))
+	if err != nil {
+		return false
 	}
-	got := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
-	return len(got) == len(p.Args) && strings.Join(got, "\x00") == strings.Join(p.Args, "\x00")
+	return p.aliveInProc(stat, cmdline)
 }
 
-// Stop sends SIGTERM, waits up to grace for the process to go, then kills it.
-func (p *Process) Stop(grace time.Duration) error {
-	if !p.Alive() {
-		return nil
+// aliveInProc says whether the task that /proc/<pid>/stat and cmdline
+// describe is the recorded process, still running: not a zombie, not
+// exiting, not a kernel thread, started when the recorded one was (a
+// recycled pid was not), and running the recorded command line. An empty
+// command line counts when the start time matches: the process is then
+// inside execve, before its arguments are in place. Without a recorded
+// start time, an empty command line cannot be told from another program's
+// and does not count.
+func (p *Process) aliveInProc(stat procStat, cmdline []byte) bool {
+	switch {
+	case stat.state == 'Z' || stat.state == 'X' || stat.state == 'x':
+		return false
+	case stat.flags&(pfExiting|pfKthread) != 0:
+		return false
+	case p.StartTime != 0 && stat.startTime != p.StartTime:
+		return false
+	case len(cmdline) == 0:
+		return p.StartTime != 0
 	}
-	if err := syscall.Kill(p.PID, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+	got := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
+	return slices.Equal(got, p.Args)
+}
+
+// procStat is what Alive needs of /proc/<pid>/stat.
+type procStat struct {
+	state     byte
+	flags     uint64
+	startTime uint64
+}
+
+func readStat(pid int) (procStat, error) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return procStat{}, err
+	}
+	return parseStat(data)
+}
+
+// parseStat reads the state, flags and start time, fields 3, 9 and 22 of a
+// stat line (proc_pid_stat(5)); the command name (field 2) is in
+// parentheses and may hold spaces and parentheses.
+func parseStat(data []byte) (procStat, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return procStat{}, fmt.Errorf("unexpected stat line %q", data)
+	}
+	// fields[0] is field 3.
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 20 || len(fields[0]) != 1 {
+		return procStat{}, fmt.Errorf("unexpected stat line %q", data)
+	}
+	flags, err := strconv.ParseUint(fields[6], 10, 64)
+	if err != nil {
+		return procStat{}, fmt.Errorf("unexpected flags in stat line %q: %w", data, err)
+	}
+	startTime, err := strconv.ParseUint(fields[19], 10, 64)
+	if err != nil {
+		return procStat{}, fmt.Errorf("unexpected start time in stat line %q: %w", data, err)
+	}
+	return procStat{state: fields[0][0], flags: flags, startTime: startTime}, nil
+}
+
+// Stop sends SIGTERM, waits up to grace for the process to go, then kills
+// it. It returns once the process is gone; a process this program started
+// has then been reaped.
+func (p *Process) Stop(grace time.Duration) error {
+	if c := p.child.Load(); c != nil {
+		if err := c.proc.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return fmt.Errorf("stopping %s (pid %d): %w", p.Name, p.PID, err)
+		}
+		select {
+		case <-c.exited:
+			return nil
+		case <-time.After(grace):
+		}
+		return p.Kill()
+	}
+	proc, ok, err := p.find()
+	if err != nil || !ok {
+		return err
+	}
+	defer func() { _ = proc.Release() }()
+	if err := proc.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("stopping %s (pid %d): %w", p.Name, p.PID, err)
 	}
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if !p.Alive() {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
+	if p.waitGone(grace) {
+		return nil
 	}
-	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := proc.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("killing %s (pid %d): %w", p.Name, p.PID, err)
 	}
-	for i := 0; i < 50 && p.Alive(); i++ {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if p.Alive() {
+	if !p.waitGone(killWait) {
 		return fmt.Errorf("%s (pid %d) survived SIGKILL", p.Name, p.PID)
 	}
 	return nil
+}
+
+// Kill ends the process with SIGKILL, with no time to shut down, and
+// returns once it is gone.
+func (p *Process) Kill() error {
+	if c := p.child.Load(); c != nil {
+		if err := c.proc.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return fmt.Errorf("killing %s (pid %d): %w", p.Name, p.PID, err)
+		}
+		select {
+		case <-c.exited:
+			return nil
+		case <-time.After(killWait):
+			return fmt.Errorf("%s (pid %d) survived SIGKILL", p.Name, p.PID)
+		}
+	}
+	proc, ok, err := p.find()
+	if err != nil || !ok {
+		return err
+	}
+	defer func() { _ = proc.Release() }()
+	if err := proc.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("killing %s (pid %d): %w", p.Name, p.PID, err)
+	}
+	if !p.waitGone(killWait) {
+		return fmt.Errorf("%s (pid %d) survived SIGKILL", p.Name, p.PID)
+	}
+	return nil
+}
+
+// find returns a handle on a process read from a state file, when it
+// still runs. The handle (a pidfd) is taken before the check, so a signal
+// sent through it cannot reach another process that got the pid since.
+func (p *Process) find() (*os.Process, bool, error) {
+	proc, err := os.FindProcess(p.PID)
+	if err != nil {
+		return nil, false, fmt.Errorf("finding %s (pid %d): %w", p.Name, p.PID, err)
+	}
+	if !p.Alive() {
+		_ = proc.Release()
+		return nil, false, nil
+	}
+	return proc, true, nil
+}
+
+// waitGone polls a process read from a state file until it no longer runs,
+// for up to timeout; this program cannot wait for it.
+func (p *Process) waitGone(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for p.Alive() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return true
 }
 
 // tail returns the last lines of the process's log, for error messages.

@@ -29,7 +29,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -250,16 +249,7 @@ func (r *Replica) Kill() error {
 	if !r.Process.Alive() {
 		return fmt.Errorf("%s (pid %d) does not run", r.Name, r.Process.PID)
 	}
-	if err := syscall.Kill(r.Process.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("killing %s (pid %d): %w", r.Name, r.Process.PID, err)
-	}
-	for i := 0; i < 100 && r.Process.Alive(); i++ {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if r.Process.Alive() {
-		return fmt.Errorf("%s (pid %d) survived SIGKILL", r.Name, r.Process.PID)
-	}
-	return nil
+	return r.Process.Kill()
 }
 
 // Alive says whether the replica still runs.

@@ -277,8 +277,8 @@ func (s *State) Summary() string {
 	fmt.Fprintf(&b, "Switchboard: %s, registered as APIService %s\n", s.Switchboard.URL, apiServiceName)
 	fmt.Fprintf(&b, "Logs:       %s\n\nTry:\n", s.LogDir())
 	fmt.Fprintf(&b, "  kubectl --kubeconfig %s get apiservice %s\n", s.Hub.Kubeconfig, apiServiceName)
-	fmt.Fprintf(&b, "  kubectl --kubeconfig %s get clusters\n", s.Hub.Kubeconfig)
-	fmt.Fprintf(&b, "  kubectl --kubeconfig %s explain clusters.spec\n", s.Hub.Kubeconfig)
+	fmt.Fprintf(&b, "  kubectl --kubeconfig %s get sbc\n", s.Hub.Kubeconfig)
+	fmt.Fprintf(&b, "  kubectl --kubeconfig %s explain sbc.spec\n", s.Hub.Kubeconfig)
 	fmt.Fprintf(&b, "Stop everything with: make local-down\n")
 	return b.String()
 }
@@ -307,6 +307,6 @@ func (s *State) RestartProcess(name string) error {
 	if err != nil {
 		return err
 	}
-	p.PID = started.PID
+	p.adopt(started)
 	return s.save()
 }

@@ -271,7 +271,11 @@ func waitFor(ctx context.Context, p *Process, what string, check func(context.Co
 	var last error
 	for {
 		if p != nil && !p.Alive() {
-			return fmt.Errorf("%s exited while starting; the end of %s:\n%s", p.Name, p.Log, p.tail(20))
+			how := "exited"
+			if status := p.exitStatus(); status != "" {
+				how += " (" + status + ")"
+			}
+			return fmt.Errorf("%s %s while starting; the end of %s:\n%s", p.Name, how, p.Log, p.tail(20))
 		}
 		checkCtx, checkCancel := context.WithTimeout(ctx, 10*time.Second)
 		last = check(checkCtx)
