@@ -168,10 +168,14 @@ func (c completedConfig) newProxier(s *genericapiserver.GenericAPIServer) (*prox
 	clusterFactory := informers.NewSharedInformerFactory(loopback, 0)
 	clusterInformer := clusterFactory.Cluster().V1alpha1().Clusters()
 	transports := proxy.NewTransportCache(c.ExtraConfig.MemberDialTimeout)
+	// The metrics' cluster label holds only names of Clusters in the cache;
+	// a deleted Cluster's series go with it.
+	proxy.LabelClusters(clusterInformer.Lister())
 	if _, err := clusterInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 				transports.Forget(key)
+				proxy.ForgetClusterMetrics(key)
 			}
 		},
 	}); err != nil {

@@ -100,7 +100,7 @@ func NewController(opts Options, clusters listers.ClusterLister, secrets corev1l
 }
 
 // ClusterHandler queues a probe when a Cluster appears or its spec changes,
-// and forgets it when it goes.
+// and forgets it, with its probe metrics, when it goes.
 func (c *Controller) ClusterHandler() cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { c.enqueue(obj) },
@@ -115,6 +115,7 @@ func (c *Controller) ClusterHandler() cache.ResourceEventHandler {
 		DeleteFunc: func(obj any) {
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 				c.tracker.Forget(key)
+				forgetProbes(key)
 				c.soonMu.Lock()
 				delete(c.soon, key)
 				c.soonMu.Unlock()

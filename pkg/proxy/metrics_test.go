@@ -21,6 +21,7 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -34,6 +35,9 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/component-base/metrics/testutil"
+
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster/validation"
+	listers "github.com/switchboard-io/switchboard/pkg/generated/listers/cluster/v1alpha1"
 )
 
 // metricsSince reads the proxy's metrics of one cluster as they rose since
@@ -385,5 +389,289 @@ func TestRefusedUpgradeIsCountedWithTheMemberCode(t *testing.T) {
 	if got := metrics.requests("get", "403"); got != 1 {
 		t.Errorf("requests_total{code=403} rose by %v, want 1", got)
 	}
+	eventually(t, "open_streams to drop to 0", func() bool { return metrics.openStreams() == 0 })
+}
+
+// labelClustersOf makes f's Clusters the names the metrics' cluster label
+// may hold, as the server does with its informer's lister.
+func labelClustersOf(t *testing.T, f *fixture) {
+	t.Helper()
+	RegisterMetrics()
+	LabelClusters(listers.NewClusterLister(f.clusters))
+	t.Cleanup(func() { LabelClusters(nil) })
+}
+
+// seriesWithCluster returns every series of switchboard's metrics whose
+// cluster label is cluster, or starts with it when prefix is set, as
+// name{cluster=...}.
+func seriesWithCluster(t *testing.T, cluster string, prefix bool) []string {
+	t.Helper()
+	families, err := legacyregistry.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatalf("gathering metrics: %v", err)
+	}
+	var out []string
+	for _, mf := range families {
+		if !strings.HasPrefix(mf.GetName(), "switchboard_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "cluster" && (l.GetValue() == cluster || prefix && strings.HasPrefix(l.GetValue(), cluster)) {
+					out = append(out, mf.GetName()+"{cluster="+l.GetValue()+"}")
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestUnknownClusterCannotBeAClusterName(t *testing.T) {
+	if errs := validation.ValidateClusterName(UnknownCluster, false); len(errs) == 0 {
+		t.Errorf("%q is a valid Cluster name; the metrics would mix it up with a member", UnknownCluster)
+	}
+}
+
+// Requests for names that no Cluster has, however many, add no label value
+// but UnknownCluster.
+func TestUnknownClustersShareOneLabelValue(t *testing.T) {
+	const prefix = "metrics-ghost-"
+	f := newFixture(t)
+	labelClustersOf(t, f)
+	unknown := metricsFrom(t, UnknownCluster)
+
+	rejected := func(name, path string, want int32) {
+		t.Helper()
+		req := withInfo(t, newProxyRequest(http.MethodGet, name, path, "", nil, alice))
+		handler, err := f.connect(req.Context(), name, path, &recordingResponder{})
+		if handler != nil || err == nil {
+			t.Fatalf("Connect(%q) = a handler, want an error", name)
+		}
+		if status := statusOf(t, err); status.Code != want {
+			t.Fatalf("Connect(%q, %q) = %d %s, want %d", name, path, status.Code, status.Message, want)
+		}
+	}
+	for i := range 50 {
+		rejected(fmt.Sprintf("%s%d", prefix, i), "/api/v1/pods", http.StatusNotFound)
+	}
+	// Refused before the name is looked up: a dot segment, and the caches
+	// not synced yet.
+	rejected(prefix+"bad-path", "/api/v1/../secrets", http.StatusBadRequest)
+	f.synced.Store(false)
+	rejected(prefix+"unsynced", "/api/v1/pods", http.StatusServiceUnavailable)
+
+	if got := seriesWithCluster(t, prefix, true); len(got) != 0 {
+		t.Errorf("requests for names no Cluster has made series of their own: %v", got)
+	}
+	for _, want := range []struct {
+		code string
+		n    float64
+	}{{"404", 50}, {"400", 1}, {"503", 1}} {
+		if got := unknown.requests("get", want.code); got != want.n {
+			t.Errorf("requests_total{cluster=%s,verb=get,code=%s} rose by %v, want %v", UnknownCluster, want.code, got, want.n)
+		}
+	}
+}
+
+// A deleted Cluster leaves no series, not even from requests that were in
+// flight when it went and end afterwards.
+func TestDeletedClusterLeavesNoSeries(t *testing.T) {
+	const name = "metrics-deleted"
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	defer releaseOnce.Do(func() { close(release) })
+	arrived := make(chan string, 2)
+	wait := func(r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}
+	mem := newMember(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Query().Get("watch") == "true":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"type":"ADDED"}`+"\n")
+			_ = http.NewResponseController(w).Flush()
+			arrived <- "watch"
+			wait(r)
+		case strings.HasSuffix(r.URL.Path, "/redirect"):
+			answerWith(http.StatusFound, http.Header{"Location": {"https://elsewhere.example.com/"}}, "moved")(w, r)
+		case strings.HasSuffix(r.URL.Path, "/slow-redirect"):
+			arrived <- "slow"
+			wait(r)
+			answerWith(http.StatusFound, http.Header{"Location": {"https://elsewhere.example.com/"}}, "moved")(w, r)
+		default:
+			answerDefault(w, r)
+		}
+	})
+	f := newFixture(t)
+	f.addMember(t, name, mem, "")
+	labelClustersOf(t, f)
+	fe := &frontend{srv: f.newInfoFrontend(t, name)}
+	unknown := metricsFrom(t, UnknownCluster)
+
+	// Every proxy metric gets a series of the Cluster: a request, an
+	// upstream error, and a watch that stays open.
+	if resp, body := fe.do(t, http.MethodGet, proxyPath(name, "/api/v1/pods"), nil, ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET = %d %q", resp.StatusCode, body)
+	}
+	if resp, body := fe.do(t, http.MethodGet, proxyPath(name, "/redirect"), nil, ""); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("GET of a redirect = %d %q", resp.StatusCode, body)
+	}
+	client := &http.Client{Timeout: 3 * waitTimeout}
+	watch, err := client.Get(fe.srv.URL + proxyPath(name, "/api/v1/pods") + "?watch=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Body.Close()
+	slow := make(chan *http.Response, 1)
+	go func() {
+		resp, err := client.Get(fe.srv.URL + proxyPath(name, "/slow-redirect"))
+		if err != nil {
+			t.Errorf("GET of the slow redirect: %v", err)
+			close(slow)
+			return
+		}
+		_, _ = io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		slow <- resp
+	}()
+	for range 2 {
+		select {
+		case <-arrived:
+		case <-time.After(waitTimeout):
+			t.Fatal("the watch and the slow request did not both reach the member")
+		}
+	}
+	before := strings.Join(seriesWithCluster(t, name, false), " ")
+	for _, metric := range []string{"requests_total", "request_duration_seconds", "upstream_errors_total", "open_streams"} {
+		if !strings.Contains(before, "switchboard_proxy_"+metric+"{") {
+			t.Fatalf("no switchboard_proxy_%s series of %s before the deletion: %s", metric, name, before)
+		}
+	}
+
+	// What the server's informer does: the lister loses the Cluster, then
+	// the delete event comes.
+	if err := f.clusters.Delete(f.cluster(t, name)); err != nil {
+		t.Fatal(err)
+	}
+	ForgetClusterMetrics(name)
+	if got := seriesWithCluster(t, name, false); len(got) != 0 {
+		t.Errorf("series of the deleted Cluster: %v", got)
+	}
+
+	// The requests in flight end; they must not bring the series back.
+	releaseOnce.Do(func() { close(release) })
+	if _, err := io.ReadAll(watch.Body); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-slow:
+		if resp == nil || resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("the slow redirect = %v, want 502", resp)
+		}
+	case <-time.After(2 * waitTimeout):
+		t.Fatal("the slow request did not end")
+	}
+	// Counted once they end, under one name or the other.
+	eventually(t, "both requests to be counted", func() bool {
+		counted := unknown.requests("get", "200") + unknown.requests("get", "502")
+		mine := gatherCluster(t, name)
+		return counted+mine["switchboard_proxy_requests_total{code=200,verb=get}"]+mine["switchboard_proxy_requests_total{code=502,verb=get}"] == 2
+	})
+	if got := seriesWithCluster(t, name, false); len(got) != 0 {
+		t.Errorf("requests that outlived their Cluster brought its series back: %v", got)
+	}
+	if got := unknown.requests("get", "200"); got != 1 {
+		t.Errorf("requests_total{cluster=%s,verb=get,code=200} rose by %v, want 1 (the watch)", UnknownCluster, got)
+	}
+	if got := unknown.requests("get", "502"); got != 1 {
+		t.Errorf("requests_total{cluster=%s,verb=get,code=502} rose by %v, want 1", UnknownCluster, got)
+	}
+	if got := unknown.upstreamErrors("redirect"); got != 1 {
+		t.Errorf("upstream_errors_total{cluster=%s,reason=redirect} rose by %v, want 1", UnknownCluster, got)
+	}
+	if got := unknown.timed(); got != 1 {
+		t.Errorf("request_duration_seconds{cluster=%s} count rose by %v, want 1", UnknownCluster, got)
+	}
+	if got := unknown.delta("switchboard_proxy_open_streams{}"); got != 0 {
+		t.Errorf("open_streams{cluster=%s} moved by %v, want 0", UnknownCluster, got)
+	}
+}
+
+// A stream that outlives its Cluster does not count out a stream of a new
+// Cluster of the same name.
+func TestStreamOfADeletedClusterDoesNotCountOutTheNext(t *testing.T) {
+	const name = "metrics-recreated"
+	const first = `{"type":"ADDED"}` + "\n"
+	release := map[string]chan struct{}{"old": make(chan struct{}), "new": make(chan struct{})}
+	mem := newMember(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, first)
+		_ = http.NewResponseController(w).Flush()
+		select {
+		case <-release[r.URL.Query().Get("labelSelector")]:
+		case <-r.Context().Done():
+		}
+	})
+	f := newFixture(t)
+	f.addMember(t, name, mem, "")
+	labelClustersOf(t, f)
+	fe := f.newInfoFrontend(t, name)
+	metrics := metricsFrom(t, name)
+	client := &http.Client{Timeout: 3 * waitTimeout}
+	open := func(which string) *http.Response {
+		t.Helper()
+		resp, err := client.Get(fe.URL + proxyPath(name, "/api/v1/pods") + "?watch=true&labelSelector=" + which)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = resp.Body.Close() })
+		if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || line != first {
+			t.Fatalf("first line of the %s watch = %q, %v", which, line, err)
+		}
+		return resp
+	}
+	end := func(which string, resp *http.Response) {
+		t.Helper()
+		close(release[which])
+		if _, err := io.ReadAll(resp.Body); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	unknown := metricsFrom(t, UnknownCluster)
+
+	old := open("old")
+	if got := metrics.openStreams(); got != 1 {
+		t.Fatalf("open_streams with the first watch open = %v, want 1", got)
+	}
+	if err := f.clusters.Delete(f.cluster(t, name)); err != nil {
+		t.Fatal(err)
+	}
+	ForgetClusterMetrics(name)
+	// A new Cluster of the same name: another object, with another UID.
+	recreated := newCluster(name, mem.srv.URL)
+	recreated.UID = "uid-" + name + "-again"
+	f.putCluster(t, recreated)
+	newer := open("new")
+	if got := metrics.openStreams(); got != 1 {
+		t.Fatalf("open_streams with the new Cluster's watch open = %v, want 1", got)
+	}
+
+	end("old", old)
+	// Counted once it ends, under one name or the other; the new watch is
+	// still open.
+	eventually(t, "the first watch to be counted", func() bool {
+		return unknown.requests("get", "200")+gatherCluster(t, name)["switchboard_proxy_requests_total{code=200,verb=get}"] == 1
+	})
+	if got := unknown.requests("get", "200"); got != 1 {
+		t.Errorf("requests_total{cluster=%s,verb=get,code=200} rose by %v, want 1: the watch outlived its Cluster", UnknownCluster, got)
+	}
+	if got := metrics.openStreams(); got != 1 {
+		t.Errorf("open_streams after the deleted Cluster's watch ended = %v, want 1: the new Cluster's watch is still open", got)
+	}
+	end("new", newer)
 	eventually(t, "open_streams to drop to 0", func() bool { return metrics.openStreams() == 0 })
 }
