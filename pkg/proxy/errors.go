@@ -42,10 +42,13 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
 )
 
-// retryAfterSeconds is what clients are told to wait when waiting may help
-// (a member known to be down, caches still syncing). client-go retries such
-// answers up to ten times, so it is kept short: a caller learns within
-// seconds, and a member that comes back in the meantime answers.
+// retryAfterSeconds is what clients are told to wait when a retry soon is
+// likely to succeed: switchboard's caches are still syncing at start-up, or
+// a replica that is shutting down hands its watches over to another.
+// client-go and kubectl retry a 5xx that carries Retry-After, up to ten
+// times, so every other 503 here leaves it out: a member known to be down,
+// one that hung up or cannot be dialled, or a broken credentials Secret
+// would only make the caller wait about ten seconds for the same error.
 const retryAfterSeconds = 1
 
 // credentialsError means a Cluster's credentials Secret is missing or unusable.
@@ -59,9 +62,9 @@ func (e *credentialsError) Error() string {
 	return fmt.Sprintf("cluster %q cannot be reached: its credentials Secret %s %s", e.cluster, e.secret, e.reason)
 }
 
-// serviceUnavailable is a 503 Status naming the cluster. Only answers that
-// waiting can change carry Retry-After (see retryAfter); a broken Secret does
-// not, nor a member that already made the caller wait for its dial timeout.
+// serviceUnavailable is a 503 Status naming the cluster, without
+// Retry-After, so that clients fail at once with its message (see
+// retryAfterSeconds).
 func serviceUnavailable(clusterName, message string) *apierrors.StatusError {
 	err := retryLater(clusterName, message)
 	err.ErrStatus.Details.RetryAfterSeconds = 0
@@ -97,8 +100,10 @@ func badGateway(clusterName, message string) *apierrors.StatusError {
 // errorResponder turns what goes wrong between switchboard and a member into
 // Kubernetes Status errors that name the cluster.
 type errorResponder struct {
-	cluster   string
-	endpoint  string
+	cluster  string
+	endpoint string
+	// path is the member path, for warnAbout.
+	path      string
 	responder rest.Responder
 	// responded receives the code of the error, for the metrics.
 	responded *atomic.Int32
@@ -113,6 +118,7 @@ func (r *errorResponder) Error(_ http.ResponseWriter, req *http.Request, err err
 		}
 		r.responded.Store(code)
 	}
+	warnAbout(req.Context(), r.path, status)
 	r.responder.Error(status)
 }
 
@@ -156,7 +162,9 @@ func (r *errorResponder) status(req *http.Request, err error) error {
 // because the caller's client would follow it with the caller's own
 // credentials.
 type redirectBlocker struct {
-	cluster  string
+	cluster string
+	// prefix is the endpoint's path, before the member path.
+	prefix   string
 	delegate http.RoundTripper
 }
 
@@ -170,7 +178,8 @@ func (b *redirectBlocker) RoundTrip(req *http.Request) (*http.Response, error) {
 	_ = resp.Body.Close()
 	upstreamError(b.cluster, "redirect")
 	return statusResponse(req, resp, badGateway(b.cluster, fmt.Sprintf(
-		"cluster %q answered with a redirect (%d); switchboard never follows or passes on a member's redirect", b.cluster, resp.StatusCode)).ErrStatus), nil
+		"cluster %q answered with a redirect (%d); switchboard never follows or passes on a member's redirect", b.cluster, resp.StatusCode)).ErrStatus,
+		needsWarning(strings.TrimPrefix(req.URL.Path, b.prefix))), nil
 }
 
 // isRedirect says whether a response sends the client elsewhere. 304 Not
@@ -193,7 +202,9 @@ func (b *redirectBlocker) WrappedRoundTripper() http.RoundTripper { return b.del
 // the member rejected switchboard's own credential, and passing it on would
 // tell the caller that theirs are wrong.
 type credentialGuard struct {
-	cluster  string
+	cluster string
+	// prefix is the endpoint's path, before the member path.
+	prefix   string
 	delegate http.RoundTripper
 }
 
@@ -206,7 +217,7 @@ func (g *credentialGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	_ = resp.Body.Close()
 	upstreamError(g.cluster, "unauthorized")
-	return statusResponse(req, resp, credentialRejected(g.cluster).ErrStatus), nil
+	return statusResponse(req, resp, credentialRejected(g.cluster).ErrStatus, needsWarning(strings.TrimPrefix(req.URL.Path, g.prefix))), nil
 }
 
 func credentialRejected(clusterName string) *apierrors.StatusError {
@@ -272,7 +283,9 @@ func (c *credentialGuardConn) Write(p []byte) (int, error) {
 	}
 	c.replaced = true
 	upstreamError(c.cluster, "unauthorized")
-	resp := statusResponse(c.req, &http.Response{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}, credentialRejected(c.cluster).ErrStatus)
+	// Upgrades (exec, attach, port-forward) are resource requests, whose
+	// clients read the Status: no warning.
+	resp := statusResponse(c.req, &http.Response{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}, credentialRejected(c.cluster).ErrStatus, false)
 	resp.Close = true
 	if err := resp.Write(c.Conn); err != nil {
 		return 0, err
@@ -282,13 +295,19 @@ func (c *credentialGuardConn) Write(p []byte) (int, error) {
 
 func (g *credentialGuard) WrappedRoundTripper() http.RoundTripper { return g.delegate }
 
-// statusResponse is a response carrying a Status, in place of resp.
-func statusResponse(req *http.Request, resp *http.Response, status metav1.Status) *http.Response {
+// statusResponse is a response carrying a Status, in place of resp; with
+// warn, its message also goes out as a Warning header (see needsWarning).
+func statusResponse(req *http.Request, resp *http.Response, status metav1.Status, warn bool) *http.Response {
 	status.Kind, status.APIVersion = "Status", "v1"
 	body, _ := json.Marshal(status)
 	header := http.Header{"Content-Type": []string{"application/json"}}
 	if status.Details != nil && status.Details.RetryAfterSeconds > 0 {
 		header.Set("Retry-After", fmt.Sprint(status.Details.RetryAfterSeconds))
+	}
+	if warn {
+		if w := warningHeader(status.Message); w != "" {
+			header.Set("Warning", w)
+		}
 	}
 	return &http.Response{
 		Status:        fmt.Sprintf("%d %s", status.Code, http.StatusText(int(status.Code))),

@@ -24,8 +24,12 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 )
 
 // fakeHealth is a MemberHealth whose answers the test sets.
@@ -114,8 +118,10 @@ func TestFastFailureOnADownMember(t *testing.T) {
 	status := statusOf(t, err)
 	checkStatus(t, status, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, name,
 		"unreachable", probeMessage, "2031-05-06T05:08:09Z")
-	if status.Details.RetryAfterSeconds != 1 {
-		t.Errorf("RetryAfterSeconds = %d, want 1", status.Details.RetryAfterSeconds)
+	// Waiting a second does not bring the member back; client-go would
+	// retry ten times and show the same error ten seconds later.
+	if status.Details.RetryAfterSeconds != 0 {
+		t.Errorf("RetryAfterSeconds = %d, want 0", status.Details.RetryAfterSeconds)
 	}
 	if got := health.probesAsked(); len(got) != 1 || got[0] != name {
 		t.Errorf("ProbeSoon calls = %v, want [%s]", got, name)
@@ -212,8 +218,58 @@ func TestDownMemberAlsoFailsUpgradesFast(t *testing.T) {
 	}
 	status := decodeStatus(t, resp.Header.Get("Content-Type"), body)
 	checkStatus(t, status, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, name, "did not answer in time")
+	if got := resp.Header.Get("Retry-After"); got != "" || status.Details.RetryAfterSeconds != 0 {
+		t.Errorf("Retry-After = %q, RetryAfterSeconds = %d; want neither", got, status.Details.RetryAfterSeconds)
+	}
 	if n := mem.newConns.Load(); n != 0 {
 		t.Errorf("the member saw %d connections", n)
+	}
+}
+
+// client-go (and so kubectl) retries a 5xx that carries Retry-After up to
+// ten times. A member known to be down must fail a client at once, with
+// switchboard's message; caches that are still syncing are worth a retry.
+func TestClientGoRetriesOnlyWhatARetryCanMend(t *testing.T) {
+	const name = "health-client-go"
+	mem := newMember(t, nil)
+	f := newFixture(t)
+	f.addMember(t, name, mem, "")
+	health := newFakeHealth()
+	f.proxier.SetHealth(health)
+	fe := f.newFrontend(t, name, alice, nil)
+	client, err := rest.RESTClientFor(&rest.Config{
+		Host:    fe.srv.URL,
+		APIPath: proxyPath(name, "/api"),
+		ContentConfig: rest.ContentConfig{
+			GroupVersion:         &corev1.SchemeGroupVersion,
+			NegotiatedSerializer: scheme.Codecs.WithoutConversion(),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := func() int { return len(fe.responderErrors()) }
+
+	health.setDown(name, "the member did not answer in time", time.Now())
+	err = client.Get().Resource("pods").Namespace("dev").Do(context.Background()).Error()
+	if !apierrors.IsServiceUnavailable(err) || !strings.Contains(err.Error(), `cluster "`+name+`" is unreachable: its last probe`) {
+		t.Errorf("GET through client-go of a down member = %v, want switchboard's 503", err)
+	}
+	if n := attempts(); n != 1 {
+		t.Errorf("client-go sent %d requests for a member known to be down, want 1 (no retries)", n)
+	}
+
+	// The same client does retry the answer of a switchboard whose caches
+	// are not synced yet; two retries keep the test short.
+	health.setUp(name)
+	f.synced.Store(false)
+	before := attempts()
+	err = client.Get().Resource("pods").Namespace("dev").MaxRetries(2).Do(context.Background()).Error()
+	if !apierrors.IsServiceUnavailable(err) || !strings.Contains(err.Error(), "not synced") {
+		t.Errorf("GET through client-go before the caches synced = %v, want switchboard's 503", err)
+	}
+	if n := attempts() - before; n != 3 {
+		t.Errorf("client-go sent %d requests before the caches synced, want 3 (one and two retries)", n)
 	}
 }
 

@@ -53,6 +53,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apiserver/pkg/authentication/user"
+	endpointsfilters "k8s.io/apiserver/pkg/endpoints/filters"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -484,6 +485,10 @@ func writeStatus(w http.ResponseWriter, err error) {
 	status.Kind, status.APIVersion = "Status", "v1"
 	body, _ := json.Marshal(status)
 	w.Header().Set("Content-Type", "application/json")
+	// As responsewriters.ErrorNegotiated does.
+	if status.Details != nil && status.Details.RetryAfterSeconds > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(status.Details.RetryAfterSeconds)))
+	}
 	w.WriteHeader(int(status.Code))
 	_, _ = w.Write(body)
 }
@@ -630,7 +635,8 @@ func (f *fixture) newFrontend(t *testing.T, cluster string, caller user.Info, pr
 	t.Helper()
 	fe := &frontend{}
 	prefix := proxyPath(cluster, "")
-	fe.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	// Warnings are recorded as the generic server's chain does.
+	fe.srv = httptest.NewServer(endpointsfilters.WithWarningRecorder(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if caller != nil {
 			req = req.WithContext(request.WithUser(req.Context(), caller))
 		}
@@ -651,7 +657,7 @@ func (f *fixture) newFrontend(t *testing.T, cluster string, caller user.Info, pr
 			return
 		}
 		handler.ServeHTTP(w, req)
-	}))
+	})))
 	fe.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	t.Cleanup(fe.srv.Close)
 	return fe

@@ -84,6 +84,7 @@ func (p *Proxier) Connect(ctx context.Context, name, path string, responder rest
 	handler, err := p.connect(name, path, responder, &responded)
 	if err != nil {
 		observeRejected(ctx, name, err)
+		warnAbout(ctx, path, err)
 		return nil, err
 	}
 	return withMetrics(name, handler, &responded), nil
@@ -106,10 +107,12 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 	if p.health != nil {
 		if message, at, down := p.health.Unreachable(name); down {
 			// Fail at once rather than wait for the dial timeout; a new
-			// probe clears the state as soon as the member answers.
+			// probe clears the state as soon as the member answers. No
+			// Retry-After: client-go would retry ten times, a second apart,
+			// and show the same error ten seconds later.
 			p.health.ProbeSoon(name)
 			upstreamError(name, "down")
-			return nil, retryLater(name, fmt.Sprintf("cluster %q is unreachable: its last probe, at %s, failed: %s",
+			return nil, serviceUnavailable(name, fmt.Sprintf("cluster %q is unreachable: its last probe, at %s, failed: %s",
 				name, at.UTC().Format(time.RFC3339), message))
 		}
 	}
@@ -134,7 +137,7 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 		return nil, apierrors.NewInternalError(err)
 	}
 
-	responderFor := &errorResponder{cluster: name, endpoint: t.endpoint.String(), responder: responder, responded: responded}
+	responderFor := &errorResponder{cluster: name, endpoint: t.endpoint.String(), path: path, responder: responder, responded: responded}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		location := *t.endpoint
 		location.Path = joinPath(location.Path, path)

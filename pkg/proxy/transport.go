@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,7 +87,7 @@ func (c *TransportCache) get(cl *v1alpha1.Cluster, secret *corev1.Secret) (*memb
 
 	creds, err := credentialsFromSecret(secret, cl.Spec.InsecureSkipTLSVerify)
 	if err != nil {
-		return nil, &credentialsError{cluster: cl.Name, secret: secret.Namespace + "/" + secret.Name, reason: err.Error()}
+		return nil, &credentialsError{cluster: cl.Name, secret: secret.Namespace + "/" + secret.Name, reason: "is not usable: " + err.Error()}
 	}
 	fingerprint := fingerprintOf(&cl.Spec, creds)
 
@@ -174,9 +175,10 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*membe
 		token:    creds.token,
 		base:     base,
 		plain: &identityRoundTripper{
-			cluster:  cl.Name,
-			token:    creds.token,
-			delegate: &credentialGuard{cluster: cl.Name, delegate: &redirectBlocker{cluster: cl.Name, delegate: base}},
+			cluster: cl.Name,
+			token:   creds.token,
+			delegate: &credentialGuard{cluster: cl.Name, prefix: strings.TrimSuffix(endpoint.Path, "/"),
+				delegate: &redirectBlocker{cluster: cl.Name, prefix: strings.TrimSuffix(endpoint.Path, "/"), delegate: base}},
 		},
 		upgrade: utilproxy.NewUpgradeRequestRoundTripper(base, &identityRoundTripper{
 			cluster:  cl.Name,

@@ -175,7 +175,8 @@ func TestBrokenSecretStopsTheTransport(t *testing.T) {
 	delete(broken.Data, v1alpha1.SecretKeyToken)
 	f.putSecret(t, broken)
 	_, err := f.connect(context.Background(), testCluster, "/api", &recordingResponder{})
-	checkStatus(t, statusOf(t, err), http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, testCluster, "holds no credential")
+	checkStatus(t, statusOf(t, err), http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, testCluster,
+		"its credentials Secret switchboard-system/"+secretName(testCluster)+" is not usable: it holds no credential")
 
 	f.putSecret(t, good)
 	f.get(t)
