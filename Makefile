@@ -34,22 +34,33 @@ LDFLAGS := -s -w \
 	-X $(MODULE)/pkg/version.buildDate=$(BUILD_DATE)
 
 BINARIES := switchboard-apiserver kubectl-switchboard
-IMAGE    ?= switchboard-apiserver:$(GIT_VERSION)
+# The image kubectl switchboard install runs by default: pkg/install's
+# ImageRepository, tagged with the version the binaries report.
+IMAGE    ?= ghcr.io/switchboard-io/switchboard-apiserver:$(GIT_VERSION)
 
 .PHONY: build
-build: $(addprefix $(BIN_DIR)/,$(BINARIES))
+build: $(addprefix $(BIN_DIR)/,$(BINARIES)) $(BIN_DIR)/kubectl_complete-switchboard
 
 # Always rebuilt; go's build cache makes that cheap.
 .PHONY: $(addprefix $(BIN_DIR)/,$(BINARIES))
 $(addprefix $(BIN_DIR)/,$(BINARIES)): $(BIN_DIR)/%:
 	CGO_ENABLED=0 GOOS=$(GOOS) GOARCH=$(GOARCH) $(GO) build $(GOFLAGS) -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/$*
 
+# kubectl (1.26+) completes "kubectl switchboard ..." by running
+# kubectl_complete-switchboard from the PATH; kubectl-switchboard started by
+# that name does it. A symbolic link follows every rebuild (go build replaces
+# the file, which would leave a hard link on the old binary); copy it where
+# links do not work: the program goes by its name, not by what it points at.
+.PHONY: $(BIN_DIR)/kubectl_complete-switchboard
+$(BIN_DIR)/kubectl_complete-switchboard: $(BIN_DIR)/kubectl-switchboard
+	ln -sf kubectl-switchboard $@
+
 .PHONY: test
 test: verify test-unit test-integration test-e2e
 
 .PHONY: test-unit
 test-unit:
-	$(GO) test $(GOFLAGS) -race -count=1 ./cmd/... ./pkg/... ./test/bench/...
+	$(GO) test $(GOFLAGS) -race -count=1 ./cmd/... ./pkg/... ./test/bench/... ./test/topology/...
 
 .PHONY: test-integration
 test-integration:

@@ -15,7 +15,9 @@ limitations under the License.
 */
 
 // Command kubectl-switchboard is the switchboard kubectl plugin: put it on
-// the PATH and run kubectl switchboard.
+// the PATH and run kubectl switchboard. Started as kubectl_complete-switchboard
+// (a link to it, on the PATH too), it completes kubectl switchboard's
+// arguments for kubectl's shell completion.
 package main
 
 import (
@@ -26,6 +28,7 @@ import (
 	"syscall"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/rest"
 
 	"github.com/switchboard-io/switchboard/pkg/cmd/plugin"
 )
@@ -33,7 +36,16 @@ import (
 func main() {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
+	// The first signal cancels the command, which then puts back what it
+	// changed (join does); a second one ends the program at once.
+	go func() {
+		<-ctx.Done()
+		cancel()
+	}()
+	// Warnings from the hub print as kubectl prints them, once each.
+	rest.SetDefaultWarningHandler(rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true}))
 	cmd := plugin.NewCommand(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+	cmd.SetArgs(plugin.Args(os.Args))
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		os.Exit(1)

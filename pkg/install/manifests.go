@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/switchboard-io/switchboard/artifacts/deploy"
+	"github.com/switchboard-io/switchboard/pkg/version"
 )
 
 const (
@@ -43,7 +44,34 @@ const (
 	ServingSecretName = "switchboard-apiserver-serving"
 	// ServiceName is the Service the APIService points at.
 	ServiceName = "switchboard-apiserver"
+	// ContainerName is the server's container in the Deployment.
+	ContainerName = "switchboard-apiserver"
+	// ImageRepository is where switchboard-apiserver images are published;
+	// artifacts/deploy/base/kustomization.yaml names it too.
+	ImageRepository = "ghcr.io/switchboard-io/switchboard-apiserver"
 )
+
+// ServingSecretComment heads the serving Secret in what Manifests renders.
+const ServingSecretComment = `# This Secret holds the private key of switchboard's serving certificate
+# (tls.key): whoever has it and can intercept the hub's traffic to switchboard
+# can pose as switchboard and read every request sent through it. Apply it,
+# keep it only on the hub as a Secret, and do not commit this file.
+`
+
+// DefaultImage is the switchboard-apiserver image of this build's version:
+// ImageRepository tagged with the gitVersion the binary reports.
+func DefaultImage() string {
+	return ImageRepository + ":" + version.Get().GitVersion
+}
+
+// CheckImage rejects what cannot be a container image reference: nothing,
+// or text with white space.
+func CheckImage(image string) error {
+	if image == "" || strings.ContainsAny(image, " \t\r\n") {
+		return fmt.Errorf("%q is not a container image reference", image)
+	}
+	return nil
+}
 
 // ServingDNSNames are the names the hub's aggregator may dial.
 var ServingDNSNames = []string{
@@ -78,9 +106,13 @@ func Render(variant string) ([]byte, error) {
 	return resources.AsYaml()
 }
 
-// Manifests renders a variant with the serving pair as a Secret and its CA
-// in the APIService's caBundle.
-func Manifests(variant string, pair *ServingPair) ([]byte, error) {
+// Manifests renders a variant with the serving pair as a Secret (headed by
+// ServingSecretComment), its CA in the APIService's caBundle, and image as
+// the server's container image.
+func Manifests(variant string, pair *ServingPair, image string) ([]byte, error) {
+	if err := CheckImage(image); err != nil {
+		return nil, err
+	}
 	rendered, err := Render(variant)
 	if err != nil {
 		return nil, err
@@ -90,8 +122,20 @@ func Manifests(variant string, pair *ServingPair) ([]byte, error) {
 		return nil, err
 	}
 	var out strings.Builder
-	filled := false
+	filled, imaged := false, false
 	for _, doc := range docs {
+		if doc.GetKind() == "Deployment" {
+			container, err := doc.Pipe(kyaml.Lookup("spec", "template", "spec", "containers", "[name="+ContainerName+"]"))
+			if err != nil {
+				return nil, err
+			}
+			if container != nil {
+				if err := container.PipeE(kyaml.SetField("image", kyaml.NewStringRNode(image))); err != nil {
+					return nil, err
+				}
+				imaged = true
+			}
+		}
 		if doc.GetKind() == "APIService" {
 			if err := doc.PipeE(kyaml.LookupCreate(kyaml.MappingNode, "spec"),
 				kyaml.SetField("caBundle", kyaml.NewStringRNode(base64.StdEncoding.EncodeToString(pair.CACert)))); err != nil {
@@ -109,11 +153,15 @@ func Manifests(variant string, pair *ServingPair) ([]byte, error) {
 	if !filled {
 		return nil, fmt.Errorf("variant %s has no APIService to fill", variant)
 	}
+	if !imaged {
+		return nil, fmt.Errorf("variant %s has no Deployment with a container %s", variant, ContainerName)
+	}
 	secret, err := yaml.Marshal(ServingSecret(pair))
 	if err != nil {
 		return nil, err
 	}
 	out.WriteString("---\n")
+	out.WriteString(ServingSecretComment)
 	out.Write(secret)
 	return []byte(out.String()), nil
 }

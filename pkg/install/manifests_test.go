@@ -29,6 +29,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/switchboard-io/switchboard/pkg/version"
 )
 
 func objects(t *testing.T, manifests []byte) []*unstructured.Unstructured {
@@ -87,7 +89,7 @@ func TestManifestsCarryTheServingPair(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	manifests, err := Manifests("single", pair)
+	manifests, err := Manifests("single", pair, DefaultImage())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,5 +131,85 @@ func TestManifestsCarryTheServingPair(t *testing.T) {
 	}
 	if _, err := tls.X509KeyPair(pair.Cert, pair.Key); err != nil {
 		t.Errorf("the pair does not match: %v", err)
+	}
+}
+
+// containerImage is the image of the server's container in manifests.
+func containerImage(t *testing.T, manifests []byte) string {
+	t.Helper()
+	for _, obj := range objects(t, manifests) {
+		if obj.GetKind() != "Deployment" {
+			continue
+		}
+		containers, _, _ := unstructured.NestedSlice(obj.Object, "spec", "template", "spec", "containers")
+		for _, c := range containers {
+			if c := c.(map[string]any); c["name"] == ContainerName {
+				return c["image"].(string)
+			}
+		}
+	}
+	t.Fatal("no Deployment with the server's container")
+	return ""
+}
+
+func TestManifestsImage(t *testing.T) {
+	pair, err := GenerateServingPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The kustomization publishes the image where DefaultImage looks.
+	rendered, err := Render("single")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if repo, _, _ := strings.Cut(containerImage(t, rendered), ":"); repo != ImageRepository {
+		t.Errorf("the kustomization's image is %s, DefaultImage uses %s", repo, ImageRepository)
+	}
+	if want := ImageRepository + ":" + version.Get().GitVersion; DefaultImage() != want {
+		t.Errorf("DefaultImage() = %s, want %s", DefaultImage(), want)
+	}
+	for _, variant := range []string{"single", "ha"} {
+		for _, image := range []string{DefaultImage(), "registry.example/switchboard@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"} {
+			manifests, err := Manifests(variant, pair, image)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := containerImage(t, manifests); got != image {
+				t.Errorf("%s: image = %s, want %s", variant, got, image)
+			}
+		}
+	}
+	for _, bad := range []string{"", "two words", "tab\tbed"} {
+		if _, err := Manifests("single", pair, bad); err == nil || !strings.Contains(err.Error(), "not a container image reference") {
+			t.Errorf("image %q: err = %v", bad, err)
+		}
+	}
+}
+
+// The serving Secret, which holds a private key, says so on top.
+func TestManifestsWarnAboutThePrivateKey(t *testing.T) {
+	pair, err := GenerateServingPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifests, err := Manifests("single", pair, DefaultImage())
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(manifests), "---\n")
+	commented := 0
+	for _, doc := range docs {
+		if strings.HasPrefix(doc, ServingSecretComment) {
+			commented++
+			if !strings.Contains(doc, "kind: Secret") || !strings.Contains(doc, "name: "+ServingSecretName) || !strings.Contains(doc, "tls.key: ") {
+				t.Errorf("the comment heads something else than the serving Secret:\n%s", doc)
+			}
+		}
+	}
+	if commented != 1 {
+		t.Errorf("%d documents carry the private key comment, want 1", commented)
+	}
+	if !strings.Contains(ServingSecretComment, "do not commit") || !strings.Contains(ServingSecretComment, "private key") {
+		t.Errorf("the comment does not warn: %s", ServingSecretComment)
 	}
 }

@@ -19,6 +19,7 @@ package join
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -27,11 +28,14 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster/validation"
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
 	"github.com/switchboard-io/switchboard/pkg/kubeconfig"
 )
@@ -57,6 +61,11 @@ type Options struct {
 	TokenTimeout time.Duration
 	// VerifyTimeout bounds the end-to-end check through the hub.
 	VerifyTimeout time.Duration
+	// Overwrite lets join re-point an existing Cluster at another
+	// endpoint; without it, join refuses.
+	Overwrite bool
+	// DryRun, when set, changes nothing (see DryRun).
+	DryRun DryRun
 
 	// Clients, built from the configs when nil (tests set them).
 	MemberClient kubernetes.Interface
@@ -74,7 +83,23 @@ type Result struct {
 	AlreadyAuthorized bool
 	// Verified says what the check through the hub saw.
 	Verified string
+	// Warnings are worth telling the user, but do not stop the join.
+	Warnings []string
 }
+
+// Error is a join that failed after it changed something. It put back
+// what it could; RolledBack says what, and RollbackErr what it could not.
+// Repairs of drifted member objects (a role's rules put right) are not
+// undone; Repaired lists them.
+type Error struct {
+	Err         error
+	RolledBack  []Change
+	RollbackErr error
+	Repaired    []Change
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
 
 // SecretName is the hub Secret that holds a member's credentials.
 func SecretName(cluster string) string { return cluster + "-credentials" }
@@ -135,62 +160,114 @@ func (o *Options) hubAddress() string {
 // the member, its token in the hub Secret, and the Cluster on the hub. Then
 // it checks the result through the hub's proxy path as the caller. It
 // changes nothing that is already right, and repairs what is not.
+//
+// It reads and checks everything before its first write: a Cluster or
+// Secret it does not own, or a Cluster that points elsewhere (without
+// Overwrite), stops it with nothing changed. When a later step fails,
+// including the check through the hub, it puts back what it wrote and
+// returns an *Error saying so.
 func Join(ctx context.Context, o Options) (*Result, error) {
+	if o.DryRun == DryRunClient {
+		return nil, errors.New("join cannot run a client dry run: it would need the clusters' answers; print Plan instead, or use DryRunServer")
+	}
 	if err := o.complete(); err != nil {
+		return nil, err
+	}
+	if err := ValidateEndpoint(o.Endpoint); err != nil {
 		return nil, err
 	}
 	if err := o.preflight(ctx); err != nil {
 		return nil, err
 	}
-
-	result := &Result{}
-	memberChanges, err := ensureMemberObjects(ctx, o.MemberClient, o.TokenTimeout)
-	result.Changes = append(result.Changes, memberChanges...)
+	existing, err := o.inspectHub(ctx)
 	if err != nil {
-		return result, o.explain(err, "member")
+		return nil, err
 	}
-	cred, change, err := ensureToken(ctx, o.MemberClient, o.checkToken, o.TokenTimeout)
-	if err != nil {
-		return result, o.explain(err, "member")
+	result := &Result{Warnings: o.hubAsMemberWarning(ctx)}
+	w := &writer{dryRun: o.DryRun}
+	if err := o.write(ctx, existing, w, result); err != nil {
+		return result, o.rollback(ctx, w, err)
 	}
-	result.Changes = append(result.Changes, change)
-
-	caBundle := cred.CACert
-	ca, err := memberCA(o.MemberConfig)
-	if err != nil {
-		return result, err
-	}
-	if len(ca) > 0 {
-		// The CA the member kubeconfig trusts is the one for its endpoint.
-		caBundle = ca
-	}
-	change, err = ensureHubSecret(ctx, o.HubClient, o.HubNamespace, SecretName(o.Name), map[string][]byte{
-		v1alpha1.SecretKeyToken:    cred.Token,
-		v1alpha1.SecretKeyCABundle: caBundle,
-	})
-	if err != nil {
-		return result, o.explain(err, "hub")
-	}
-	result.Changes = append(result.Changes, change)
-
-	change, err = o.ensureCluster(ctx)
-	if err != nil {
-		return result, o.explain(err, "hub")
-	}
-	result.Changes = append(result.Changes, change)
-
 	result.AlreadyAuthorized = true
 	for _, c := range result.Changes {
 		if c.Action != Unchanged && c.Action != Kept {
 			result.AlreadyAuthorized = false
 		}
 	}
+	if o.DryRun != DryRunNone {
+		return result, nil
+	}
 	verified, err := o.verify(ctx)
 	if err != nil {
-		return result, fmt.Errorf("everything is in place, but a request through the hub to cluster %q failed: %w", o.Name, err)
+		return result, o.rollback(ctx, w, fmt.Errorf("a request through the hub to cluster %q failed: %w", o.Name, err))
 	}
 	result.Verified = verified
 	return result, nil
+}
+
+// ValidateEndpoint checks a member endpoint as the hub's validation of
+// Clusters will, so that join refuses it before it changes anything.
+func ValidateEndpoint(endpoint string) error {
+	errs := validation.ValidateEndpoint(endpoint, field.NewPath("endpoint"))
+	if len(errs) == 0 {
+		return nil
+	}
+	details := make([]string, len(errs))
+	for i, e := range errs {
+		details[i] = e.Detail
+	}
+	return fmt.Errorf("the member endpoint %q is not valid: %s", endpoint, strings.Join(details, "; "))
+}
+
+// write makes the member's objects and token, then the hub Secret and the
+// Cluster, recording each change in result and how to undo it in w.
+func (o *Options) write(ctx context.Context, existing *hubObjects, w *writer, result *Result) error {
+	memberChanges, err := ensureMemberObjects(ctx, o.MemberClient, o.TokenTimeout, w)
+	result.Changes = append(result.Changes, memberChanges...)
+	if err != nil {
+		return o.explain(err, "member")
+	}
+	cred, change, err := ensureToken(ctx, o.MemberClient, o.checkToken, o.TokenTimeout, w)
+	if err != nil {
+		return o.explain(err, "member")
+	}
+	result.Changes = append(result.Changes, change)
+
+	caBundle := cred.CACert
+	ca, err := memberCA(o.MemberConfig)
+	if err != nil {
+		return err
+	}
+	if len(ca) > 0 {
+		// The CA the member kubeconfig trusts is the one for its endpoint.
+		caBundle = ca
+	}
+	change, err = ensureHubSecret(ctx, o.HubClient, existing.secret, o.HubNamespace, SecretName(o.Name), map[string][]byte{
+		v1alpha1.SecretKeyToken:    cred.Token,
+		v1alpha1.SecretKeyCABundle: caBundle,
+	}, w)
+	if err != nil {
+		return o.explain(err, "hub")
+	}
+	result.Changes = append(result.Changes, change)
+
+	change, err = o.ensureCluster(ctx, existing.cluster, w)
+	if err != nil {
+		return o.explain(err, "hub")
+	}
+	result.Changes = append(result.Changes, change)
+	return nil
+}
+
+// rollback puts back what w recorded and wraps cause in an *Error that
+// says what it put back and what it left repaired. When join changed
+// nothing, cause comes back as it is.
+func (o *Options) rollback(ctx context.Context, w *writer, cause error) error {
+	if len(w.undo) == 0 && len(w.repairs) == 0 {
+		return cause
+	}
+	undone, err := w.rollback(ctx)
+	return &Error{Err: cause, RolledBack: undone, RollbackErr: err, Repaired: w.repairs}
 }
 
 // explain turns connection failures into an UnreachableError naming the address.
@@ -209,15 +286,20 @@ func (o *Options) explain(err error, which string) error {
 // servers answer and that the kubeconfigs may do what join does.
 func (o *Options) preflight(ctx context.Context) error {
 	memberNeeds := []authorizationv1.ResourceAttributes{
+		// Creating, and deleting what it created when a later step fails.
 		{Verb: "create", Resource: "namespaces"},
+		{Verb: "delete", Resource: "namespaces"},
 		{Verb: "create", Resource: "serviceaccounts", Namespace: Namespace},
+		{Verb: "delete", Resource: "serviceaccounts", Namespace: Namespace},
 		{Verb: "create", Resource: "secrets", Namespace: Namespace},
 		{Verb: "delete", Resource: "secrets", Namespace: Namespace},
 		{Verb: "list", Resource: "secrets", Namespace: Namespace},
 		{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"},
 		{Verb: "update", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"},
+		{Verb: "delete", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"},
 		{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"},
 		{Verb: "update", Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"},
+		{Verb: "delete", Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"},
 		// Granting impersonation takes holding it (or escalate).
 		{Verb: "impersonate", Resource: "users"},
 	}
@@ -225,10 +307,14 @@ func (o *Options) preflight(ctx context.Context) error {
 		return err
 	}
 	hubNeeds := []authorizationv1.ResourceAttributes{
+		{Verb: "get", Resource: "secrets", Namespace: o.HubNamespace},
 		{Verb: "create", Resource: "secrets", Namespace: o.HubNamespace},
 		{Verb: "update", Resource: "secrets", Namespace: o.HubNamespace},
+		{Verb: "delete", Resource: "secrets", Namespace: o.HubNamespace},
+		{Verb: "get", Group: v1alpha1.GroupName, Resource: "clusters"},
 		{Verb: "create", Group: v1alpha1.GroupName, Resource: "clusters"},
 		{Verb: "update", Group: v1alpha1.GroupName, Resource: "clusters"},
+		{Verb: "delete", Group: v1alpha1.GroupName, Resource: "clusters"},
 		{Verb: "get", Group: v1alpha1.GroupName, Resource: "clusters", Subresource: "proxy", Name: o.Name},
 	}
 	if err := o.checkAccess(ctx, o.HubClient, "hub", hubNeeds); err != nil {
@@ -283,16 +369,17 @@ func describe(a authorizationv1.ResourceAttributes) string {
 	return a.Verb + " " + resource
 }
 
-// ensureCluster creates or corrects the Cluster on the hub. It sets the
-// fields join knows (endpoint, credentials, TLS verification) and keeps
-// the others (tlsServerName, proxyURL) as the administrator set them.
-func (o *Options) ensureCluster(ctx context.Context) (Change, error) {
+// ensureCluster creates or corrects the Cluster on the hub; existing is
+// what inspectHub read (nil when there is none). It sets the fields join
+// knows (endpoint, credentials, TLS verification) and keeps the others
+// (tlsServerName, proxyURL) as the administrator set them. A conflict with
+// another writer (switchboard writes the status all the time) is retried
+// on a fresh read.
+func (o *Options) ensureCluster(ctx context.Context, existing *v1alpha1.Cluster, w *writer) (Change, error) {
 	obj := "Cluster " + o.Name
 	insecure := o.MemberConfig != nil && o.MemberConfig.Insecure
 	clusters := o.Switchboard.ClusterV1alpha1().Clusters()
-	existing, err := clusters.Get(ctx, o.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
+	if existing == nil {
 		c := &v1alpha1.Cluster{
 			ObjectMeta: managedMeta(o.Name, ""),
 			Spec: v1alpha1.ClusterSpec{
@@ -301,50 +388,99 @@ func (o *Options) ensureCluster(ctx context.Context) (Change, error) {
 				InsecureSkipTLSVerify: insecure,
 			},
 		}
-		if _, err := clusters.Create(ctx, c, metav1.CreateOptions{}); err != nil {
+		_, err := clusters.Create(ctx, c, w.create())
+		w.created(err, Change{Object: obj, Action: Deleted}, func(ctx context.Context) error {
+			return ignoreNotFound(clusters.Delete(ctx, o.Name, metav1.DeleteOptions{}))
+		})
+		if err != nil {
 			return Change{}, fmt.Errorf("creating %s on the hub: %w", obj, err)
 		}
-		return Change{obj, Created}, nil
-	case err != nil:
-		return Change{}, fmt.Errorf("reading %s on the hub: %w", obj, err)
-	case !isManaged(existing):
-		// Made by hand (kubectl apply): its Secret may be someone else's.
-		return Change{}, notOwnedError(obj + " on the hub")
+		return w.change(obj, Created, ""), nil
 	}
-	want := existing.Spec
-	want.Endpoint = o.Endpoint
-	want.CredentialsSecretRef = v1alpha1.SecretReference{Name: SecretName(o.Name)}
-	want.InsecureSkipTLSVerify = insecure
-	if apiequality.Semantic.DeepEqual(existing.Spec, want) {
-		return Change{obj, Unchanged}, nil
+	wantSpec := func(spec v1alpha1.ClusterSpec) v1alpha1.ClusterSpec {
+		spec.Endpoint = o.Endpoint
+		spec.CredentialsSecretRef = v1alpha1.SecretReference{Name: SecretName(o.Name)}
+		spec.InsecureSkipTLSVerify = insecure
+		return spec
 	}
-	fixed := existing.DeepCopy()
-	fixed.Spec = want
-	if _, err := clusters.Update(ctx, fixed, metav1.UpdateOptions{}); err != nil {
+	if apiequality.Semantic.DeepEqual(existing.Spec, wantSpec(existing.Spec)) {
+		return Change{Object: obj, Action: Unchanged}, nil
+	}
+	previous := existing.Spec
+	// Recorded first: an update whose outcome is unknown may have happened.
+	mark := w.mark()
+	w.onUndo(Change{Object: obj, Action: "restored"}, func(ctx context.Context) error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			c, err := clusters.Get(ctx, o.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			c.Spec = previous
+			_, err = clusters.Update(ctx, c, metav1.UpdateOptions{})
+			return err
+		})
+	})
+	if err := updateOnConflict(ctx, existing.DeepCopy(), func(ctx context.Context) (*v1alpha1.Cluster, error) {
+		return clusters.Get(ctx, o.Name, metav1.GetOptions{})
+	}, func(ctx context.Context, c *v1alpha1.Cluster) error {
+		c.Spec = wantSpec(c.Spec)
+		_, err := clusters.Update(ctx, c, w.update())
+		return err
+	}); err != nil {
+		if refused(err) {
+			w.keep(mark)
+		}
 		return Change{}, fmt.Errorf("correcting %s on the hub: %w", obj, err)
 	}
-	return Change{obj, Corrected}, nil
+	return w.change(obj, Corrected, ""), nil
 }
 
+// verifySettle is how long switchboard must keep failing before join
+// believes it: its caches of Clusters and Secrets, and its probe of the
+// member, catch up with join's writes within moments.
+var verifySettle = 5 * time.Second
+
 // verifyThroughHub makes a request to the member through the hub's proxy
-// path as the caller, retrying while switchboard's caches catch up.
+// path as the caller. It waits while switchboard has not seen the Cluster
+// yet, up to VerifyTimeout; any other failure is final once it has lasted
+// verifySettle. Each request is sent once: client-go's retries on
+// Retry-After would only delay what switchboard says.
 func (o *Options) verifyThroughHub(ctx context.Context) (string, error) {
 	client, err := kubernetes.NewForConfig(o.HubConfig)
 	if err != nil {
 		return "", err
 	}
 	path := kubeconfig.ProxyPath(o.Name) + "/version"
-	var last error
+	var answered bool
 	var body []byte
+	var last error
+	var failingSince time.Time
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, o.VerifyTimeout, true, func(ctx context.Context) (bool, error) {
-		body, last = client.Discovery().RESTClient().Get().AbsPath(path).DoRaw(ctx)
-		return last == nil, nil
+		got, err := getOnce(ctx, client.Discovery().RESTClient(), path)
+		switch {
+		case err == nil:
+			answered, body = true, got
+			return true, nil
+		case ctx.Err() != nil:
+			// The wait ran out during this request; the answer before
+			// it says more.
+			return false, nil
+		}
+		last = err
+		if o.notSeenYet(err) || isStarting(err) {
+			failingSince = time.Time{}
+			return false, nil
+		}
+		if failingSince.IsZero() {
+			failingSince = time.Now()
+		}
+		return time.Since(failingSince) >= verifySettle, nil
 	})
-	if err != nil {
+	if !answered {
 		if last != nil {
 			return "", fmt.Errorf("GET %s: %w", path, last)
 		}
-		return "", err
+		return "", fmt.Errorf("GET %s: %w", path, err)
 	}
 	var info struct {
 		GitVersion string `json:"gitVersion"`
@@ -353,6 +489,37 @@ func (o *Options) verifyThroughHub(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("GET %s answered something that is not a version: %.200s", path, body)
 	}
 	return fmt.Sprintf("GET %s through the hub answered: Kubernetes %s", path, info.GitVersion), nil
+}
+
+// getOnce GETs path once, without client-go's retries on Retry-After. An
+// error answer comes back as the Status the server sent: DoRaw would
+// replace its message with a generic one ("the server is currently unable
+// to handle the request").
+func getOnce(ctx context.Context, client rest.Interface, path string) ([]byte, error) {
+	result := client.Get().AbsPath(path).MaxRetries(0).Do(ctx)
+	body, err := result.Raw()
+	if err != nil {
+		return nil, result.Error()
+	}
+	return body, nil
+}
+
+// notSeenYet says whether switchboard answered that it knows no Cluster of
+// this name yet: its cache has not caught up with join's write. A 404 from
+// the member (an endpoint that is no Kubernetes API server) is an answer.
+func (o *Options) notSeenYet(err error) bool {
+	var status apierrors.APIStatus
+	if !apierrors.IsNotFound(err) || !errors.As(err, &status) {
+		return false
+	}
+	d := status.Status().Details
+	return d != nil && d.Group == v1alpha1.GroupName && d.Kind == "clusters" && d.Name == o.Name
+}
+
+// isStarting says whether switchboard answered that its caches are not
+// synced yet.
+func isStarting(err error) bool {
+	return apierrors.IsServiceUnavailable(err) && strings.Contains(err.Error(), "not synced")
 }
 
 // memberCA is the CA bundle the member kubeconfig trusts, if any.

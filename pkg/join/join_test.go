@@ -322,6 +322,8 @@ func TestJoinCorrectsDrift(t *testing.T) {
 		changed    string
 		wantWrites []string
 		check      func(t *testing.T, f *fixture)
+		// overwrite is join's --overwrite.
+		overwrite bool
 	}{{
 		name: "ClusterRole rules edited",
 		drift: func(t *testing.T, f *fixture) {
@@ -400,6 +402,7 @@ func TestJoinCorrectsDrift(t *testing.T) {
 		},
 		changed:    "Cluster prod",
 		wantWrites: []string{"update clusters prod"},
+		overwrite:  true,
 		check: func(t *testing.T, f *fixture) {
 			c := f.cluster()
 			want := v1alpha1.ClusterSpec{
@@ -436,7 +439,12 @@ func TestJoinCorrectsDrift(t *testing.T) {
 			tc.drift(t, f)
 			f.clearActions()
 
-			res := f.mustJoin()
+			o := f.options()
+			o.Overwrite = tc.overwrite
+			res, err := f.joinWith(o)
+			if err != nil {
+				t.Fatalf("Join: %v", err)
+			}
 			for _, c := range res.Changes {
 				want := Unchanged
 				if c.Object == tc.changed {
@@ -613,23 +621,31 @@ func TestJoinTokenTimeout(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("Join took %s with a 300ms token timeout", took)
 	}
-	names := f.memberTokenSecrets()
-	if len(names) != 1 {
-		t.Fatalf("token Secrets %q, want the one waited for", names)
-	}
-	assertErrorContains(t, err, "Secret switchboard-system/"+names[0], "was not filled with a token within 300ms",
+	const waitedFor = "Secret switchboard-system/" + TokenSecretPrefix + "00001"
+	assertErrorContains(t, err, waitedFor, "was not filled with a token within 300ms",
 		"token controller (kube-controller-manager)", "Join again")
 	assertWrites(t, f.hubWrites())
+	// Everything this join made in the member is gone again, newest first.
+	var joinErr *Error
+	if !errors.As(err, &joinErr) || joinErr.RollbackErr != nil {
+		t.Fatalf("error %#v, want a *join.Error with a complete rollback", err)
+	}
+	assertChanges(t, joinErr.RolledBack,
+		"deleted "+waitedFor,
+		"deleted ClusterRoleBinding switchboard:impersonator",
+		"deleted ClusterRole switchboard:impersonator",
+		"deleted ServiceAccount switchboard-system/switchboard-impersonator",
+		"deleted Namespace switchboard-system")
+	if names := f.memberTokenSecrets(); len(names) != 0 {
+		t.Errorf("token Secrets left after the rollback: %q", names)
+	}
 
-	// The controller runs again: the next join replaces the empty Secret.
+	// The controller runs again: the next join starts afresh.
 	f.tokens.setFillAfterGets(0)
 	f.clearActions()
 	res := f.mustJoin()
 	fresh := f.tokenSecret()
-	if fresh.Name == names[0] {
-		t.Fatalf("the empty Secret %s was reused", fresh.Name)
-	}
-	if got := changeStrings(res.Changes)[4]; got != "corrected Secret switchboard-system/"+fresh.Name {
+	if got := changeStrings(res.Changes)[4]; got != "created Secret switchboard-system/"+fresh.Name {
 		t.Errorf("token change %q", got)
 	}
 }
@@ -768,7 +784,7 @@ func replaceIn(t *testing.T, tracker k8stesting.ObjectTracker, gvr schema.GroupV
 func TestJoinUsesAnUnlabelledNamespace(t *testing.T) {
 	f := newFixture(t, unlabelled(managedNamespace()))
 	res := f.mustJoin()
-	if got := res.Changes[0]; got != (Change{"Namespace switchboard-system", Kept}) {
+	if got := res.Changes[0]; got != (Change{Object: "Namespace switchboard-system", Action: Kept}) {
 		t.Errorf("namespace change %v", got)
 	}
 	for _, c := range res.Changes[1:] {
@@ -793,7 +809,7 @@ func TestJoinUsesAnUnlabelledNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if last := changes[len(changes)-1]; last != (Change{"Namespace switchboard-system", Kept}) {
+	if last := changes[len(changes)-1]; last != (Change{Object: "Namespace switchboard-system", Action: Kept}) {
 		t.Errorf("unjoin: %q", changeStrings(changes))
 	}
 	if _, err := f.member.CoreV1().Namespaces().Get(context.Background(), Namespace, metav1.GetOptions{}); err != nil {
@@ -821,7 +837,7 @@ func TestJoinWaitsForATerminatingNamespace(t *testing.T) {
 			return false, nil, nil
 		})
 		res := f.mustJoin()
-		if got := res.Changes[0]; got != (Change{"Namespace switchboard-system", Created}) {
+		if got := res.Changes[0]; got != (Change{Object: "Namespace switchboard-system", Action: Created}) {
 			t.Errorf("namespace change %v", got)
 		}
 		ns, err := f.member.CoreV1().Namespaces().Get(context.Background(), Namespace, metav1.GetOptions{})
@@ -849,12 +865,61 @@ func TestJoinWaitsForATerminatingNamespace(t *testing.T) {
 	})
 }
 
+// A join whose member switchboard cannot reach leaves nothing behind.
 func TestJoinVerifyFails(t *testing.T) {
 	f := newFixture(t)
-	f.verifyErr = errors.New("GET /clusters/prod/proxy/version: 503")
+	f.verifyErr = errors.New(`GET /clusters/prod/proxy/version: cluster "prod" is unreachable at https://127.0.0.1:1`)
 	res, err := f.join()
-	assertErrorContains(t, err, `everything is in place, but a request through the hub to cluster "prod" failed`, "503")
+	assertErrorContains(t, err, `a request through the hub to cluster "prod" failed`, "unreachable at https://127.0.0.1:1")
 	if res == nil || len(res.Changes) != 7 || res.Verified != "" {
 		t.Errorf("result %+v", res)
+	}
+	var joinErr *Error
+	if !errors.As(err, &joinErr) || joinErr.RollbackErr != nil {
+		t.Fatalf("error %#v, want a *join.Error with a complete rollback", err)
+	}
+	token := "Secret switchboard-system/" + TokenSecretPrefix + "00001"
+	assertChanges(t, joinErr.RolledBack,
+		"deleted Cluster prod",
+		"deleted Secret switchboard-system/prod-credentials on the hub",
+		"deleted "+token,
+		"deleted ClusterRoleBinding switchboard:impersonator",
+		"deleted ClusterRole switchboard:impersonator",
+		"deleted ServiceAccount switchboard-system/switchboard-impersonator",
+		"deleted Namespace switchboard-system")
+	ctx := context.Background()
+	if _, err := f.sb.ClusterV1alpha1().Clusters().Get(ctx, testName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("Cluster after the rollback: %v", err)
+	}
+	if _, err := f.hub.CoreV1().Secrets(DefaultHubNamespace).Get(ctx, SecretName(testName), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("hub Secret after the rollback: %v", err)
+	}
+	if _, err := f.member.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("member namespace after the rollback: %v", err)
+	}
+}
+
+// Joining again over a working join, when the check fails, puts the hub
+// back as it was: the Secret's old data and the Cluster's old spec.
+func TestJoinVerifyFailsAfterARepoint(t *testing.T) {
+	f := joined(t)
+	before := f.cluster().Spec
+	beforeData := f.hubSecret(DefaultHubNamespace).Data
+	o := f.options()
+	o.Endpoint = "https://127.0.0.1:1"
+	o.Overwrite = true
+	o.MemberConfig = &rest.Config{Host: memberHost, TLSClientConfig: rest.TLSClientConfig{CAData: []byte("another CA")}}
+	f.verifyErr = errors.New("unreachable")
+	_, err := f.joinWith(o)
+	var joinErr *Error
+	if !errors.As(err, &joinErr) || joinErr.RollbackErr != nil {
+		t.Fatalf("error %#v, want a *join.Error with a complete rollback", err)
+	}
+	assertChanges(t, joinErr.RolledBack, "restored Cluster prod", "restored Secret switchboard-system/prod-credentials on the hub")
+	if got := f.cluster().Spec; got != before {
+		t.Errorf("Cluster spec after the rollback %+v, want %+v", got, before)
+	}
+	if got := f.hubSecret(DefaultHubNamespace).Data; !apiequality.Semantic.DeepEqual(got, beforeData) {
+		t.Errorf("hub Secret after the rollback %q, want %q", got, beforeData)
 	}
 }

@@ -76,17 +76,6 @@ func Plan(name, endpoint, hubNamespace string, insecure bool) []PlannedObject {
 	}
 }
 
-// UnjoinPlan lists the objects Unjoin deletes when switchboard manages them.
-func UnjoinPlan(name, hubNamespace string, member bool) []PlannedObject {
-	var out []PlannedObject
-	for _, p := range Plan(name, "", hubNamespace, false) {
-		if p.Where == "hub" || member {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 // WriteYAML prints planned objects as a YAML stream, each headed by where
 // it goes.
 func WriteYAML(w io.Writer, objects []PlannedObject) error {

@@ -58,7 +58,10 @@ func selfSubjectReviewChecker(member *rest.Config) tokenChecker {
 // reuses the token Secret if its token still authenticates, and replaces it
 // otherwise (deleted, emptied, or issued for a service account that was
 // recreated). It waits up to timeout for the member's token controller.
-func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenChecker, timeout time.Duration) (*Credential, Change, error) {
+//
+// A server dry run validates the new Secret but gets no token: the
+// credential it returns holds a placeholder.
+func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenChecker, timeout time.Duration, w *writer) (*Credential, Change, error) {
 	secret, err := findTokenSecret(ctx, member)
 	if err != nil {
 		return nil, Change{}, err
@@ -70,23 +73,38 @@ func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenCh
 		if len(token) > 0 && len(secret.Data[corev1.ServiceAccountRootCAKey]) > 0 {
 			checkErr := check(ctx, token)
 			if checkErr == nil {
-				return &Credential{Token: token, CACert: secret.Data[corev1.ServiceAccountRootCAKey]}, Change{obj, Unchanged}, nil
+				return &Credential{Token: token, CACert: secret.Data[corev1.ServiceAccountRootCAKey]}, Change{Object: obj, Action: Unchanged}, nil
 			}
 			if !apierrors.IsUnauthorized(checkErr) && !isWrongIdentity(checkErr) {
 				return nil, Change{}, fmt.Errorf("checking the token in %s: %w", obj, checkErr)
 			}
 		}
 		// Broken or not filled in time earlier: start over with a new one.
-		if err := member.CoreV1().Secrets(Namespace).Delete(ctx, secret.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := member.CoreV1().Secrets(Namespace).Delete(ctx, secret.Name, w.delete()); err != nil && !apierrors.IsNotFound(err) {
 			return nil, Change{}, fmt.Errorf("replacing the broken %s: %w", obj, err)
 		}
+		w.repaired(Change{Object: obj, Action: Deleted, Note: ", whose token no longer worked"})
 		action = Corrected
 	}
-	created, err := member.CoreV1().Secrets(Namespace).Create(ctx, TokenSecret(), metav1.CreateOptions{})
+	if w.dryRun == DryRunServer && !namespaceExists(ctx, member) {
+		// Nothing can be tried in a namespace that does not exist yet.
+		return pretendCredential(), w.change("Secret "+Namespace+"/"+TokenSecretPrefix+"*", action, notSentInNewNamespace), nil
+	}
+	created, err := member.CoreV1().Secrets(Namespace).Create(ctx, TokenSecret(), w.create())
 	if err != nil {
 		return nil, Change{}, fmt.Errorf("creating the token Secret: %w", err)
 	}
 	obj := "Secret " + Namespace + "/" + created.Name
+	if w.dryRun == DryRunServer {
+		return pretendCredential(), w.change("Secret "+Namespace+"/"+TokenSecretPrefix+"*", action, ""), nil
+	}
+	// A token nobody received yet: until it is filled, a failure removes
+	// it. One that replaces a broken token is a repair, and stays.
+	name := created.Name
+	mark := w.mark()
+	w.onUndo(Change{Object: obj, Action: Deleted}, func(ctx context.Context) error {
+		return ignoreNotFound(member.CoreV1().Secrets(Namespace).Delete(ctx, name, metav1.DeleteOptions{}))
+	})
 	var cred *Credential
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		s, err := member.CoreV1().Secrets(Namespace).Get(ctx, created.Name, metav1.GetOptions{})
@@ -107,7 +125,22 @@ func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenCh
 		}
 		return nil, Change{}, fmt.Errorf("waiting for the token in %s: %w", obj, err)
 	}
-	return cred, Change{obj, action}, nil
+	if action == Corrected {
+		w.keep(mark)
+		w.repaired(Change{Object: obj, Action: Created, Note: " in its place"})
+	}
+	return cred, Change{Object: obj, Action: action}, nil
+}
+
+// pretendCredential stands for the token a server dry run does not get.
+func pretendCredential() *Credential {
+	return &Credential{Token: []byte(placeholder), CACert: []byte(placeholder)}
+}
+
+// namespaceExists says whether switchboard's namespace exists in the member.
+func namespaceExists(ctx context.Context, member kubernetes.Interface) bool {
+	_, err := member.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{})
+	return err == nil
 }
 
 // impersonatorUser is the user name of switchboard's service account.
@@ -127,15 +160,25 @@ func isWrongIdentity(err error) bool {
 
 // findTokenSecret returns switchboard's token Secret in the member, if any.
 func findTokenSecret(ctx context.Context, member kubernetes.Interface) (*corev1.Secret, error) {
+	secrets, err := tokenSecrets(ctx, member)
+	if err != nil || len(secrets) == 0 {
+		return nil, err
+	}
+	return &secrets[0], nil
+}
+
+// tokenSecrets returns every token Secret of switchboard's service account
+// in the member.
+func tokenSecrets(ctx context.Context, member kubernetes.Interface) ([]corev1.Secret, error) {
 	list, err := member.CoreV1().Secrets(Namespace).List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedByValue})
 	if err != nil {
 		return nil, fmt.Errorf("listing Secrets in %s: %w", Namespace, err)
 	}
-	for i := range list.Items {
-		s := &list.Items[i]
+	var out []corev1.Secret
+	for _, s := range list.Items {
 		if s.Type == corev1.SecretTypeServiceAccountToken && s.Annotations[corev1.ServiceAccountNameKey] == ServiceAccountName {
-			return s, nil
+			out = append(out, s)
 		}
 	}
-	return nil, nil
+	return out, nil
 }

@@ -24,6 +24,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 )
@@ -196,4 +197,95 @@ func TestUnjoinHubNamespace(t *testing.T) {
 	}
 	assertChanges(t, changes, "deleted Cluster prod", "deleted Secret team-a/prod-credentials on the hub")
 	assertWrites(t, f.memberWrites())
+}
+
+// The same member joined under two names: unjoining one keeps the member
+// identity the other still uses.
+func TestUnjoinKeepsAMemberIdentityAnotherClusterUses(t *testing.T) {
+	ctx := context.Background()
+	f := joined(t)
+	o := f.options()
+	o.Name = "prod-again"
+	if _, err := f.joinWith(o); err != nil {
+		t.Fatalf("joining the member a second time: %v", err)
+	}
+	f.clearActions()
+
+	uo := f.unjoinOptions(true)
+	uo.Name = "prod-again"
+	changes, err := Unjoin(ctx, uo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertChanges(t, changes,
+		"deleted Cluster prod-again",
+		"deleted Secret switchboard-system/prod-again-credentials on the hub",
+		"kept the member's switchboard objects (switchboard-system, switchboard-impersonator, switchboard:impersonator): "+
+			"Cluster prod on the hub still uses their token")
+	assertWrites(t, append(f.memberWrites(), f.hubWrites()...), "delete secrets prod-again-credentials", "delete clusters prod-again")
+	if f.tokenSecret() == nil {
+		t.Error("the token Cluster prod uses is gone")
+	}
+
+	// Once prod is unjoined too, nothing uses them: they go.
+	changes, err = Unjoin(ctx, f.unjoinOptions(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := changeStrings(changes); len(got) != 7 || got[6] != "deleted Namespace switchboard-system" {
+		t.Errorf("last unjoin: %q", got)
+	}
+}
+
+func TestUnjoinDryRun(t *testing.T) {
+	for _, tc := range []struct {
+		mode       DryRun
+		note       string
+		wantWrites []string
+	}{
+		{mode: DryRunClient, note: " (dry run)"},
+		{mode: DryRunServer, note: " (server dry run)", wantWrites: []string{
+			"delete clusterrolebindings switchboard:impersonator",
+			"delete clusterroles switchboard:impersonator",
+			"delete secrets " + TokenSecretPrefix + "00001",
+			"delete serviceaccounts switchboard-impersonator",
+			"delete namespaces switchboard-system",
+			"delete secrets prod-credentials",
+			"delete clusters prod",
+		}},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			f := joined(t)
+			var notDry []string
+			for _, c := range []*k8stesting.Fake{&f.member.Fake, &f.hub.Fake, &f.sb.Fake} {
+				c.PrependReactor("delete", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+					if d := a.(k8stesting.DeleteActionImpl).DeleteOptions.DryRun; len(d) != 1 || d[0] != metav1.DryRunAll {
+						notDry = append(notDry, a.GetResource().Resource)
+					}
+					// As a dry run on a real server: answered, not stored.
+					return true, nil, nil
+				})
+			}
+			uo := f.unjoinOptions(true)
+			uo.DryRun = tc.mode
+			changes, err := Unjoin(context.Background(), uo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			token := f.tokenSecret().Name
+			assertChanges(t, changes,
+				"deleted Cluster prod"+tc.note,
+				"deleted Secret switchboard-system/prod-credentials on the hub"+tc.note,
+				"deleted ClusterRoleBinding switchboard:impersonator"+tc.note,
+				"deleted ClusterRole switchboard:impersonator"+tc.note,
+				"deleted Secret switchboard-system/"+token+tc.note,
+				"deleted ServiceAccount switchboard-system/switchboard-impersonator"+tc.note,
+				"deleted Namespace switchboard-system"+tc.note)
+			assertWrites(t, append(f.memberWrites(), f.hubWrites()...), tc.wantWrites...)
+			if len(notDry) > 0 {
+				t.Errorf("deletes without dryRun=All: %q", notDry)
+			}
+			f.cluster()
+		})
+	}
 }

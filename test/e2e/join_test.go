@@ -190,7 +190,7 @@ func TestJoinLifecycle(t *testing.T) {
 	})
 
 	t.Run("dry-run prints and changes nothing", func(t *testing.T) {
-		out := mustPlugin(t, "join", "member-dry", "--member-kubeconfig", member1.Kubeconfig, "--dry-run")
+		out := mustPlugin(t, "join", "member-dry", "--member-kubeconfig", member1.Kubeconfig, "--dry-run=client")
 		for _, want := range []string{"kind: ClusterRole", "kind: ClusterRoleBinding", "kind: ServiceAccount", "kind: Cluster", "name: member-dry-credentials", "# in the hub cluster"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("dry-run output lacks %q", want)

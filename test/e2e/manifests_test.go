@@ -33,7 +33,7 @@ func TestInstallManifests(t *testing.T) {
 		t.Run(variant, func(t *testing.T) {
 			var rendered string
 			if name, ok := strings.CutPrefix(variant, "install --dry-run "); ok {
-				rendered = mustPlugin(t, "install", "--dry-run", "--variant", name)
+				rendered = mustPlugin(t, "install", "--dry-run=client", "--variant", name)
 				if !strings.Contains(rendered, "caBundle: ") || !strings.Contains(rendered, "name: switchboard-apiserver-serving") {
 					t.Errorf("install --dry-run has no caBundle or serving Secret")
 				}

@@ -18,51 +18,73 @@ package plugin
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/cli-runtime/pkg/resource"
 
 	"github.com/switchboard-io/switchboard/artifacts/deploy"
 	"github.com/switchboard-io/switchboard/pkg/install"
+	"github.com/switchboard-io/switchboard/pkg/version"
 )
 
 const installFieldManager = "kubectl-switchboard"
 
+// releaseVersion matches the versions whose images are published.
+var releaseVersion = regexp.MustCompile(`^v\d+\.\d+\.\d+(-(alpha|beta|rc)\.\d+)?$`)
+
 func newInstallCommand(hub hubFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	var variant string
-	var dryRun bool
+	var variant, image string
+	var dryRun dryRunStrategy
 	cmd := &cobra.Command{
-		Use:   "install [--variant single|ha] [--dry-run]",
+		Use:   "install [--variant single|ha] [--image IMAGE] [--dry-run=none|client|server]",
 		Short: "Install switchboard on the hub, with a serving pair and the APIService caBundle filled in",
 		Long: `install renders the manifests of artifacts/deploy (variant single: one
 replica with embedded etcd on a volume; ha: three replicas on an external
-etcd) and adds switchboard's serving pair: a new CA and a certificate for
+etcd) with the switchboard-apiserver image of this plugin's version, and
+adds switchboard's serving pair: a new CA and a certificate for
 switchboard-apiserver.switchboard-system.svc, in the Secret
 switchboard-apiserver-serving, with the CA in the APIService's caBundle.
 
-With --dry-run it prints them as YAML and changes nothing. Without, it
-applies them to the hub with server-side apply; a serving Secret already
+It applies them to the hub with server-side apply; a serving Secret already
 there is kept, so running install again does not rotate the certificate.
+With --dry-run=client it prints them as YAML, with a new serving pair, and
+sends nothing: the output holds the serving private key, so apply it and
+keep it only on the hub, never in version control. With --dry-run=server
+the hub validates every object and persists none, and install says what
+would be created or configured.
+
 The ha variant also needs the Secret switchboard-etcd-client and your
 --etcd-servers (patch the Deployment).`,
-		Example: `  kubectl switchboard install --dry-run > switchboard.yaml
-  kubectl switchboard install --variant single`,
+		Example: `  kubectl switchboard install --dry-run=client > switchboard.yaml
+  kubectl switchboard install --dry-run=server
+  kubectl switchboard install --variant single
+  kubectl switchboard install --image registry.example/switchboard-apiserver:v0.1.0 --kubeconfig hub.kubeconfig`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !contains(deploy.Variants, variant) {
 				return fmt.Errorf("--variant must be one of %s, not %q", strings.Join(deploy.Variants, ", "), variant)
 			}
+			if err := install.CheckImage(image); err != nil {
+				return fmt.Errorf("--image: %w", err)
+			}
+			if v := version.Get().GitVersion; !cmd.Flags().Changed("image") && !releaseVersion.MatchString(v) {
+				fmt.Fprintf(streams.ErrOut, "Warning: this kubectl-switchboard is not a release (version %s), so the image %s may not be published; give the image you built with --image.\n", v, image)
+			}
 			var pair *install.ServingPair
-			if !dryRun {
+			if dryRun != dryRunClient {
 				existing, err := existingServingPair(cmd, hub)
 				if err != nil {
 					return err
@@ -76,19 +98,23 @@ The ha variant also needs the Secret switchboard-etcd-client and your
 				}
 				pair = generated
 			}
-			manifests, err := install.Manifests(variant, pair)
+			manifests, err := install.Manifests(variant, pair, image)
 			if err != nil {
 				return err
 			}
-			if dryRun {
+			if dryRun == dryRunClient {
+				fmt.Fprintf(streams.ErrOut, "Warning: the output holds the private key of switchboard's serving certificate, in the Secret %s/%s. Apply it and keep it only on the hub, as a Secret; do not commit it.\n",
+					install.Namespace, install.ServingSecretName)
 				_, err := streams.Out.Write(manifests)
 				return err
 			}
-			return applyManifests(cmd, hub, streams, manifests)
+			return applyManifests(cmd, hub, streams, manifests, dryRun)
 		},
 	}
 	cmd.Flags().StringVar(&variant, "variant", "single", "which installation: single or ha")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the manifests, with a new serving pair, and change nothing")
+	cmd.Flags().StringVar(&image, "image", install.DefaultImage(), "the switchboard-apiserver image to run; the default is the one of this plugin's version")
+	addDryRunFlag(cmd, &dryRun, `Must be "none", "server", or "client". If client strategy, print the manifests, with a new serving pair and its private key, and send nothing. If server strategy, apply them with server-side dry run: the hub validates and admits every object and persists none.`)
+	_ = cmd.RegisterFlagCompletionFunc("variant", cobra.FixedCompletions(deploy.Variants, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -113,8 +139,10 @@ func existingServingPair(cmd *cobra.Command, hub hubFlags) (*install.ServingPair
 	return pair, nil
 }
 
-// applyManifests applies every object with server-side apply, in order.
-func applyManifests(cmd *cobra.Command, hub hubFlags, streams genericiooptions.IOStreams, manifests []byte) error {
+// applyManifests applies every object with server-side apply, in order,
+// with dryRun's strategy (none or server), and prints for each, as kubectl
+// apply does, whether it was (or would be) created, configured or unchanged.
+func applyManifests(cmd *cobra.Command, hub hubFlags, streams genericiooptions.IOStreams, manifests []byte, dryRun dryRunStrategy) error {
 	result := resource.NewBuilder(hub).
 		Unstructured().
 		Stream(bytes.NewReader(manifests), "switchboard").
@@ -125,19 +153,94 @@ func applyManifests(cmd *cobra.Command, hub hubFlags, streams genericiooptions.I
 		return fmt.Errorf("reading the manifests against the hub: %w", err)
 	}
 	force := true
+	// Namespaces a server dry run would create: the hub cannot dry-run
+	// objects in them, as the namespace does not exist yet.
+	newNamespaces := map[string]bool{}
+	var failures []error
 	for _, info := range infos {
 		data, err := runtime.Encode(unstructured.UnstructuredJSONScheme, info.Object)
 		if err != nil {
 			return err
 		}
 		helper := resource.NewHelper(info.Client, info.Mapping).WithFieldManager(installFieldManager)
-		if _, err := helper.Patch(info.Namespace, info.Name, types.ApplyPatchType, data, &metav1.PatchOptions{Force: &force}); err != nil {
-			return fmt.Errorf("applying %s %s: %w", info.Mapping.GroupVersionKind.Kind, info.ObjectName(), err)
+		live, err := helper.Get(info.Namespace, info.Name)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading %s %s: %w", info.Mapping.GroupVersionKind.Kind, nameOf(info), err)
 		}
-		fmt.Fprintf(streams.Out, "applied %s %s\n", strings.ToLower(info.Mapping.GroupVersionKind.Kind), nameOf(info))
+		exists := err == nil
+		applied, err := helper.Patch(info.Namespace, info.Name, types.ApplyPatchType, data, &metav1.PatchOptions{Force: &force, DryRun: dryRun.apiDryRun()})
+		if err != nil && dryRun == dryRunServer && newNamespaces[info.Namespace] && isNamespaceNotFound(err, info.Namespace) {
+			fmt.Fprintf(streams.Out, "%s created%s; not validated: namespace %s does not exist yet\n", kindName(info), dryRun.suffix(), info.Namespace)
+			continue
+		}
+		if err != nil && dryRun == dryRunServer {
+			// Validate everything, and report every failure.
+			failures = append(failures, fmt.Errorf("applying %s %s: %w", info.Mapping.GroupVersionKind.Kind, nameOf(info), err))
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("applying %s %s: %w", info.Mapping.GroupVersionKind.Kind, nameOf(info), err)
+		}
+		op := "created"
+		if exists {
+			op = "configured"
+			if sameContent(live, applied) {
+				op = "unchanged"
+			}
+		} else if info.Mapping.GroupVersionKind.Kind == "Namespace" {
+			newNamespaces[info.Name] = true
+		}
+		fmt.Fprintf(streams.Out, "%s %s%s\n", kindName(info), op, dryRun.suffix())
+	}
+	if len(failures) > 0 {
+		return fmt.Errorf("the hub refused %d of %d objects, and nothing was changed: %w", len(failures), len(infos), utilerrors.NewAggregate(failures))
+	}
+	if dryRun == dryRunServer {
+		fmt.Fprintln(streams.Out, "Server dry run: the hub accepted the objects above and changed nothing.")
+		return nil
 	}
 	fmt.Fprintln(streams.Out, "Switchboard is installed; kubectl get apiservice v1alpha1.cluster.switchboard.io shows when it is Available.")
 	return nil
+}
+
+// sameContent says whether two versions of an object have the same
+// content: all but their status and the metadata the server keeps.
+func sameContent(a, b runtime.Object) bool {
+	ua, okA := a.(*unstructured.Unstructured)
+	ub, okB := b.(*unstructured.Unstructured)
+	if !okA || !okB {
+		return false
+	}
+	strip := func(u *unstructured.Unstructured) map[string]any {
+		c := u.DeepCopy().Object
+		delete(c, "status")
+		unstructured.RemoveNestedField(c, "metadata", "managedFields")
+		unstructured.RemoveNestedField(c, "metadata", "resourceVersion")
+		unstructured.RemoveNestedField(c, "metadata", "generation")
+		return c
+	}
+	return equality.Semantic.DeepEqual(strip(ua), strip(ub))
+}
+
+// isNamespaceNotFound says whether err is the hub's refusal of an object
+// because its namespace does not exist.
+func isNamespaceNotFound(err error, namespace string) bool {
+	var status apierrors.APIStatus
+	if namespace == "" || !errors.As(err, &status) {
+		return false
+	}
+	s := status.Status()
+	return s.Reason == metav1.StatusReasonNotFound && s.Details != nil && s.Details.Kind == "namespaces" && s.Details.Name == namespace
+}
+
+// kindName names an object as kubectl apply prints it: deployment.apps/NAME.
+func kindName(info *resource.Info) string {
+	gvk := info.Mapping.GroupVersionKind
+	kind := strings.ToLower(gvk.Kind)
+	if gvk.Group != "" {
+		kind += "." + gvk.Group
+	}
+	return kind + "/" + info.Name
 }
 
 func nameOf(info *resource.Info) string {

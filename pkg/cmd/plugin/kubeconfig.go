@@ -18,20 +18,25 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"text/tabwriter"
-	"time"
+	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+	clusterclient "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned/typed/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/kubeconfig"
 )
+
+// clustersResource is how kubectl names the resource, for messages.
+const clustersResource = "clusters.cluster.switchboard.io"
 
 func newKubeconfigCommand(hub hubFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	var outputFile, contextName string
@@ -41,11 +46,20 @@ func newKubeconfigCommand(hub hubFlags, streams genericiooptions.IOStreams) *cob
 		Long: `kubeconfig prints a kubeconfig for member cluster NAME: your current hub
 context with the server URL suffixed by the proxy path
 (/apis/cluster.switchboard.io/v1alpha1/clusters/NAME/proxy). It keeps your hub
-credentials, so the member applies its RBAC to your own identity.`,
+credentials, so the member applies its RBAC to your own identity.
+
+It checks first that the Cluster NAME exists on the hub, and fails if not.
+If you may not read Clusters, it warns and writes the kubeconfig anyway.`,
 		Example: `  kubectl switchboard kubeconfig member1 > member1.kubeconfig
-  kubectl --kubeconfig member1.kubeconfig get nodes`,
-		Args: cobra.ExactArgs(1),
+  kubectl --kubeconfig member1.kubeconfig get nodes
+  kubectl switchboard kubeconfig member1 --context hub --output-file member1.kubeconfig`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeClusterNames(hub),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+				return fmt.Errorf("%q is not a valid cluster name: %s", name, strings.Join(msgs, "; "))
+			}
 			raw, err := hub.ToRawKubeConfigLoader().RawConfig()
 			if err != nil {
 				return fmt.Errorf("loading the hub kubeconfig: %w", err)
@@ -54,8 +68,15 @@ credentials, so the member applies its RBAC to your own identity.`,
 			if hub.Context != nil && *hub.Context != "" {
 				hubContext = *hub.Context
 			}
-			member, err := kubeconfig.ForMember(&raw, hubContext, args[0], contextName)
+			member, err := kubeconfig.ForMember(&raw, hubContext, name, contextName)
 			if err != nil {
+				return err
+			}
+			_, _, sb, err := hub.clients()
+			if err != nil {
+				return err
+			}
+			if err := checkClusterOnHub(cmd.Context(), sb.ClusterV1alpha1().Clusters(), name, streams.ErrOut); err != nil {
 				return err
 			}
 			// Embed certificate and key files, so the kubeconfig stands alone.
@@ -82,62 +103,22 @@ credentials, so the member applies its RBAC to your own identity.`,
 	return cmd
 }
 
-func newListCommand(hub hubFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	var probeTimeout time.Duration
-	cmd := &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"status"},
-		Short:   "List the joined clusters with their readiness, version and whether their credential works",
-		Long: `list shows every Cluster on the hub. CREDENTIAL is checked live: a request
-to the member's /version through the hub, as you, which fails when the
-member credential does not work.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, kube, sb, err := hub.clients()
-			if err != nil {
-				return err
-			}
-			list, err := sb.ClusterV1alpha1().Clusters().List(cmd.Context(), metav1.ListOptions{})
-			if err != nil {
-				return fmt.Errorf("listing Clusters on the hub: %w", err)
-			}
-			if len(list.Items) == 0 {
-				fmt.Fprintln(streams.Out, "No clusters are joined.")
-				return nil
-			}
-			w := tabwriter.NewWriter(streams.Out, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(w, "NAME\tENDPOINT\tREADY\tVERSION\tCREDENTIAL")
-			for i := range list.Items {
-				c := &list.Items[i]
-				ready, version := "Unknown", c.Status.KubernetesVersion
-				for _, cond := range c.Status.Conditions {
-					if cond.Type == v1alpha1.ConditionReady {
-						ready = string(cond.Status)
-					}
-				}
-				if version == "" {
-					version = "<unknown>"
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Spec.Endpoint, ready, version, probeCredential(cmd.Context(), kube, c.Name, probeTimeout))
-			}
-			return w.Flush()
-		},
+// checkClusterOnHub fails when the Cluster name does not exist on the hub.
+// When the caller may not read it, it warns on errOut and lets them go on:
+// reaching the member needs only clusters/proxy.
+func checkClusterOnHub(ctx context.Context, clusters clusterclient.ClusterInterface, name string, errOut io.Writer) error {
+	_, err := clusters.Get(ctx, name, metav1.GetOptions{})
+	var status apierrors.APIStatus
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsNotFound(err) && errors.As(err, &status) && status.Status().Details != nil && status.Status().Details.Name == name:
+		return fmt.Errorf("cluster %q not found on the hub (kubectl get %s lists the clusters)", name, clustersResource)
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("the hub does not serve %s; is switchboard installed? (%w)", clustersResource, err)
+	case apierrors.IsForbidden(err):
+		fmt.Fprintf(errOut, "Warning: could not check that cluster %q exists on the hub, writing the kubeconfig anyway: %v\n", name, err)
+		return nil
 	}
-	cmd.Flags().DurationVar(&probeTimeout, "probe-timeout", 10*time.Second, "how long each live check may take")
-	return cmd
-}
-
-// probeCredential reports whether a request through the hub reaches the member.
-func probeCredential(ctx context.Context, hub kubernetes.Interface, name string, timeout time.Duration) string {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	_, err := hub.Discovery().RESTClient().Get().AbsPath(kubeconfig.ProxyPath(name) + "/version").DoRaw(ctx)
-	if err == nil {
-		return "works"
-	}
-	msg := err.Error()
-	if len(msg) > 120 {
-		msg = msg[:120] + "..."
-	}
-	return "fails: " + msg
+	return fmt.Errorf("checking that cluster %q exists on the hub: %w", name, err)
 }

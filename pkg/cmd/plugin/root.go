@@ -20,6 +20,7 @@ limitations under the License.
 package plugin
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
 	"github.com/switchboard-io/switchboard/pkg/version"
@@ -97,14 +99,18 @@ func (m *memberFlags) restConfig() (*rest.Config, error) {
 func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	hub := hubFlags{genericclioptions.NewConfigFlags(true)}
 	cmd := &cobra.Command{
-		Use: "switchboard",
-		// kubectl runs the plugin as "kubectl switchboard".
+		// The executable's name, as cobra's plugin convention has it: shell
+		// completion scripts (completion bash|zsh|fish) are for it, and help
+		// shows the display name, the way kubectl runs the plugin.
+		Use:         "kubectl-switchboard",
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl switchboard"},
 		Short:       "Join member clusters to a switchboard hub and reach them through it",
 		Long: `kubectl switchboard manages the member clusters of a switchboard hub.
 
 The usual kubectl flags (--kubeconfig, --context, ...) select the hub; the
-member is given with --member-kubeconfig.`,
+member is given with --member-kubeconfig. kubectl takes no flags before a
+plugin's name: put them after the subcommand, as in
+kubectl switchboard list --context hub.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -118,16 +124,45 @@ member is given with --member-kubeconfig.`,
 		newKubeconfigCommand(hub, streams),
 		newListCommand(hub, streams),
 		newInstallCommand(hub, streams),
-		&cobra.Command{
-			Use:   "version",
-			Short: "Print the version of kubectl-switchboard",
-			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				v := version.Get()
+		newVersionCommand(streams),
+	)
+	addCompletionCommand(cmd)
+	return cmd
+}
+
+func newVersionCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "version [-o json|yaml]",
+		Short: "Print the version of kubectl-switchboard",
+		Long: `version prints the version of kubectl-switchboard. -o json and -o yaml
+print the whole build information, as kubectl version -o does.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := version.Get()
+			switch output {
+			case "":
 				_, err := fmt.Fprintf(streams.Out, "kubectl-switchboard %s (commit %s, %s)\n", v.GitVersion, v.GitCommit, v.GoVersion)
 				return err
-			},
+			case "json":
+				data, err := json.MarshalIndent(v, "", "  ")
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(streams.Out, "%s\n", data)
+				return err
+			case "yaml":
+				data, err := yaml.Marshal(v)
+				if err != nil {
+					return err
+				}
+				_, err = streams.Out.Write(data)
+				return err
+			}
+			return fmt.Errorf("--output must be 'yaml' or 'json', not %q", output)
 		},
-	)
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "One of 'yaml' or 'json'.")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }

@@ -68,7 +68,7 @@ func ValidateClusterStatusUpdate(newCluster, oldCluster *cluster.Cluster) field.
 // ValidateClusterSpec checks every field of a ClusterSpec.
 func ValidateClusterSpec(spec *cluster.ClusterSpec, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
-	allErrs = append(allErrs, validateEndpoint(spec.Endpoint, fldPath.Child("endpoint"))...)
+	allErrs = append(allErrs, ValidateEndpoint(spec.Endpoint, fldPath.Child("endpoint"))...)
 	allErrs = append(allErrs, validateSecretReference(&spec.CredentialsSecretRef, fldPath.Child("credentialsSecretRef"))...)
 	if spec.TLSServerName != "" {
 		allErrs = append(allErrs, validateHostName(spec.TLSServerName, spec.TLSServerName, fldPath.Child("tlsServerName"))...)
@@ -107,11 +107,13 @@ func WarningsForCluster(c *cluster.Cluster) []string {
 	return warnings
 }
 
-func validateEndpoint(value string, fldPath *field.Path) field.ErrorList {
+// ValidateEndpoint checks a member endpoint: an https URL with a host, and
+// no user info, query or fragment.
+func ValidateEndpoint(value string, fldPath *field.Path) field.ErrorList {
 	if value == "" {
 		return field.ErrorList{field.Required(fldPath, "the https URL of the member's API server, for example https://10.0.0.12:6443")}
 	}
-	u, errs := parseURL(value, fldPath)
+	u, errs := parseURL(value, "https", fldPath)
 	if errs != nil {
 		return errs
 	}
@@ -128,7 +130,7 @@ func validateEndpoint(value string, fldPath *field.Path) field.ErrorList {
 }
 
 func validateProxyURL(value string, fldPath *field.Path) field.ErrorList {
-	u, errs := parseURL(value, fldPath)
+	u, errs := parseURL(value, "http", fldPath)
 	if errs != nil {
 		return errs
 	}
@@ -147,8 +149,20 @@ func validateProxyURL(value string, fldPath *field.Path) field.ErrorList {
 	return allErrs
 }
 
-// parseURL parses an absolute URL, or explains why the value is not one.
-func parseURL(value string, fldPath *field.Path) (*url.URL, field.ErrorList) {
+// parseURL parses an absolute URL, or explains why the value is not one;
+// scheme is the one its examples show.
+func parseURL(value, scheme string, fldPath *field.Path) (*url.URL, field.ErrorList) {
+	if !strings.Contains(value, "://") {
+		// host:port without a scheme reads as a relative path or an opaque
+		// URL, and url.Parse's complaint about either does not help.
+		example, shown := scheme+"://host:6443", value
+		if at := strings.LastIndex(value, "@"); at >= 0 {
+			shown = "redacted@" + value[at+1:]
+		} else if !strings.ContainsAny(value, "/?# ") {
+			example = scheme + "://" + value
+		}
+		return nil, field.ErrorList{field.Invalid(fldPath, shown, "must be a URL with a scheme, such as "+example)}
+	}
 	u, err := url.Parse(value)
 	if err != nil {
 		// url.Error repeats the whole value; keep only the reason.
@@ -159,7 +173,7 @@ func parseURL(value string, fldPath *field.Path) (*url.URL, field.ErrorList) {
 		return nil, field.ErrorList{field.Invalid(fldPath, redactUnparsed(value), "must be a valid URL: "+reason)}
 	}
 	if u.Scheme == "" || u.Opaque != "" || u.Host == "" {
-		return nil, field.ErrorList{field.Invalid(fldPath, u.Redacted(), "must be an absolute URL with a scheme and a host, such as https://host:6443")}
+		return nil, field.ErrorList{field.Invalid(fldPath, u.Redacted(), "must be an absolute URL with a scheme and a host, such as "+scheme+"://host:6443")}
 	}
 	return u, nil
 }

@@ -79,7 +79,13 @@ func TestValidateCluster(t *testing.T) {
 		{name: "http endpoint", mutate: func(c *cluster.Cluster) { c.Spec.Endpoint = "http://10.0.0.12:6443" },
 			want: []string{"FieldValueInvalid spec.endpoint"}, detail: "https"},
 		{name: "endpoint without scheme", mutate: func(c *cluster.Cluster) { c.Spec.Endpoint = "10.0.0.12:6443" },
-			want: []string{"FieldValueInvalid spec.endpoint"}},
+			want: []string{"FieldValueInvalid spec.endpoint"}, detail: "must be a URL with a scheme, such as https://10.0.0.12:6443"},
+		{name: "host name endpoint without scheme", mutate: func(c *cluster.Cluster) { c.Spec.Endpoint = "member.example:6443" },
+			want: []string{"FieldValueInvalid spec.endpoint"}, detail: "such as https://member.example:6443"},
+		{name: "endpoint without scheme, with user info", mutate: func(c *cluster.Cluster) { c.Spec.Endpoint = "admin:secret@10.0.0.12:6443" },
+			want: []string{"FieldValueInvalid spec.endpoint"}, detail: "such as https://host:6443"},
+		{name: "proxy without scheme", mutate: func(c *cluster.Cluster) { c.Spec.ProxyURL = "proxy.internal:3128" },
+			want: []string{"FieldValueInvalid spec.proxyURL"}, detail: "such as http://proxy.internal:3128"},
 		{name: "endpoint without host", mutate: func(c *cluster.Cluster) { c.Spec.Endpoint = "https:///api" },
 			want: []string{"FieldValueInvalid spec.endpoint"}},
 		{name: "endpoint with user info", mutate: func(c *cluster.Cluster) { c.Spec.Endpoint = "https://admin:secret@10.0.0.12:6443" },
@@ -156,9 +162,10 @@ func TestValidationNeverEchoesPasswords(t *testing.T) {
 		"https://admin:hunter2@10.0.0.12:6443",
 		"https://admin:hunter2@10.0.0.12:6443/%zz",
 		"http://user:hunter2@proxy:3128",
+		"admin:hunter2@10.0.0.12:6443",
 	} {
 		c := validCluster()
-		if strings.HasPrefix(value, "https") {
+		if !strings.HasPrefix(value, "http:") {
 			c.Spec.Endpoint = value
 		} else {
 			c.Spec.ProxyURL = value
