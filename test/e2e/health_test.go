@@ -134,6 +134,7 @@ func TestMemberHealth(t *testing.T) {
 		if code != http.StatusOK || !strings.Contains(body, "v1.37.2") {
 			t.Errorf("member1 while member2 is down: %d %s", code, body)
 		}
+		knownDownFailsAtOnce(t, hub)
 		events := framework.MustKubectl(t, hub, "get", "events", "-n", "default", "--field-selector", "involvedObject.name=member2")
 		if !lineHas(events, "Warning", "Unreachable", "cluster/member2") {
 			t.Errorf("no Warning event for member2:\n%s", events)
@@ -218,4 +219,55 @@ func switchboardMetric(t *testing.T, series string) float64 {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// knownDownFailsAtOnce: kubectl gives up on a member the last probe found
+// unreachable after one request, with switchboard's message. A 503 with
+// Retry-After would make client-go try ten times, a second apart.
+func knownDownFailsAtOnce(t *testing.T, hub string) {
+	t.Helper()
+	const down = `switchboard_proxy_upstream_errors_total{cluster="member2",reason="down"}`
+	before := switchboardMetric(t, down)
+	start := time.Now()
+	r := framework.Kubectl(t, hub, "get", "--raw", proxyPrefix+"member2/proxy/api")
+	took := time.Since(start)
+	after := switchboardMetric(t, down)
+	t.Logf("kubectl get --raw of a member known to be down failed after %s", took.Round(time.Millisecond))
+	if r.Err == nil || !strings.Contains(r.Stderr, `cluster "member2" is unreachable: its last probe`) {
+		t.Errorf("kubectl get --raw of a down member: err=%v\nstderr: %s", r.Err, r.Stderr)
+	}
+	if n := after - before; n != 1 {
+		t.Errorf("kubectl sent %v requests for a member known to be down, want 1 (no retries)", n)
+	}
+
+	// Every kubectl command through a member kubeconfig, discovery first.
+	admin := &framework.User{Name: "admin", Kubeconfig: hub}
+	kubeconfig := admin.MemberKubeconfig(t, "member2")
+	before = switchboardMetric(t, down)
+	start = time.Now()
+	// An empty discovery cache, as on a new machine: discovery goes first.
+	r = framework.Kubectl(t, kubeconfig, "get", "pods", "-n", "workloads", "-v=6", "--cache-dir", t.TempDir())
+	took = time.Since(start)
+	after = switchboardMetric(t, down)
+	t.Logf("kubectl get pods through a member kubeconfig of a member known to be down failed after %s, with %v requests; stderr:\n%s",
+		took.Round(time.Millisecond), after-before, lastLines(r.Stderr, 3))
+	// Discovery comes first and fails; client-go shows only a fixed text
+	// for its 503, so switchboard's message comes as a warning.
+	if r.Err == nil || !strings.Contains(r.Stderr, `Warning: cluster "member2" is unreachable: its last probe`) {
+		t.Errorf("kubectl get pods of a down member: err=%v\nstderr: %s", r.Err, lastLines(r.Stderr, 5))
+	}
+	for _, line := range strings.Split(r.Stderr, "\n") {
+		if strings.Contains(line, "Got a Retry-After") {
+			t.Errorf("kubectl waited for a retry: %s", line)
+		}
+	}
+}
+
+// lastLines is the end of out, for messages.
+func lastLines(out string, n int) string {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

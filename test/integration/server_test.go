@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -273,6 +274,11 @@ func TestDiscoveryOpenAPIAndVersion(t *testing.T) {
 	}
 	if r, ok := found["clusters"]; !ok || r.Namespaced || r.Kind != "Cluster" || r.SingularName != "cluster" {
 		t.Errorf("clusters in discovery: %+v", found["clusters"])
+	}
+	// "clusters" alone is ambiguous on a hub that also runs Cluster API or
+	// Karmada; the short names and the category are not.
+	if r := found["clusters"]; !reflect.DeepEqual(r.ShortNames, []string{"sbc", "sbcluster"}) || !reflect.DeepEqual(r.Categories, []string{"switchboard"}) {
+		t.Errorf("clusters in discovery: short names %q, categories %q; want [sbc sbcluster] and [switchboard]", r.ShortNames, r.Categories)
 	}
 	if _, ok := found["clusters/status"]; !ok {
 		t.Errorf("clusters/status missing from discovery: %v", found)

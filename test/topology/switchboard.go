@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,7 +34,9 @@ import (
 	"k8s.io/client-go/util/retry"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggregatorclient "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
+	"sigs.k8s.io/yaml"
 
+	"github.com/switchboard-io/switchboard/artifacts/deploy"
 	"github.com/switchboard-io/switchboard/pkg/join"
 )
 
@@ -125,6 +128,7 @@ func (u *upper) registerSwitchboard(ctx context.Context) error {
 		},
 		func() error { return createAdmissionReader(ctx, client, subject) },
 		func() error { return createCredentialsReader(ctx, client, subject) },
+		func() error { return createUserRoles(ctx, client) },
 		func() error {
 			agg, err := hubAggregator(s)
 			if err != nil {
@@ -150,6 +154,29 @@ func (u *upper) registerSwitchboard(ctx context.Context) error {
 		}
 	}
 	return waitFor(ctx, s.process(switchboardProcess), "the APIService "+apiServiceName, s.APIServiceAvailable)
+}
+
+// createUserRoles installs the ClusterRoles for users that the install
+// manifests carry (artifacts/deploy/base/user-roles.yaml), as an
+// administrator who installs from artifacts/deploy has them.
+func createUserRoles(ctx context.Context, client kubernetes.Interface) error {
+	data, err := deploy.Files.ReadFile("base/user-roles.yaml")
+	if err != nil {
+		return err
+	}
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		var role rbacv1.ClusterRole
+		if err := yaml.UnmarshalStrict([]byte(doc), &role); err != nil {
+			return fmt.Errorf("reading the user roles of artifacts/deploy: %w", err)
+		}
+		if role.Name == "" {
+			continue // the comment at the top
+		}
+		if _, err := client.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 // createAdmissionReader lets switchboard read what its admission plugins and

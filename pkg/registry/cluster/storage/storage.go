@@ -42,6 +42,20 @@ type REST struct {
 	*genericregistry.Store
 }
 
+var (
+	_ rest.ShortNamesProvider = &REST{}
+	_ rest.CategoriesProvider = &REST{}
+)
+
+// ShortNames are what kubectl accepts for the resource besides its names.
+// "clusters" is also the resource of Cluster API, Karmada, Rancher and
+// others, so on a shared hub `kubectl get clusters` may mean someone
+// else's; these short names stay switchboard's.
+func (r *REST) ShortNames() []string { return []string{"sbc", "sbcluster"} }
+
+// Categories put the resource in `kubectl get switchboard`.
+func (r *REST) Categories() []string { return []string{"switchboard"} }
+
 // NewStorage returns the storage of clusters and clusters/status.
 func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*ClusterStorage, error) {
 	strategy := clusterregistry.NewStrategy(scheme)
