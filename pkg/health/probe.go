@@ -21,8 +21,6 @@ package health
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +34,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
 // Result is what one probe of a member found.
@@ -139,7 +138,8 @@ func get(ctx context.Context, client *http.Client, endpoint *url.URL, path strin
 	return resp.StatusCode, body, err
 }
 
-// classify names why a member could not be reached.
+// classify names why a member could not be reached, with reach.Classify
+// as the proxy's metrics and kubectl switchboard join do.
 func classify(err error) (reason, message string) {
 	// The local address changes with every connection; left in, each probe
 	// of a member that fails the same way would read as a change and be
@@ -148,24 +148,12 @@ func classify(err error) (reason, message string) {
 	if errors.As(err, &opErr) {
 		opErr.Source = nil
 	}
-	var unknownAuthority x509.UnknownAuthorityError
-	var hostname x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	var recordHeader tls.RecordHeaderError
-	var certVerify *tls.CertificateVerificationError
-	switch {
-	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid),
-		errors.As(err, &recordHeader), errors.As(err, &certVerify):
+	switch reach.Classify(err) {
+	case reach.TLS:
 		return v1alpha1.ReasonTLSError, "the member's TLS certificate was not accepted: " + err.Error()
-	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
+	case reach.DNS:
 		return v1alpha1.ReasonUnreachable, "the member's host name does not resolve: " + err.Error()
-	}
-	// The probe's own deadline, or a timeout of the connection beneath it
-	// (a dial, a TLS handshake, a read) that a loaded machine hits first.
-	var netErr net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()) {
+	case reach.Timeout:
 		return v1alpha1.ReasonUnreachable, "the member did not answer in time: " + err.Error()
 	}
 	return v1alpha1.ReasonUnreachable, "the member cannot be reached: " + err.Error()

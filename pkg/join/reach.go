@@ -17,17 +17,13 @@ limitations under the License.
 package join
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
-	"os"
-	"syscall"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
 // UnreachableError says which address could not be used, and why, in one of
@@ -37,22 +33,19 @@ type UnreachableError struct {
 	// Which is "member" or "hub".
 	Which   string
 	Address string
-	// Reason is dns, refused, tls, timeout, unauthorized, forbidden or other.
+	// Reason is a reach.Failure (dns, refused, tls, timeout, other), or
+	// unauthorized or forbidden.
 	Reason string
 	Err    error
 }
 
 func (e *UnreachableError) Error() string {
 	hint := map[string]string{
-		"dns":          "its host name does not resolve",
-		"refused":      "the connection was refused: nothing listens there",
-		"tls":          "the TLS handshake failed",
-		"timeout":      "it did not answer in time",
 		"unauthorized": "it rejected the credentials of the kubeconfig (401)",
 		"forbidden":    "the kubeconfig's identity may not do this (403)",
 	}[e.Reason]
 	if hint == "" {
-		hint = "the request failed"
+		hint = reach.Failure(e.Reason).Hint()
 	}
 	return fmt.Sprintf("the %s API server at %s cannot be used: %s: %v", e.Which, e.Address, hint, e.Err)
 }
@@ -65,34 +58,21 @@ func classify(which, address string, err error) error {
 	if err == nil {
 		return nil
 	}
-	reason := ""
-	var dnsErr *net.DNSError
-	var unknownAuthority x509.UnknownAuthorityError
-	var hostname x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	var recordHeader tls.RecordHeaderError
-	var netErr net.Error
+	var reason string
 	switch {
 	case apierrors.IsUnauthorized(err):
 		reason = "unauthorized"
 	case apierrors.IsForbidden(err):
 		reason = "forbidden"
-	case errors.As(err, &dnsErr):
-		reason = "dns"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		reason = "refused"
-	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &recordHeader):
-		reason = "tls"
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
-		reason = "timeout"
 	default:
+		failure := reach.Classify(err)
 		var urlErr *url.Error
-		if !errors.As(err, &urlErr) {
+		if failure == reach.Other && !errors.As(err, &urlErr) {
 			// An answer from the server, or a problem of join's own: not
 			// about reaching the server.
 			return nil
 		}
-		reason = "other"
+		reason = string(failure)
 	}
 	return &UnreachableError{Which: which, Address: address, Reason: reason, Err: err}
 }

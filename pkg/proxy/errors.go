@@ -19,16 +19,12 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +36,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
+	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
 // retryAfterSeconds is what clients are told to wait when a retry soon is
@@ -152,8 +149,9 @@ func (r *errorResponder) status(req *http.Request, err error) error {
 		return apierrors.NewTimeoutError(fmt.Sprintf("request to cluster %q ended: %v", r.cluster, req.Context().Err()), 0)
 	default:
 		logger.V(2).Info("Member unreachable", "cluster", klog.KRef("", r.cluster), "err", err)
-		upstreamError(r.cluster, dialReason(err))
-		return serviceUnavailable(r.cluster, fmt.Sprintf("cluster %q is unreachable at %s: %v", r.cluster, r.endpoint, err))
+		failure := reach.Classify(err)
+		upstreamError(r.cluster, string(failure))
+		return serviceUnavailable(r.cluster, fmt.Sprintf("cluster %q is unreachable at %s: %s: %v", r.cluster, r.endpoint, failure.Hint(), err))
 	}
 }
 
@@ -319,20 +317,5 @@ func statusResponse(req *http.Request, resp *http.Response, status metav1.Status
 		Body:          io.NopCloser(bytes.NewReader(body)),
 		ContentLength: int64(len(body)),
 		Request:       req,
-	}
-}
-
-// dialReason names why connecting to a member failed, for the metrics.
-func dialReason(err error) string {
-	var certErr *tls.CertificateVerificationError
-	var unknownAuthority x509.UnknownAuthorityError
-	var hostname x509.HostnameError
-	switch {
-	case errors.As(err, &certErr), errors.As(err, &unknownAuthority), errors.As(err, &hostname):
-		return "tls"
-	case errors.Is(err, context.DeadlineExceeded), os.IsTimeout(err):
-		return "timeout"
-	default:
-		return "dial"
 	}
 }

@@ -67,7 +67,7 @@ var (
 	upstreamErrorsTotal = metrics.NewCounterVec(&metrics.CounterOpts{
 		Subsystem: "switchboard_proxy",
 		Name:      "upstream_errors_total",
-		Help: "Failures between switchboard and member clusters, by cluster and reason (dial, tls, timeout, reset, redirect, unauthorized, credentials, down)." +
+		Help: "Failures between switchboard and member clusters, by cluster and reason: how connecting failed (dns, refused, tls, timeout, other, as the Cluster status names them), or reset, redirect, unauthorized, credentials, down." +
 			clusterLabelHelp,
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"cluster", "reason"})

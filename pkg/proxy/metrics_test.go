@@ -233,10 +233,14 @@ func TestUpstreamErrorsDial(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("code = %d %q, want 503", rec.Code, rec.Body.String())
 	}
-	if got := metrics.upstreamErrors("dial"); got != 1 {
-		t.Errorf("upstream_errors_total{reason=dial} rose by %v, want 1", got)
+	// A closed port: refused, as the Cluster status and join name it too.
+	if got := metrics.upstreamErrors("refused"); got != 1 {
+		t.Errorf("upstream_errors_total{reason=refused} rose by %v, want 1", got)
 	}
-	for _, reason := range []string{"tls", "timeout", "reset", "redirect", "unauthorized", "credentials", "down"} {
+	if !strings.Contains(rec.Body.String(), "the connection was refused: nothing listens there") {
+		t.Errorf("the 503 does not say the connection was refused: %s", rec.Body.String())
+	}
+	for _, reason := range []string{"dns", "tls", "timeout", "other", "reset", "redirect", "unauthorized", "credentials", "down"} {
 		if got := metrics.upstreamErrors(reason); got != 0 {
 			t.Errorf("upstream_errors_total{reason=%s} rose by %v, want 0", reason, got)
 		}
@@ -265,8 +269,8 @@ func TestUpstreamErrorsRedirect(t *testing.T) {
 	if got := metrics.requests("get", "502"); got != 1 {
 		t.Errorf("requests_total{verb=get,code=502} rose by %v, want 1", got)
 	}
-	if got := metrics.upstreamErrors("dial"); got != 0 {
-		t.Errorf("upstream_errors_total{reason=dial} rose by %v, want 0", got)
+	if got := metrics.upstreamErrors("refused"); got != 0 {
+		t.Errorf("upstream_errors_total{reason=refused} rose by %v, want 0", got)
 	}
 }
 
