@@ -40,10 +40,12 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/install"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+	"github.com/switchboard-io/switchboard/pkg/clusterlabel"
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
 	informers "github.com/switchboard-io/switchboard/pkg/generated/informers/externalversions"
 	"github.com/switchboard-io/switchboard/pkg/health"
 	"github.com/switchboard-io/switchboard/pkg/proxy"
+	"github.com/switchboard-io/switchboard/pkg/reach"
 	clusterstorage "github.com/switchboard-io/switchboard/pkg/registry/cluster/storage"
 )
 
@@ -167,10 +169,10 @@ func (c completedConfig) newProxier(s *genericapiserver.GenericAPIServer) (*prox
 	}
 	clusterFactory := informers.NewSharedInformerFactory(loopback, 0)
 	clusterInformer := clusterFactory.Cluster().V1alpha1().Clusters()
-	transports := proxy.NewTransportCache(c.ExtraConfig.MemberDialTimeout)
+	transports := reach.NewTransportCache(reach.Config{DialTimeout: c.ExtraConfig.MemberDialTimeout, OnFailure: proxy.RecordUpstreamError})
 	// The metrics' cluster label holds only names of Clusters in the cache;
 	// a deleted Cluster's series go with it.
-	proxy.LabelClusters(clusterInformer.Lister())
+	clusterlabel.Use(clusterInformer.Lister())
 	if _, err := clusterInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {

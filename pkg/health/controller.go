@@ -39,7 +39,7 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	typedclient "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned/typed/cluster/v1alpha1"
 	listers "github.com/switchboard-io/switchboard/pkg/generated/listers/cluster/v1alpha1"
-	"github.com/switchboard-io/switchboard/pkg/proxy"
+	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
 // Options tune the prober.
@@ -62,7 +62,7 @@ type Controller struct {
 	opts       Options
 	clusters   listers.ClusterLister
 	secrets    corev1listers.SecretNamespaceLister
-	transports *proxy.TransportCache
+	transports *reach.TransportCache
 	tracker    *Tracker
 	status     typedclient.ClustersGetter
 	recorder   events.EventRecorder
@@ -78,7 +78,7 @@ type Controller struct {
 // NewController returns a controller; secrets may be nil without a hub,
 // recorder may be nil, isLeader nil means always.
 func NewController(opts Options, clusters listers.ClusterLister, secrets corev1listers.SecretNamespaceLister,
-	transports *proxy.TransportCache, tracker *Tracker, status typedclient.ClustersGetter,
+	transports *reach.TransportCache, tracker *Tracker, status typedclient.ClustersGetter,
 	recorder events.EventRecorder, isLeader func() bool) *Controller {
 	if isLeader == nil {
 		isLeader = func() bool { return true }
@@ -246,7 +246,7 @@ func (c *Controller) probe(ctx context.Context, cl *v1alpha1.Cluster) Result {
 	}
 	client, endpoint, err := c.transports.ProbeClient(cl, secret)
 	if err != nil {
-		if problem, ok := proxy.CredentialsProblem(err); ok {
+		if problem, ok := reach.CredentialsProblem(err); ok {
 			return credentialsMissing(c.now(), problem)
 		}
 		return credentialsMissing(c.now(), err.Error())

@@ -46,7 +46,7 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned/fake"
 	listers "github.com/switchboard-io/switchboard/pkg/generated/listers/cluster/v1alpha1"
-	"github.com/switchboard-io/switchboard/pkg/proxy"
+	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
 const testHeartbeat = time.Minute
@@ -88,7 +88,7 @@ func newHarness(t *testing.T, name string) *harness {
 	h.client = fake.NewSimpleClientset(cl)
 	h.c = NewController(Options{Interval: time.Hour, Timeout: testTimeout, Workers: 1, Heartbeat: testHeartbeat},
 		listers.NewClusterLister(h.clusters), corev1listers.NewSecretLister(h.secrets).Secrets(testNamespace),
-		proxy.NewTransportCache(testDialTimeout), h.tracker, h.client.ClusterV1alpha1(), h.recorder, h.leader.Load)
+		reach.NewTransportCache(reach.Config{DialTimeout: testDialTimeout}), h.tracker, h.client.ClusterV1alpha1(), h.recorder, h.leader.Load)
 	t.Cleanup(h.c.queue.ShutDown)
 	return h
 }

@@ -22,7 +22,7 @@ import (
 	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
 
-	"github.com/switchboard-io/switchboard/pkg/proxy"
+	"github.com/switchboard-io/switchboard/pkg/clusterlabel"
 )
 
 // The cluster label holds the names of existing Clusters: as many values as
@@ -55,7 +55,7 @@ func RegisterMetrics() {
 // recordProbe records a probe of the Cluster named cluster, unless the
 // Cluster is gone by now: its series were deleted with it and stay so.
 func recordProbe(cluster string, r *Result) {
-	proxy.RecordIfCluster(cluster, func() {
+	clusterlabel.RecordIfCluster(cluster, func() {
 		probesTotal.WithLabelValues(cluster, r.ReadyReason).Inc()
 		if r.Duration > 0 {
 			probeDuration.WithLabelValues(cluster).Observe(r.Duration.Seconds())
@@ -65,7 +65,7 @@ func recordProbe(cluster string, r *Result) {
 
 // forgetProbes deletes the probe series of a deleted Cluster.
 func forgetProbes(cluster string) {
-	proxy.ForgetClusterSeries(func() {
+	clusterlabel.Forget(cluster, func() {
 		series := map[string]string{"cluster": cluster}
 		probesTotal.DeletePartialMatch(series)
 		probeDuration.DeletePartialMatch(series)

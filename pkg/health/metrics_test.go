@@ -27,8 +27,8 @@ import (
 
 	"k8s.io/component-base/metrics/legacyregistry"
 
+	"github.com/switchboard-io/switchboard/pkg/clusterlabel"
 	listers "github.com/switchboard-io/switchboard/pkg/generated/listers/cluster/v1alpha1"
-	"github.com/switchboard-io/switchboard/pkg/proxy"
 )
 
 // probeSeries returns the switchboard_health_* series whose cluster label
@@ -66,8 +66,8 @@ func TestProbeMetricsOfADeletedCluster(t *testing.T) {
 	h := newHarness(t, "metrics-health-deleted")
 	// As the server does: the metrics' cluster label holds the names in
 	// the Clusters' lister.
-	proxy.LabelClusters(listers.NewClusterLister(h.clusters))
-	t.Cleanup(func() { proxy.LabelClusters(nil) })
+	clusterlabel.Use(listers.NewClusterLister(h.clusters))
+	t.Cleanup(func() { clusterlabel.Use(nil) })
 
 	h.sync()
 	before := strings.Join(probeSeries(t, h.name), " ")

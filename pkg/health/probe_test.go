@@ -28,14 +28,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
-	"github.com/switchboard-io/switchboard/pkg/proxy"
+	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
 // probeOnce probes cl with secret over a fresh TransportCache, as the
 // controller does.
 func probeOnce(t *testing.T, cl *v1alpha1.Cluster, secret *corev1.Secret, timeout time.Duration) Result {
 	t.Helper()
-	client, endpoint, err := proxy.NewTransportCache(testDialTimeout).ProbeClient(cl, secret)
+	client, endpoint, err := reach.NewTransportCache(reach.Config{DialTimeout: testDialTimeout}).ProbeClient(cl, secret)
 	if err != nil {
 		t.Fatalf("ProbeClient: %v", err)
 	}

@@ -51,15 +51,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apiserver/pkg/authentication/user"
 	endpointsfilters "k8s.io/apiserver/pkg/endpoints/filters"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	listers "github.com/switchboard-io/switchboard/pkg/generated/listers/cluster/v1alpha1"
+	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
 const (
@@ -275,7 +276,7 @@ func answerWith(code int, header http.Header, body string) http.HandlerFunc {
 type fixture struct {
 	clusters   cache.Indexer
 	secrets    cache.Indexer
-	transports *TransportCache
+	transports *reach.TransportCache
 	proxier    *Proxier
 	synced     atomic.Bool
 	rv         atomic.Int64
@@ -286,7 +287,7 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{
 		clusters:   cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
 		secrets:    cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}),
-		transports: NewTransportCache(testDialTimeout),
+		transports: reach.NewTransportCache(reach.Config{DialTimeout: testDialTimeout, OnFailure: RecordUpstreamError}),
 	}
 	f.synced.Store(true)
 	f.proxier = NewProxier(

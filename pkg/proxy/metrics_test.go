@@ -36,7 +36,7 @@ import (
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/component-base/metrics/testutil"
 
-	"github.com/switchboard-io/switchboard/pkg/apis/cluster/validation"
+	"github.com/switchboard-io/switchboard/pkg/clusterlabel"
 	listers "github.com/switchboard-io/switchboard/pkg/generated/listers/cluster/v1alpha1"
 )
 
@@ -401,8 +401,8 @@ func TestRefusedUpgradeIsCountedWithTheMemberCode(t *testing.T) {
 func labelClustersOf(t *testing.T, f *fixture) {
 	t.Helper()
 	RegisterMetrics()
-	LabelClusters(listers.NewClusterLister(f.clusters))
-	t.Cleanup(func() { LabelClusters(nil) })
+	clusterlabel.Use(listers.NewClusterLister(f.clusters))
+	t.Cleanup(func() { clusterlabel.Use(nil) })
 }
 
 // seriesWithCluster returns every series of switchboard's metrics whose
@@ -430,19 +430,13 @@ func seriesWithCluster(t *testing.T, cluster string, prefix bool) []string {
 	return out
 }
 
-func TestUnknownClusterCannotBeAClusterName(t *testing.T) {
-	if errs := validation.ValidateClusterName(UnknownCluster, false); len(errs) == 0 {
-		t.Errorf("%q is a valid Cluster name; the metrics would mix it up with a member", UnknownCluster)
-	}
-}
-
 // Requests for names that no Cluster has, however many, add no label value
-// but UnknownCluster.
+// but clusterlabel.Unknown.
 func TestUnknownClustersShareOneLabelValue(t *testing.T) {
 	const prefix = "metrics-ghost-"
 	f := newFixture(t)
 	labelClustersOf(t, f)
-	unknown := metricsFrom(t, UnknownCluster)
+	unknown := metricsFrom(t, clusterlabel.Unknown)
 
 	rejected := func(name, path string, want int32) {
 		t.Helper()
@@ -472,7 +466,7 @@ func TestUnknownClustersShareOneLabelValue(t *testing.T) {
 		n    float64
 	}{{"404", 50}, {"400", 1}, {"503", 1}} {
 		if got := unknown.requests("get", want.code); got != want.n {
-			t.Errorf("requests_total{cluster=%s,verb=get,code=%s} rose by %v, want %v", UnknownCluster, want.code, got, want.n)
+			t.Errorf("requests_total{cluster=%s,verb=get,code=%s} rose by %v, want %v", clusterlabel.Unknown, want.code, got, want.n)
 		}
 	}
 }
@@ -513,7 +507,7 @@ func TestDeletedClusterLeavesNoSeries(t *testing.T) {
 	f.addMember(t, name, mem, "")
 	labelClustersOf(t, f)
 	fe := &frontend{srv: f.newInfoFrontend(t, name)}
-	unknown := metricsFrom(t, UnknownCluster)
+	unknown := metricsFrom(t, clusterlabel.Unknown)
 
 	// Every proxy metric gets a series of the Cluster: a request, an
 	// upstream error, and a watch that stays open.
@@ -588,19 +582,19 @@ func TestDeletedClusterLeavesNoSeries(t *testing.T) {
 		t.Errorf("requests that outlived their Cluster brought its series back: %v", got)
 	}
 	if got := unknown.requests("get", "200"); got != 1 {
-		t.Errorf("requests_total{cluster=%s,verb=get,code=200} rose by %v, want 1 (the watch)", UnknownCluster, got)
+		t.Errorf("requests_total{cluster=%s,verb=get,code=200} rose by %v, want 1 (the watch)", clusterlabel.Unknown, got)
 	}
 	if got := unknown.requests("get", "502"); got != 1 {
-		t.Errorf("requests_total{cluster=%s,verb=get,code=502} rose by %v, want 1", UnknownCluster, got)
+		t.Errorf("requests_total{cluster=%s,verb=get,code=502} rose by %v, want 1", clusterlabel.Unknown, got)
 	}
 	if got := unknown.upstreamErrors("redirect"); got != 1 {
-		t.Errorf("upstream_errors_total{cluster=%s,reason=redirect} rose by %v, want 1", UnknownCluster, got)
+		t.Errorf("upstream_errors_total{cluster=%s,reason=redirect} rose by %v, want 1", clusterlabel.Unknown, got)
 	}
 	if got := unknown.timed(); got != 1 {
-		t.Errorf("request_duration_seconds{cluster=%s} count rose by %v, want 1", UnknownCluster, got)
+		t.Errorf("request_duration_seconds{cluster=%s} count rose by %v, want 1", clusterlabel.Unknown, got)
 	}
 	if got := unknown.delta("switchboard_proxy_open_streams{}"); got != 0 {
-		t.Errorf("open_streams{cluster=%s} moved by %v, want 0", UnknownCluster, got)
+		t.Errorf("open_streams{cluster=%s} moved by %v, want 0", clusterlabel.Unknown, got)
 	}
 }
 
@@ -645,7 +639,7 @@ func TestStreamOfADeletedClusterDoesNotCountOutTheNext(t *testing.T) {
 		}
 	}
 
-	unknown := metricsFrom(t, UnknownCluster)
+	unknown := metricsFrom(t, clusterlabel.Unknown)
 
 	old := open("old")
 	if got := metrics.openStreams(); got != 1 {
@@ -671,7 +665,7 @@ func TestStreamOfADeletedClusterDoesNotCountOutTheNext(t *testing.T) {
 		return unknown.requests("get", "200")+gatherCluster(t, name)["switchboard_proxy_requests_total{code=200,verb=get}"] == 1
 	})
 	if got := unknown.requests("get", "200"); got != 1 {
-		t.Errorf("requests_total{cluster=%s,verb=get,code=200} rose by %v, want 1: the watch outlived its Cluster", UnknownCluster, got)
+		t.Errorf("requests_total{cluster=%s,verb=get,code=200} rose by %v, want 1: the watch outlived its Cluster", clusterlabel.Unknown, got)
 	}
 	if got := metrics.openStreams(); got != 1 {
 		t.Errorf("open_streams after the deleted Cluster's watch ended = %v, want 1: the new Cluster's watch is still open", got)

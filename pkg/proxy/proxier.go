@@ -30,13 +30,14 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	utilproxy "k8s.io/apimachinery/pkg/util/proxy"
 	"k8s.io/apiserver/pkg/registry/rest"
 	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
 	listers "github.com/switchboard-io/switchboard/pkg/generated/listers/cluster/v1alpha1"
+	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
 // Proxier connects proxy requests to members.
@@ -48,7 +49,7 @@ type Proxier struct {
 	namespace string
 	// synced says whether the informer caches hold a full view.
 	synced     func() bool
-	transports *TransportCache
+	transports *reach.TransportCache
 	// health, when set, knows members that do not answer.
 	health MemberHealth
 	// endWatches, when set, is done when the server stops taking new
@@ -73,7 +74,7 @@ func (p *Proxier) SetHealth(h MemberHealth) { p.health = h }
 func (p *Proxier) EndWatchesAt(stop context.Context) { p.endWatches = stop }
 
 // NewProxier returns a Proxier reading from the given listers.
-func NewProxier(clusters listers.ClusterLister, secrets corev1listers.SecretNamespaceLister, namespace string, synced func() bool, transports *TransportCache) *Proxier {
+func NewProxier(clusters listers.ClusterLister, secrets corev1listers.SecretNamespaceLister, namespace string, synced func() bool, transports *reach.TransportCache) *Proxier {
 	return &Proxier{clusters: clusters, secrets: secrets, namespace: namespace, synced: synced, transports: transports}
 }
 
@@ -111,40 +112,41 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 			// Retry-After: client-go would retry ten times, a second apart,
 			// and show the same error ten seconds later.
 			p.health.ProbeSoon(name)
-			upstreamError(name, "down")
-			return nil, serviceUnavailable(name, fmt.Sprintf("cluster %q is unreachable: its last probe, at %s, failed: %s",
+			RecordUpstreamError(name, "down")
+			return nil, reach.Unavailable(name, fmt.Sprintf("cluster %q is unreachable: its last probe, at %s, failed: %s",
 				name, at.UTC().Format(time.RFC3339), message))
 		}
 	}
 	if p.secrets == nil {
-		return nil, serviceUnavailable(name, fmt.Sprintf("cluster %q cannot be reached: switchboard runs without a hub connection, so it cannot read credentials Secrets", name))
+		return nil, reach.Unavailable(name, fmt.Sprintf("cluster %q cannot be reached: switchboard runs without a hub connection, so it cannot read credentials Secrets", name))
 	}
 	secretRef := p.namespace + "/" + cl.Spec.CredentialsSecretRef.Name
 	secret, err := p.secrets.Get(cl.Spec.CredentialsSecretRef.Name)
 	if apierrors.IsNotFound(err) {
-		upstreamError(name, "credentials")
-		return nil, serviceUnavailable(name, (&credentialsError{cluster: name, secret: secretRef, reason: "does not exist"}).Error())
+		RecordUpstreamError(name, "credentials")
+		return nil, reach.Unavailable(name, (&reach.CredentialsError{Cluster: name, Secret: secretRef, Reason: "does not exist"}).Error())
 	}
 	if err != nil {
 		return nil, apierrors.NewInternalError(fmt.Errorf("reading Secret %s from the cache: %w", secretRef, err))
 	}
-	t, err := p.transports.get(cl, secret)
+	member, err := p.transports.Get(cl, secret)
 	if err != nil {
-		if cerr, ok := err.(*credentialsError); ok {
-			upstreamError(name, "credentials")
-			return nil, serviceUnavailable(name, cerr.Error())
+		if message, ok := reach.CredentialsProblem(err); ok {
+			RecordUpstreamError(name, "credentials")
+			return nil, reach.Unavailable(name, message)
 		}
 		return nil, apierrors.NewInternalError(err)
 	}
 
-	responderFor := &errorResponder{cluster: name, endpoint: t.endpoint.String(), path: path, responder: responder, responded: responded}
+	endpoint := member.Endpoint()
+	responderFor := &errorResponder{cluster: name, endpoint: endpoint.String(), path: path, responder: responder, responded: responded}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		location := *t.endpoint
+		location := endpoint
 		location.Path = joinPath(location.Path, path)
 		// The upgrade path dials Location as it is, so the query (exec's
 		// command and streams, for one) must be in it.
 		location.RawQuery = originalQuery(req)
-		transport := t.plain
+		transport := member.AsCaller()
 		if p.endWatches != nil && isMemberWatch(req) {
 			if p.endWatches.Err() != nil {
 				// As the generic server answers watches once it takes no
@@ -156,7 +158,7 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 			transport = endWatchesAt(transport, p.endWatches)
 		}
 		handler := utilproxy.NewUpgradeAwareHandler(&location, transport, false, false, responderFor)
-		handler.UpgradeTransport = t.upgrade
+		handler.UpgradeTransport = member.Upgrade()
 		handler.UseLocationHost = true
 		// Watch events and log lines go out as they arrive.
 		handler.FlushInterval = -1
@@ -170,9 +172,9 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 			req.URL = &u
 		}
 		if httpstream.IsUpgradeRequest(req) {
-			// A member's refusal of an upgrade is copied to the hijacked
-			// connection, past the round trippers and their credentialGuard.
-			w = &upgradeCredentialGuard{ResponseWriter: w, cluster: name, req: req}
+			// The member's answer to an upgrade is copied to the hijacked
+			// connection, past the round trippers: its code is read there.
+			w = member.GuardUpgrade(w, req, func(code int) { responded.Store(int32(code)) })
 		}
 		handler.ServeHTTP(w, req)
 	}), nil

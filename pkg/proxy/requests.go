@@ -23,12 +23,13 @@ import (
 	"strings"
 	"sync"
 
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	genericfilters "k8s.io/apiserver/pkg/server/filters"
+	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
+	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
 // isProxyRequest says whether a request is for clusters/<name>/proxy.
@@ -50,12 +51,6 @@ func innerPath(info *request.RequestInfo) []string {
 // as long as the caller wants: exec, attach and port-forward streams, and
 // proxies to pods, services and nodes.
 var longRunningSubresources = map[string]bool{"exec": true, "attach": true, "portforward": true, "proxy": true}
-
-// memberRequestInfo parses member paths as a member's kube-apiserver does.
-var memberRequestInfo = &request.RequestInfoFactory{
-	APIPrefixes:          sets.NewString("api", "apis"),
-	GrouplessAPIPrefixes: sets.NewString("api"),
-}
 
 // hubLongRunning is the generic server's default check.
 var hubLongRunning = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), sets.NewString())
@@ -122,7 +117,7 @@ func parseMemberRequest(r *http.Request, info *request.RequestInfo) *request.Req
 		Method: r.Method,
 		URL:    &url.URL{Path: "/" + strings.Join(innerPath(info), "/"), RawQuery: r.URL.RawQuery},
 	}
-	member, err := memberRequestInfo.NewRequestInfo(inner)
+	member, err := reach.MemberRequestInfo.NewRequestInfo(inner)
 	if err != nil || !member.IsResourceRequest {
 		return nil
 	}

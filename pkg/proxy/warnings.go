@@ -18,62 +18,23 @@ package proxy
 
 import (
 	"context"
-	"net/http"
-	"net/url"
-	"strings"
-	"unicode"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apiserver/pkg/warning"
+
+	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
-// client-go reads discovery (/api, /apis/<group>/<version>, ...) and the
-// OpenAPI documents with Result.Raw, which never decodes a Status: for a
-// 503 it shows only "the server is currently unable to handle the
-// request". Every kubectl command that needs discovery (get, apply, exec,
-// ...) would hide why switchboard could not reach a member. So on those
-// paths switchboard's own errors also go out as a Warning header, which
-// client-go hands to kubectl's warning printer whatever the status.
-// Resource requests decode the Status and need no warning.
-
-// needsWarning says whether errors on a member path are read by clients
-// that drop a Status's message: every path that is not a resource
-// request, as the member reads it. It is asked only when a request fails.
-func needsWarning(path string) bool {
-	info, err := memberRequestInfo.NewRequestInfo(&http.Request{Method: http.MethodGet, URL: &url.URL{Path: path}})
-	return err != nil || !info.IsResourceRequest
-}
+// client-go reads discovery and the OpenAPI documents without decoding a
+// Status, so on those member paths switchboard's own errors also go out as
+// a Warning (see reach.NeedsWarning).
 
 // warnAbout adds err's message as a warning of the request in ctx, when
 // err is a Status and the request is to a member path that needs one.
 func warnAbout(ctx context.Context, path string, err error) {
 	status, ok := err.(apierrors.APIStatus) //nolint:errorlint // as the generic handlers read it.
-	if !ok || !needsWarning(path) {
+	if !ok || !reach.NeedsWarning(path) {
 		return
 	}
-	warning.AddWarning(ctx, "", warningText(status.Status().Message))
-}
-
-// warningText makes message fit a Warning header, which takes no control
-// characters and only valid UTF-8 (a member's error text may hold either):
-// without this, the header would be dropped. strings.Map also turns bytes
-// that are no UTF-8 into U+FFFD.
-func warningText(message string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, message)
-}
-
-// warningHeader is the Warning header value for message, as the API server
-// writes it.
-func warningHeader(message string) string {
-	header, err := utilnet.NewWarningHeader(299, "-", warningText(message))
-	if err != nil {
-		return ""
-	}
-	return header
+	warning.AddWarning(ctx, "", reach.WarningText(status.Status().Message))
 }

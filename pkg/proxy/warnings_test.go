@@ -22,9 +22,7 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
 
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 )
@@ -118,23 +116,5 @@ func TestDiscoveryErrorsAlsoComeAsWarnings(t *testing.T) {
 				t.Errorf("discovery warnings %q, want one with %q", got, tc.message)
 			}
 		})
-	}
-}
-
-// A member's error text may hold what a Warning header cannot carry; the
-// warning must still go out.
-func TestWarningHeaderOfAnyMessage(t *testing.T) {
-	for _, message := range []string{
-		"plain",
-		"tab\there, line\r\nbreak",
-		"cut mid-character: \xe2\x82",
-		`quotes " and backslashes \`,
-	} {
-		header := warningHeader(message)
-		parsed, errs := utilnet.ParseWarningHeaders([]string{header})
-		if len(errs) > 0 || len(parsed) != 1 || parsed[0].Code != 299 || parsed[0].Text == "" ||
-			!utf8.ValidString(parsed[0].Text) || strings.ContainsAny(parsed[0].Text, "\t\r\n") {
-			t.Errorf("warningHeader(%q) = %q: %+v, %v", message, header, parsed, errs)
-		}
 	}
 }

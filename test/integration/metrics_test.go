@@ -29,7 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/component-base/metrics/testutil"
 
-	"github.com/switchboard-io/switchboard/pkg/proxy"
+	"github.com/switchboard-io/switchboard/pkg/clusterlabel"
 )
 
 // clusterLabelValues scrapes /metrics and returns, for every cluster label
@@ -120,8 +120,8 @@ func TestMetricsClusterLabelIsBounded(t *testing.T) {
 			t.Errorf("a name no Cluster has is a cluster label value: %s in %v", value, values[value])
 		}
 	}
-	if got := values[proxy.UnknownCluster]; len(got) == 0 {
-		t.Errorf("no series with cluster=%s; cluster label values: %v", proxy.UnknownCluster, values)
+	if got := values[clusterlabel.Unknown]; len(got) == 0 {
+		t.Errorf("no series with cluster=%s; cluster label values: %v", clusterlabel.Unknown, values)
 	}
 
 	if err := clusters.Delete(ctx, member, metav1.DeleteOptions{}); err != nil {

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package proxy
+package reach
 
 import (
 	"context"
@@ -38,15 +38,16 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 )
 
-// memberTransport is the pooled connection to one member: one
-// http.Transport (HTTP/2 where the member offers it, kept alive and health
-// checked) shared by every request to that member, and the identity round
-// trippers on top of it.
-type memberTransport struct {
+// Member is the pooled connection to one member: one http.Transport
+// (HTTP/2 where the member offers it, kept alive and health checked)
+// shared by every request to that member, and the identity round trippers
+// and guards on top of it.
+type Member struct {
 	// fingerprint covers everything the transport is built from.
 	fingerprint string
 	// version is the Cluster and Secret resourceVersions it was last checked against.
 	version  string
+	cluster  string
 	endpoint *url.URL
 	// token is switchboard's bearer token for the member, if it uses one.
 	token string
@@ -54,28 +55,65 @@ type memberTransport struct {
 	// plain carries ordinary requests; upgrade carries exec, attach and port-forward.
 	plain   http.RoundTripper
 	upgrade utilproxy.UpgradeRequestRoundTripper
+	// onFailure is the cache's Config.OnFailure.
+	onFailure func(cluster, reason string)
 }
 
-// TransportCache holds one memberTransport per Cluster. It rebuilds a
+// Endpoint is the member's API server URL, with its path prefix.
+func (m *Member) Endpoint() url.URL { return *m.endpoint }
+
+// AsCaller carries ordinary requests to the member as their caller: it
+// impersonates the user in each request's context, never forwards the
+// caller's own credentials or identity headers, and turns the member's
+// redirects and 401s into Status answers.
+func (m *Member) AsCaller() http.RoundTripper { return m.plain }
+
+// Upgrade carries exec, attach and port-forward to the member as their
+// caller, as AsCaller does; GuardUpgrade guards the answer.
+func (m *Member) Upgrade() utilproxy.UpgradeRequestRoundTripper { return m.upgrade }
+
+// Config configures a TransportCache.
+type Config struct {
+	// DialTimeout bounds connecting to a member: the dial, a proxy's
+	// CONNECT, and the TLS handshake.
+	DialTimeout time.Duration
+	// Dialers picks how each member is dialled; nil is Network.
+	Dialers Dialers
+	// OnFailure, when set, hears of each answer of a member that the
+	// guards replace: reason is "redirect" or "unauthorized".
+	OnFailure func(cluster, reason string)
+}
+
+// TransportCache holds one Member per Cluster. It rebuilds a
 // transport only when what it is built from changes, and closes the idle
 // connections of the one it replaces or forgets.
 type TransportCache struct {
 	dialTimeout time.Duration
+	dialers     Dialers
+	onFailure   func(cluster, reason string)
 
 	mu      sync.Mutex
-	members map[string]*memberTransport
+	members map[string]*Member
 	// builds counts transports built, for tests.
 	builds int
 }
 
-// NewTransportCache returns an empty cache; dialTimeout bounds connecting to a member.
-func NewTransportCache(dialTimeout time.Duration) *TransportCache {
-	return &TransportCache{dialTimeout: dialTimeout, members: map[string]*memberTransport{}}
+// NewTransportCache returns an empty cache.
+func NewTransportCache(cfg Config) *TransportCache {
+	c := &TransportCache{dialTimeout: cfg.DialTimeout, dialers: cfg.Dialers, onFailure: cfg.OnFailure, members: map[string]*Member{}}
+	if c.dialers == nil {
+		c.dialers = Network{Timeout: cfg.DialTimeout}
+	}
+	if c.onFailure == nil {
+		c.onFailure = func(string, string) {}
+	}
+	return c
 }
 
-// get returns the transport for a Cluster and its credentials Secret,
-// building it if there is none or if what it is built from changed.
-func (c *TransportCache) get(cl *v1alpha1.Cluster, secret *corev1.Secret) (*memberTransport, error) {
+// Get returns the transport for a Cluster and its credentials Secret,
+// building it if there is none or if what it is built from changed. An
+// unusable Secret is a *CredentialsError.
+func (c *TransportCache) Get(cl *v1alpha1.Cluster, secret *corev1.Secret) (*Member, error) {
 	version := cl.ResourceVersion + "/" + secret.ResourceVersion + "/" + string(secret.UID)
 	c.mu.Lock()
 	current := c.members[cl.Name]
@@ -87,7 +125,7 @@ func (c *TransportCache) get(cl *v1alpha1.Cluster, secret *corev1.Secret) (*memb
 
 	creds, err := credentialsFromSecret(secret, cl.Spec.InsecureSkipTLSVerify)
 	if err != nil {
-		return nil, &credentialsError{cluster: cl.Name, secret: secret.Namespace + "/" + secret.Name, reason: "is not usable: " + err.Error()}
+		return nil, &CredentialsError{Cluster: cl.Name, Secret: secret.Namespace + "/" + secret.Name, Reason: "is not usable: " + err.Error()}
 	}
 	fingerprint := fingerprintOf(&cl.Spec, creds)
 
@@ -131,20 +169,14 @@ func (c *TransportCache) Builds() int {
 	return c.builds
 }
 
-func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*memberTransport, error) {
+func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*Member, error) {
 	endpoint, err := url.Parse(cl.Spec.Endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: endpoint %q: %w", cl.Name, cl.Spec.Endpoint, err)
 	}
-	var proxyURL *url.URL
-	if cl.Spec.ProxyURL != "" {
-		if proxyURL, err = url.Parse(cl.Spec.ProxyURL); err != nil {
-			return nil, fmt.Errorf("cluster %q: proxyURL: %w", cl.Name, err)
-		}
-	}
-	dial, err := newDialer(proxyURL, c.dialTimeout)
+	dialer, err := c.dialers.DialerFor(cl)
 	if err != nil {
-		return nil, fmt.Errorf("cluster %q: %w", cl.Name, err)
+		return nil, err
 	}
 
 	tlsConfig := &tls.Config{
@@ -157,7 +189,7 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*membe
 		tlsConfig.Certificates = []tls.Certificate{*creds.clientCert}
 	}
 	base := utilnet.SetTransportDefaults(&http.Transport{
-		DialContext:         dial,
+		DialContext:         dialer.DialContext,
 		TLSClientConfig:     tlsConfig,
 		TLSHandshakeTimeout: c.dialTimeout,
 		MaxIdleConnsPerHost: 32,
@@ -170,15 +202,18 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*membe
 	// The proxy, if any, is in the dialer; environment proxies never apply.
 	base.Proxy = nil
 
-	return &memberTransport{
-		endpoint: endpoint,
-		token:    creds.token,
-		base:     base,
+	prefix := strings.TrimSuffix(endpoint.Path, "/")
+	return &Member{
+		cluster:   cl.Name,
+		endpoint:  endpoint,
+		token:     creds.token,
+		base:      base,
+		onFailure: c.onFailure,
 		plain: &identityRoundTripper{
 			cluster: cl.Name,
 			token:   creds.token,
-			delegate: &credentialGuard{cluster: cl.Name, prefix: strings.TrimSuffix(endpoint.Path, "/"),
-				delegate: &redirectBlocker{cluster: cl.Name, prefix: strings.TrimSuffix(endpoint.Path, "/"), delegate: base}},
+			delegate: &credentialGuard{cluster: cl.Name, prefix: prefix, onFailure: c.onFailure,
+				delegate: &redirectBlocker{cluster: cl.Name, prefix: prefix, onFailure: c.onFailure, delegate: base}},
 		},
 		upgrade: utilproxy.NewUpgradeRequestRoundTripper(base, &identityRoundTripper{
 			cluster:  cl.Name,

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package proxy
+package reach
 
 import (
 	"crypto/tls"
@@ -27,6 +27,33 @@ import (
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 )
+
+// CredentialsError means a Cluster's credentials Secret is missing or
+// unusable. Its message names the Secret and what is wrong with it, and
+// never holds the Secret's data.
+type CredentialsError struct {
+	// Cluster is the Cluster's name.
+	Cluster string
+	// Secret is the Secret's namespace/name.
+	Secret string
+	// Reason completes "its credentials Secret <Secret> ...": "does not
+	// exist", or "is not usable: ...".
+	Reason string
+}
+
+func (e *CredentialsError) Error() string {
+	return fmt.Sprintf("cluster %q cannot be reached: its credentials Secret %s %s", e.Cluster, e.Secret, e.Reason)
+}
+
+// CredentialsProblem says whether err means the Cluster's credentials
+// Secret is unusable, and returns the explanation.
+func CredentialsProblem(err error) (string, bool) {
+	var cerr *CredentialsError
+	if errors.As(err, &cerr) {
+		return cerr.Error(), true
+	}
+	return "", false
+}
 
 // credentials is what switchboard presents to one member: a bearer token or
 // a client certificate, and the CA bundle to verify the member with.

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package proxy
+package reach
 
 import (
 	"bufio"
@@ -28,20 +28,66 @@ import (
 
 	netproxy "golang.org/x/net/proxy"
 	"k8s.io/apimachinery/third_party/forked/golang/netutil"
+
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 )
 
-// dialFunc opens a connection to addr.
-type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+// Dialer opens connections to a member's API server. A member's plain
+// requests, its upgraded streams (exec, attach, port-forward) and its
+// health probes all go through the Dialer its transport was built with.
+type Dialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// DialerFunc is a function that is a Dialer.
+type DialerFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// DialContext calls f.
+func (f DialerFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return f(ctx, network, addr)
+}
+
+// Dialers picks the Dialer for each member. Network is the default; a way
+// of reaching members that the hub cannot dial plugs in here, with no
+// change to the proxy or the health prober. The transport cache asks it
+// each time it builds a member's transport: when the Cluster's spec or
+// credentials change.
+type Dialers interface {
+	DialerFor(cl *v1alpha1.Cluster) (Dialer, error)
+}
+
+// Network reaches members over the network: directly, or through the
+// Cluster's proxyURL. Timeout bounds connecting, including a proxy's
+// CONNECT.
+type Network struct {
+	Timeout time.Duration
+}
+
+// DialerFor returns the Dialer for the Cluster's proxyURL, or a direct one.
+func (n Network) DialerFor(cl *v1alpha1.Cluster) (Dialer, error) {
+	var proxyURL *url.URL
+	if cl.Spec.ProxyURL != "" {
+		var err error
+		if proxyURL, err = url.Parse(cl.Spec.ProxyURL); err != nil {
+			return nil, fmt.Errorf("cluster %q: proxyURL: %w", cl.Name, err)
+		}
+	}
+	d, err := newDialer(proxyURL, n.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", cl.Name, err)
+	}
+	return d, nil
+}
 
 // newDialer returns the dialer for a member: direct, or through the
 // Cluster's proxyURL. The proxy is part of the dialer rather than the
 // transport's Proxy field, so that upgraded connections (exec, attach,
 // port-forward), which the upgrade-aware handler dials itself, take the
 // same path as plain requests.
-func newDialer(proxyURL *url.URL, timeout time.Duration) (dialFunc, error) {
+func newDialer(proxyURL *url.URL, timeout time.Duration) (Dialer, error) {
 	direct := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	if proxyURL == nil {
-		return direct.DialContext, nil
+		return direct, nil
 	}
 	switch proxyURL.Scheme {
 	case "socks5":
@@ -53,13 +99,13 @@ func newDialer(proxyURL *url.URL, timeout time.Duration) (dialFunc, error) {
 		if !ok {
 			return nil, fmt.Errorf("the SOCKS5 dialer cannot take a context")
 		}
-		return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return DialerFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			return contextDialer.DialContext(ctx, network, addr)
-		}, nil
+		}), nil
 	case "http", "https":
-		return (&connectDialer{proxy: proxyURL, direct: direct, timeout: timeout}).DialContext, nil
+		return &connectDialer{proxy: proxyURL, direct: direct, timeout: timeout}, nil
 	default:
 		return nil, fmt.Errorf("proxy scheme %q is not supported", proxyURL.Scheme)
 	}

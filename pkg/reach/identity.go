@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package proxy
+package reach
 
 import (
 	"fmt"
@@ -23,11 +23,11 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/transport"
+	"k8s.io/streaming/pkg/httpstream"
 )
 
 // identityRoundTripper sends a request to a member as its original caller.
@@ -57,11 +57,11 @@ var _ utilnet.RoundTripperWrapper = &identityRoundTripper{}
 func (rt *identityRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	caller, ok := request.UserFrom(req.Context())
 	if !ok || caller == nil || caller.GetName() == "" {
-		return nil, &identityError{cluster: rt.cluster, reason: "the request carries no authenticated user"}
+		return nil, &IdentityError{Cluster: rt.cluster, Reason: "the request carries no authenticated user"}
 	}
 	want := impersonationFor(caller)
 	if err := sendable(want); err != nil {
-		return nil, &identityError{cluster: rt.cluster, reason: err.Error(), unsendable: true}
+		return nil, &IdentityError{Cluster: rt.cluster, Reason: err.Error(), Unsendable: true}
 	}
 
 	upgrade := httpstream.IsUpgradeRequest(req)
@@ -208,27 +208,27 @@ func (c *identityCheck) verify(h http.Header) error {
 			continue
 		}
 		if !slices.Equal(values, expected[name]) {
-			return &identityError{cluster: c.cluster, reason: fmt.Sprintf("the outgoing header %s is not the one switchboard set", name)}
+			return &IdentityError{Cluster: c.cluster, Reason: fmt.Sprintf("the outgoing header %s is not the one switchboard set", name)}
 		}
 		delete(expected, name)
 	}
 	if len(expected) > 0 || seenExtras != extras {
-		return &identityError{cluster: c.cluster, reason: "the outgoing impersonation headers are incomplete"}
+		return &IdentityError{Cluster: c.cluster, Reason: "the outgoing impersonation headers are incomplete"}
 	}
 	return nil
 }
 
-// identityError means switchboard refused to forward a request because it
-// could not send it as its caller. It is an internal error: it never
-// happens with a correct handler chain.
-type identityError struct {
-	cluster string
-	reason  string
-	// unsendable means the caller's identity cannot be expressed in
+// IdentityError means switchboard refused to forward a request because it
+// could not send it as its caller. Unless Unsendable, it is an internal
+// error: it never happens with a correct handler chain.
+type IdentityError struct {
+	Cluster string
+	Reason  string
+	// Unsendable means the caller's identity cannot be expressed in
 	// headers: the request is refused (403), not an internal failure.
-	unsendable bool
+	Unsendable bool
 }
 
-func (e *identityError) Error() string {
-	return fmt.Sprintf("refusing to forward the request to cluster %q: %s", e.cluster, e.reason)
+func (e *IdentityError) Error() string {
+	return fmt.Sprintf("refusing to forward the request to cluster %q: %s", e.Cluster, e.Reason)
 }

@@ -14,10 +14,9 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package proxy
+package reach
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 
@@ -33,11 +32,11 @@ import (
 // identity may read (/readyz, /version) shows whether the member answers
 // and accepts the credential.
 func (c *TransportCache) ProbeClient(cl *v1alpha1.Cluster, secret *corev1.Secret) (*http.Client, *url.URL, error) {
-	t, err := c.get(cl, secret)
+	t, err := c.Get(cl, secret)
 	if err != nil {
 		return nil, nil, err
 	}
-	var rt http.RoundTripper = &redirectBlocker{cluster: cl.Name, delegate: t.base}
+	var rt http.RoundTripper = &redirectBlocker{cluster: cl.Name, onFailure: c.onFailure, delegate: t.base}
 	if t.token != "" {
 		rt = transport.NewBearerAuthRoundTripper(t.token, rt)
 	}
@@ -47,14 +46,4 @@ func (c *TransportCache) ProbeClient(cl *v1alpha1.Cluster, secret *corev1.Secret
 		// Probes never follow redirects either.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}, &endpoint, nil
-}
-
-// CredentialsProblem says whether err means the Cluster's credentials Secret
-// is unusable, and returns the explanation.
-func CredentialsProblem(err error) (string, bool) {
-	var cerr *credentialsError
-	if errors.As(err, &cerr) {
-		return cerr.Error(), true
-	}
-	return "", false
 }
