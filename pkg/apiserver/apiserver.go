@@ -19,9 +19,7 @@ limitations under the License.
 package apiserver
 
 import (
-	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,22 +28,16 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
-	"k8s.io/apiserver/pkg/server/healthz"
-	kubeinformers "k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	corev1listers "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/tools/cache"
 	componentbaseconfig "k8s.io/component-base/config"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/install"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
-	"github.com/switchboard-io/switchboard/pkg/clusterlabel"
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
-	informers "github.com/switchboard-io/switchboard/pkg/generated/informers/externalversions"
 	"github.com/switchboard-io/switchboard/pkg/health"
+	"github.com/switchboard-io/switchboard/pkg/members"
 	"github.com/switchboard-io/switchboard/pkg/proxy"
-	"github.com/switchboard-io/switchboard/pkg/reach"
 	clusterstorage "github.com/switchboard-io/switchboard/pkg/registry/cluster/storage"
 )
 
@@ -98,6 +90,8 @@ type Config struct {
 type completedConfig struct {
 	GenericConfig genericapiserver.CompletedConfig
 	ExtraConfig   *ExtraConfig
+	// Members is built from ExtraConfig and the loopback client.
+	Members *members.Members
 }
 
 // CompletedConfig is a Config on which Complete has run. Only this package
@@ -111,12 +105,32 @@ type Server struct {
 	GenericAPIServer *genericapiserver.GenericAPIServer
 }
 
-// Complete fills in defaults. It mutates the receiver.
-func (cfg *Config) Complete() CompletedConfig {
+// Complete fills in defaults and builds the members component, which
+// reads Clusters through the loopback client. It mutates the receiver.
+func (cfg *Config) Complete() (CompletedConfig, error) {
+	loopback, err := clientset.NewForConfig(cfg.GenericConfig.LoopbackClientConfig)
+	if err != nil {
+		return CompletedConfig{}, fmt.Errorf("loopback client: %w", err)
+	}
+	proxy.RegisterMetrics()
+	m, err := members.New(members.Config{
+		Loopback:       loopback,
+		Hub:            cfg.ExtraConfig.HubClient,
+		Namespace:      cfg.ExtraConfig.CredentialsNamespace,
+		DialTimeout:    cfg.ExtraConfig.MemberDialTimeout,
+		OnFailure:      proxy.RecordUpstreamError,
+		OnDelete:       proxy.ForgetClusterMetrics,
+		Health:         cfg.ExtraConfig.Health,
+		LeaderElection: cfg.ExtraConfig.LeaderElection,
+	})
+	if err != nil {
+		return CompletedConfig{}, err
+	}
 	return CompletedConfig{&completedConfig{
 		GenericConfig: cfg.GenericConfig.Complete(),
 		ExtraConfig:   &cfg.ExtraConfig,
-	}}
+		Members:       m,
+	}}, nil
 }
 
 // New builds the server and installs the cluster.switchboard.io group.
@@ -130,10 +144,21 @@ func (c CompletedConfig) New() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	proxier, err := c.newProxier(genericServer)
-	if err != nil {
+	if err := genericServer.AddPostStartHook("switchboard-members", c.Members.Start); err != nil {
 		return nil, err
 	}
+	if err := genericServer.AddReadyzChecks(c.Members.ReadyzCheck()); err != nil {
+		return nil, err
+	}
+	proxier := proxy.NewProxier(proxy.Config{
+		Clusters:   c.Members.Clusters,
+		Secrets:    c.Members.Secrets,
+		Namespace:  c.Members.Namespace,
+		Synced:     c.Members.Synced,
+		Transports: c.Members.Transports,
+		Health:     c.Members.Health,
+		EndWatches: notAcceptingNewRequests(c.GenericConfig.ShutdownInitiatedNotify(), genericServer),
+	})
 
 	// The parameter codec must know ClusterProxyOptions, not only metav1's options.
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(cluster.GroupName, Scheme, runtime.NewParameterCodec(Scheme), Codecs)
@@ -157,119 +182,4 @@ func (c CompletedConfig) New() (*Server, error) {
 	}
 
 	return &Server{GenericAPIServer: genericServer}, nil
-}
-
-// newProxier builds the proxy's informers (Clusters through the loopback
-// client, credentials Secrets from the hub, in one namespace) and starts
-// them once the server serves.
-func (c completedConfig) newProxier(s *genericapiserver.GenericAPIServer) (*proxy.Proxier, error) {
-	loopback, err := clientset.NewForConfig(s.LoopbackClientConfig)
-	if err != nil {
-		return nil, err
-	}
-	clusterFactory := informers.NewSharedInformerFactory(loopback, 0)
-	clusterInformer := clusterFactory.Cluster().V1alpha1().Clusters()
-	transports := reach.NewTransportCache(reach.Config{DialTimeout: c.ExtraConfig.MemberDialTimeout, OnFailure: proxy.RecordUpstreamError})
-	// The metrics' cluster label holds only names of Clusters in the cache;
-	// a deleted Cluster's series go with it.
-	clusterlabel.Use(clusterInformer.Lister())
-	if _, err := clusterInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		DeleteFunc: func(obj any) {
-			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-				transports.Forget(key)
-				proxy.ForgetClusterMetrics(key)
-			}
-		},
-	}); err != nil {
-		return nil, err
-	}
-	synced := []cache.InformerSynced{clusterInformer.Informer().HasSynced}
-
-	var secretFactory kubeinformers.SharedInformerFactory
-	var secretInformer cache.SharedIndexInformer
-	var secrets corev1listers.SecretNamespaceLister
-	namespace := c.ExtraConfig.CredentialsNamespace
-	if c.ExtraConfig.HubClient != nil {
-		secretFactory = kubeinformers.NewSharedInformerFactoryWithOptions(c.ExtraConfig.HubClient, 0, kubeinformers.WithNamespace(namespace))
-		informer := secretFactory.Core().V1().Secrets()
-		secrets = informer.Lister().Secrets(namespace)
-		secretInformer = informer.Informer()
-		synced = append(synced, secretInformer.HasSynced)
-	}
-	allSynced := func() bool {
-		for _, s := range synced {
-			if !s() {
-				return false
-			}
-		}
-		return true
-	}
-
-	// The health prober shares the caches and transports.
-	proxy.RegisterMetrics()
-	health.RegisterMetrics()
-	isLeader, runElection, err := c.leaderElection()
-	if err != nil {
-		return nil, err
-	}
-	recorder, startEvents := c.eventRecorder()
-	prober := health.NewController(c.ExtraConfig.Health, clusterInformer.Lister(), secrets, transports,
-		health.NewTracker(), loopback.ClusterV1alpha1(), recorder, isLeader)
-	if _, err := clusterInformer.Informer().AddEventHandler(prober.ClusterHandler()); err != nil {
-		return nil, err
-	}
-	if secretInformer != nil {
-		if _, err := secretInformer.AddEventHandler(prober.SecretHandler()); err != nil {
-			return nil, err
-		}
-	}
-
-	err = s.AddPostStartHook("switchboard-members", func(ctx genericapiserver.PostStartHookContext) error {
-		clusterFactory.Start(ctx.Done())
-		if secretFactory != nil {
-			secretFactory.Start(ctx.Done())
-		}
-		startEvents(ctx)
-		go runElection(ctx)
-		go func() {
-			if cache.WaitForCacheSync(ctx.Done(), synced...) {
-				prober.Run(ctx)
-			}
-		}()
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	err = s.AddReadyzChecks(healthz.NamedCheck("switchboard-proxy-caches", func(*http.Request) error {
-		if !allSynced() {
-			return fmt.Errorf("the caches of Clusters and credentials Secrets are not synced yet")
-		}
-		return nil
-	}))
-	if err != nil {
-		return nil, err
-	}
-	proxier := proxy.NewProxier(clusterInformer.Lister(), secrets, namespace, allSynced, transports)
-	proxier.SetHealth(prober)
-	proxier.EndWatchesAt(c.notAcceptingNewRequests(s))
-	return proxier, nil
-}
-
-// notAcceptingNewRequests is done when the server stops taking new
-// requests: --shutdown-delay-duration after shutdown began, when the generic
-// server ends its own watches (with a --shutdown-watch-termination-grace-
-// period above 0) and answers new ones with 503. The generic server's own
-// signal for that moment is not exported; without pre-shutdown hooks, which
-// switchboard has none of, this one fires within milliseconds of it.
-func (c completedConfig) notAcceptingNewRequests(s *genericapiserver.GenericAPIServer) context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	initiated := c.GenericConfig.ShutdownInitiatedNotify()
-	delay := s.ShutdownDelayDuration
-	go func() {
-		<-initiated
-		time.Sleep(delay)
-		cancel()
-	}()
-	return ctx
 }

@@ -75,23 +75,42 @@ type Controller struct {
 	soon   map[string]time.Time
 }
 
-// NewController returns a controller; secrets may be nil without a hub,
-// recorder may be nil, isLeader nil means always.
-func NewController(opts Options, clusters listers.ClusterLister, secrets corev1listers.SecretNamespaceLister,
-	transports *reach.TransportCache, tracker *Tracker, status typedclient.ClustersGetter,
-	recorder events.EventRecorder, isLeader func() bool) *Controller {
-	if isLeader == nil {
-		isLeader = func() bool { return true }
+// Config is what a Controller probes with and writes to.
+type Config struct {
+	Options Options
+	// Clusters lists the Clusters to probe.
+	Clusters listers.ClusterLister
+	// Secrets lists their credentials Secrets; nil without a hub.
+	Secrets corev1listers.SecretNamespaceLister
+	// Transports holds the pooled transports the probes share with the proxy.
+	Transports *reach.TransportCache
+	// Tracker keeps the latest probe of each member; nil is a new one.
+	Tracker *Tracker
+	// Status writes Cluster status.
+	Status typedclient.ClustersGetter
+	// Recorder records events; nil records none.
+	Recorder events.EventRecorder
+	// IsLeader says whether this replica writes status and events; nil is always.
+	IsLeader func() bool
+}
+
+// NewController returns a controller.
+func NewController(cfg Config) *Controller {
+	if cfg.IsLeader == nil {
+		cfg.IsLeader = func() bool { return true }
+	}
+	if cfg.Tracker == nil {
+		cfg.Tracker = NewTracker()
 	}
 	return &Controller{
-		opts:       opts,
-		clusters:   clusters,
-		secrets:    secrets,
-		transports: transports,
-		tracker:    tracker,
-		status:     status,
-		recorder:   recorder,
-		isLeader:   isLeader,
+		opts:       cfg.Options,
+		clusters:   cfg.Clusters,
+		secrets:    cfg.Secrets,
+		transports: cfg.Transports,
+		tracker:    cfg.Tracker,
+		status:     cfg.Status,
+		recorder:   cfg.Recorder,
+		isLeader:   cfg.IsLeader,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "cluster-health"}),
 		now:  time.Now,

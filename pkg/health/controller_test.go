@@ -86,9 +86,16 @@ func newHarness(t *testing.T, name string) *harness {
 	h.putCluster(cl)
 	h.putSecret(tokenSecret(name, h.member.caPEM()))
 	h.client = fake.NewSimpleClientset(cl)
-	h.c = NewController(Options{Interval: time.Hour, Timeout: testTimeout, Workers: 1, Heartbeat: testHeartbeat},
-		listers.NewClusterLister(h.clusters), corev1listers.NewSecretLister(h.secrets).Secrets(testNamespace),
-		reach.NewTransportCache(reach.Config{DialTimeout: testDialTimeout}), h.tracker, h.client.ClusterV1alpha1(), h.recorder, h.leader.Load)
+	h.c = NewController(Config{
+		Options:    Options{Interval: time.Hour, Timeout: testTimeout, Workers: 1, Heartbeat: testHeartbeat},
+		Clusters:   listers.NewClusterLister(h.clusters),
+		Secrets:    corev1listers.NewSecretLister(h.secrets).Secrets(testNamespace),
+		Transports: reach.NewTransportCache(reach.Config{DialTimeout: testDialTimeout}),
+		Tracker:    h.tracker,
+		Status:     h.client.ClusterV1alpha1(),
+		Recorder:   h.recorder,
+		IsLeader:   h.leader.Load,
+	})
 	t.Cleanup(h.c.queue.ShutDown)
 	return h
 }

@@ -102,7 +102,7 @@ func TestFastFailureOnADownMember(t *testing.T) {
 	f.addMember(t, name, mem, "")
 	health := newFakeHealth()
 	health.setDown(name, probeMessage, probedAt)
-	f.proxier.SetHealth(health)
+	f.proxier.health = health
 	metrics := metricsFrom(t, name)
 
 	req := withInfo(t, newProxyRequest(http.MethodGet, name, "/api/v1/pods", "", nil, alice))
@@ -177,7 +177,7 @@ func TestHealthyMemberIsNotFailedFast(t *testing.T) {
 	health := newFakeHealth()
 	// Another member is down; this one is not.
 	health.setDown("health-other", "the member cannot be reached", time.Now())
-	f.proxier.SetHealth(health)
+	f.proxier.health = health
 
 	for _, m := range modes {
 		t.Run(string(m), func(t *testing.T) {
@@ -208,7 +208,7 @@ func TestDownMemberAlsoFailsUpgradesFast(t *testing.T) {
 	f.addMember(t, name, mem, "")
 	health := newFakeHealth()
 	health.setDown(name, "the member did not answer in time", time.Now())
-	f.proxier.SetHealth(health)
+	f.proxier.health = health
 	fe := f.newFrontend(t, name, alice, nil)
 
 	resp, _ := fe.upgrade(t, proxyPath(name, execPath)+"?command=ls", nil)
@@ -235,7 +235,7 @@ func TestClientGoRetriesOnlyWhatARetryCanMend(t *testing.T) {
 	f := newFixture(t)
 	f.addMember(t, name, mem, "")
 	health := newFakeHealth()
-	f.proxier.SetHealth(health)
+	f.proxier.health = health
 	fe := f.newFrontend(t, name, alice, nil)
 	client, err := rest.RESTClientFor(&rest.Config{
 		Host:    fe.srv.URL,
@@ -277,7 +277,7 @@ func TestUnknownClusterIsNotFoundEvenWhenHealthSaysDown(t *testing.T) {
 	f := newFixture(t)
 	health := newFakeHealth()
 	health.setDown("ghost", "the member cannot be reached", time.Now())
-	f.proxier.SetHealth(health)
+	f.proxier.health = health
 	_, err := f.connect(context.Background(), "ghost", "/api/v1/pods", &recordingResponder{})
 	if status := statusOf(t, err); status.Code != http.StatusNotFound {
 		t.Errorf("Connect to a Cluster that does not exist = %+v, want 404", status)

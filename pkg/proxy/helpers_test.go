@@ -290,15 +290,18 @@ func newFixture(t *testing.T) *fixture {
 		transports: reach.NewTransportCache(reach.Config{DialTimeout: testDialTimeout, OnFailure: RecordUpstreamError}),
 	}
 	f.synced.Store(true)
-	f.proxier = NewProxier(
-		listers.NewClusterLister(f.clusters),
-		corev1listers.NewSecretLister(f.secrets).Secrets(testNamespace),
-		testNamespace, f.synced.Load, f.transports)
 	// As in the server: watches end when it shuts down, which these tests
 	// never do.
 	running, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
-	f.proxier.EndWatchesAt(running)
+	f.proxier = NewProxier(Config{
+		Clusters:   listers.NewClusterLister(f.clusters),
+		Secrets:    corev1listers.NewSecretLister(f.secrets).Secrets(testNamespace),
+		Namespace:  testNamespace,
+		Synced:     f.synced.Load,
+		Transports: f.transports,
+		EndWatches: running,
+	})
 	return f
 }
 

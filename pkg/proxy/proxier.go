@@ -66,16 +66,29 @@ type MemberHealth interface {
 	ProbeSoon(cluster string)
 }
 
-// SetHealth lets the proxy fail fast on members known to be down.
-func (p *Proxier) SetHealth(h MemberHealth) { p.health = h }
+// Config is what a Proxier reads from.
+type Config struct {
+	// Clusters lists the Clusters.
+	Clusters listers.ClusterLister
+	// Secrets lists credentials Secrets in Namespace; nil when the server
+	// runs without a hub.
+	Secrets   corev1listers.SecretNamespaceLister
+	Namespace string
+	// Synced says whether the caches of Clusters and Secrets hold a full view.
+	Synced func() bool
+	// Transports holds the pooled transports to members.
+	Transports *reach.TransportCache
+	// Health, when set, lets the proxy fail fast on members known to be down.
+	Health MemberHealth
+	// EndWatches, when set, is done when the server stops taking new
+	// requests; proxied watches then end cleanly, after the event in flight.
+	EndWatches context.Context
+}
 
-// EndWatchesAt makes proxied watches end cleanly, after the event in
-// flight, once stop is done: when the server shuts down.
-func (p *Proxier) EndWatchesAt(stop context.Context) { p.endWatches = stop }
-
-// NewProxier returns a Proxier reading from the given listers.
-func NewProxier(clusters listers.ClusterLister, secrets corev1listers.SecretNamespaceLister, namespace string, synced func() bool, transports *reach.TransportCache) *Proxier {
-	return &Proxier{clusters: clusters, secrets: secrets, namespace: namespace, synced: synced, transports: transports}
+// NewProxier returns a Proxier.
+func NewProxier(cfg Config) *Proxier {
+	return &Proxier{clusters: cfg.Clusters, secrets: cfg.Secrets, namespace: cfg.Namespace, synced: cfg.Synced,
+		transports: cfg.Transports, health: cfg.Health, endWatches: cfg.EndWatches}
 }
 
 // Connect returns the handler that forwards one request to the member

@@ -352,7 +352,7 @@ func TestUnknownClusterAndUnsyncedCaches(t *testing.T) {
 		mem := newMember(t, nil)
 		f := newFixture(t)
 		f.addMember(t, testCluster, mem, "")
-		p := NewProxier(f.proxier.clusters, nil, testNamespace, func() bool { return true }, f.transports)
+		p := NewProxier(Config{Clusters: f.proxier.clusters, Namespace: testNamespace, Synced: func() bool { return true }, Transports: f.transports})
 		_, err := p.Connect(context.Background(), testCluster, "/api", &recordingResponder{})
 		checkStatus(t, statusOf(t, err), http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, testCluster)
 	})

@@ -60,7 +60,7 @@ func TestDiscoveryErrorsAlsoComeAsWarnings(t *testing.T) {
 			f.addMember(t, name, newMember(t, nil), "")
 			health := newFakeHealth()
 			health.setDown(name, "the member did not answer in time", time.Now())
-			f.proxier.SetHealth(health)
+			f.proxier.health = health
 		},
 		message: "is unreachable: its last probe",
 	}, {

@@ -291,7 +291,7 @@ func TestNoNewWatchesAfterShutdown(t *testing.T) {
 	m := newMember(t, mem.serve, withHTTP2(true))
 	f.addMember(t, testCluster, m, "")
 	stopCtx, stop := context.WithCancel(context.Background())
-	f.proxier.EndWatchesAt(stopCtx)
+	f.proxier.endWatches = stopCtx
 	stop()
 	fe := f.newFrontend(t, testCluster, alice, nil)
 
@@ -449,7 +449,7 @@ func startShutdownStream(t *testing.T, mem *shutdownMember, h2 bool, pathAndQuer
 	f.addMember(t, testCluster, m, "")
 	stopCtx, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
-	f.proxier.EndWatchesAt(stopCtx)
+	f.proxier.endWatches = stopCtx
 	srv := f.newInfoFrontend(t, testCluster)
 	// Bodies as they are: no transparent gunzip.
 	client := &http.Client{Timeout: 3 * waitTimeout, Transport: &http.Transport{DisableCompression: true}}

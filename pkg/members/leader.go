@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package apiserver
+package members
 
 import (
 	"context"
@@ -23,9 +23,11 @@ import (
 	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	componentbaseconfig "k8s.io/component-base/config"
 	"k8s.io/klog/v2"
 
 	sbscheme "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned/scheme"
@@ -34,9 +36,8 @@ import (
 // leaderElection returns who writes Cluster status. With leader election on
 // and a hub, replicas elect one through a Lease on the hub; otherwise this
 // replica always writes.
-func (c completedConfig) leaderElection() (isLeader func() bool, run func(context.Context), err error) {
-	le := c.ExtraConfig.LeaderElection
-	if !le.LeaderElect || c.ExtraConfig.HubClient == nil {
+func leaderElection(le componentbaseconfig.LeaderElectionConfiguration, hub kubernetes.Interface) (isLeader func() bool, run func(context.Context), err error) {
+	if !le.LeaderElect || hub == nil {
 		return func() bool { return true }, func(context.Context) {}, nil
 	}
 	host, err := os.Hostname()
@@ -45,7 +46,7 @@ func (c completedConfig) leaderElection() (isLeader func() bool, run func(contex
 	}
 	identity := host + "_" + string(uuid.NewUUID())
 	lock, err := resourcelock.New(le.ResourceLock, le.ResourceNamespace, le.ResourceName,
-		c.ExtraConfig.HubClient.CoreV1(), c.ExtraConfig.HubClient.CoordinationV1(),
+		hub.CoreV1(), hub.CoordinationV1(),
 		resourcelock.ResourceLockConfig{Identity: identity})
 	if err != nil {
 		return nil, nil, fmt.Errorf("leader election lock: %w", err)
@@ -79,11 +80,11 @@ func (c completedConfig) leaderElection() (isLeader func() bool, run func(contex
 }
 
 // eventRecorder records Cluster events on the hub, or nowhere without one.
-func (c completedConfig) eventRecorder() (events.EventRecorder, func(context.Context)) {
-	if c.ExtraConfig.HubClient == nil {
+func eventRecorder(hub kubernetes.Interface) (events.EventRecorder, func(context.Context)) {
+	if hub == nil {
 		return nil, func(context.Context) {}
 	}
-	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: c.ExtraConfig.HubClient.EventsV1()})
+	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: hub.EventsV1()})
 	recorder := broadcaster.NewRecorder(sbscheme.Scheme, "switchboard-apiserver")
 	return recorder, func(ctx context.Context) {
 		if err := broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
