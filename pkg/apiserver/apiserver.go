@@ -37,6 +37,7 @@ import (
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
 	"github.com/switchboard-io/switchboard/pkg/health"
 	"github.com/switchboard-io/switchboard/pkg/members"
+	"github.com/switchboard-io/switchboard/pkg/names"
 	"github.com/switchboard-io/switchboard/pkg/proxy"
 	clusterstorage "github.com/switchboard-io/switchboard/pkg/registry/cluster/storage"
 )
@@ -135,7 +136,7 @@ func (cfg *Config) Complete() (CompletedConfig, error) {
 
 // New builds the server and installs the cluster.switchboard.io group.
 func (c CompletedConfig) New() (*Server, error) {
-	genericServer, err := c.GenericConfig.New("switchboard-apiserver", genericapiserver.NewEmptyDelegate())
+	genericServer, err := c.GenericConfig.New(names.Server, genericapiserver.NewEmptyDelegate())
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/version"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/reach"
@@ -108,9 +109,7 @@ func probe(ctx context.Context, client *http.Client, endpoint *url.URL, timeout 
 
 	code, body, err = get(ctx, client, endpoint, "/version", timeout)
 	if err == nil && code == http.StatusOK {
-		var info struct {
-			GitVersion string `json:"gitVersion"`
-		}
+		var info version.Info
 		if json.Unmarshal(body, &info) == nil {
 			r.Version = info.GitVersion
 		}

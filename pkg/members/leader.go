@@ -31,6 +31,7 @@ import (
 	"k8s.io/klog/v2"
 
 	sbscheme "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned/scheme"
+	"github.com/switchboard-io/switchboard/pkg/names"
 )
 
 // leaderElection returns who writes Cluster status. With leader election on
@@ -85,7 +86,7 @@ func eventRecorder(hub kubernetes.Interface) (events.EventRecorder, func(context
 		return nil, func(context.Context) {}
 	}
 	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: hub.EventsV1()})
-	recorder := broadcaster.NewRecorder(sbscheme.Scheme, "switchboard-apiserver")
+	recorder := broadcaster.NewRecorder(sbscheme.Scheme, names.Server)
 	return recorder, func(ctx context.Context) {
 		if err := broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
 			klog.FromContext(ctx).Error(err, "Cannot record events on the hub")

@@ -56,6 +56,7 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/apiserver"
 	generatedopenapi "github.com/switchboard-io/switchboard/pkg/generated/openapi"
 	"github.com/switchboard-io/switchboard/pkg/health"
+	"github.com/switchboard-io/switchboard/pkg/names"
 	"github.com/switchboard-io/switchboard/pkg/proxy"
 	"github.com/switchboard-io/switchboard/pkg/version"
 )
@@ -67,10 +68,6 @@ const (
 	defaultSecurePort = 6443
 	// defaultDataDir holds the embedded etcd.
 	defaultDataDir = "/var/lib/switchboard"
-	// defaultCredentialsNamespace holds the credentials Secrets on the hub.
-	defaultCredentialsNamespace = "switchboard-system"
-	// serviceDNSName is the name the hub's aggregator dials, for the self-signed fallback certificate.
-	serviceDNSName = "switchboard-apiserver.switchboard-system.svc"
 )
 
 func init() {
@@ -140,7 +137,7 @@ func NewOptions() *Options {
 		Features:       genericoptions.NewFeatureOptions(),
 		Traces:         genericoptions.NewTracingOptions(),
 		Logs:           logsapi.NewLoggingConfiguration(),
-		Proxy:          &ProxyOptions{CredentialsNamespace: defaultCredentialsNamespace, MemberDialTimeout: 10 * time.Second},
+		Proxy:          &ProxyOptions{CredentialsNamespace: names.Namespace, MemberDialTimeout: 10 * time.Second},
 		Health:         &health.Options{Interval: 10 * time.Second, Timeout: 5 * time.Second, Workers: 4, Heartbeat: time.Minute},
 		LeaderElection: &componentbaseconfig.LeaderElectionConfiguration{
 			LeaderElect:       true,
@@ -149,7 +146,7 @@ func NewOptions() *Options {
 			RetryPeriod:       metav1.Duration{Duration: 2 * time.Second},
 			ResourceLock:      resourcelock.LeasesResourceLock,
 			ResourceName:      "switchboard-cluster-status",
-			ResourceNamespace: defaultCredentialsNamespace,
+			ResourceNamespace: names.Namespace,
 		},
 
 		ComponentGlobalsRegistry: registry,
@@ -237,7 +234,7 @@ func (o *Options) usesEmbeddedEtcd() bool {
 // Complete fills in what the flags leave open.
 func (o *Options) Complete() error {
 	return o.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost",
-		[]string{serviceDNSName}, []net.IP{netutils.ParseIPSloppy("127.0.0.1")})
+		[]string{names.ServiceDNSName}, []net.IP{netutils.ParseIPSloppy("127.0.0.1")})
 }
 
 // Validate checks every option and reports every problem at once.

@@ -36,18 +36,17 @@ import (
 	_ "k8s.io/component-base/logs/json/register"
 
 	"github.com/switchboard-io/switchboard/pkg/embeddedetcd"
+	"github.com/switchboard-io/switchboard/pkg/names"
 )
-
-const programName = "switchboard-apiserver"
 
 // NewCommand returns the switchboard-apiserver command. It runs until ctx is
 // cancelled, then shuts down gracefully.
 func NewCommand(ctx context.Context) *cobra.Command {
 	o := NewOptions()
 	cmd := &cobra.Command{
-		Use:   programName,
+		Use:   names.Server,
 		Short: "Switchboard: one endpoint on a hub cluster into many member clusters",
-		Long: programName + ` is an aggregated API server. The hub's kube-apiserver
+		Long: names.Server + ` is an aggregated API server. The hub's kube-apiserver
 fronts it through the APIService v1alpha1.cluster.switchboard.io. It stores
 Cluster objects (cluster.switchboard.io/v1alpha1) in etcd, embedded by default
 or external with --etcd-servers, and authenticates and authorizes every request
@@ -58,7 +57,7 @@ through the hub.`,
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Version.Requested() {
-				return o.Version.Print(cmd.OutOrStdout(), programName)
+				return o.Version.Print(cmd.OutOrStdout(), names.Server)
 			}
 			// Apply logging first, so that everything after it logs as asked.
 			if err := logsapi.ValidateAndApply(o.Logs, utilfeature.DefaultFeatureGate); err != nil {

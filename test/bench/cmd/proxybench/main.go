@@ -43,6 +43,8 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/apimachinery/pkg/version"
+
 	"github.com/switchboard-io/switchboard/test/bench"
 	"github.com/switchboard-io/switchboard/test/topology"
 )
@@ -349,9 +351,7 @@ func gitVersion(ctx context.Context, p *bench.Path) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var v struct {
-		GitVersion string `json:"gitVersion"`
-	}
+	var v version.Info
 	if err := json.Unmarshal(body, &v); err != nil || code != 200 {
 		return "", fmt.Errorf("status %d: %.200s", code, body)
 	}

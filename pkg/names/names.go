@@ -1,0 +1,50 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package names holds the fixed names of switchboard's objects and
+// programs, on the hub and on members, in one place. Everything that
+// creates, finds or documents one of them uses these.
+package names
+
+import "github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+
+// On the hub.
+const (
+	// Namespace holds the server, its Service and the credentials Secrets.
+	Namespace = "switchboard-system"
+	// Server is the server's binary, its Deployment, Service and
+	// container, and the component its events come from.
+	Server = "switchboard-apiserver"
+	// ServiceDNSName is the name the hub's aggregator dials the server
+	// at, and the one its serving certificate must hold.
+	ServiceDNSName = Server + "." + Namespace + ".svc"
+	// APIService registers the server's group and version with the hub.
+	APIService = "v1alpha1." + v1alpha1.GroupName
+)
+
+// On each member, what kubectl switchboard join creates for the credential
+// that can only impersonate.
+const (
+	// MemberNamespace holds the impersonator's ServiceAccount and token.
+	MemberNamespace = "switchboard-system"
+	// Impersonator is the ServiceAccount switchboard reaches the member as.
+	Impersonator = "switchboard-impersonator"
+	// ImpersonatorRole is the ClusterRole and ClusterRoleBinding that let
+	// the impersonator impersonate, and nothing else.
+	ImpersonatorRole = "switchboard:impersonator"
+	// ImpersonatorTokenPrefix begins the name of the impersonator's token Secret.
+	ImpersonatorTokenPrefix = Impersonator + "-token-"
+)
