@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"time"
 
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
@@ -57,7 +56,6 @@ import (
 	generatedopenapi "github.com/switchboard-io/switchboard/pkg/generated/openapi"
 	"github.com/switchboard-io/switchboard/pkg/health"
 	"github.com/switchboard-io/switchboard/pkg/names"
-	"github.com/switchboard-io/switchboard/pkg/proxy"
 	"github.com/switchboard-io/switchboard/pkg/version"
 )
 
@@ -346,13 +344,8 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 	}
 	storageHealth := apiserver.NewStorageHealth(storageCheck)
 	c.AddReadyzChecks(storageHealth.ReadyzCheck())
-	c.BuildHandlerChainFunc = func(handler http.Handler, gc *genericapiserver.Config) http.Handler {
-		chain := genericapiserver.DefaultBuildHandlerChain(apiserver.WithStorageGate(proxy.WithProxyQuery(handler), storageHealth), gc)
-		return proxy.WithMemberRequestMemo(chain)
-	}
-	// Proxied watches, logs -f, exec and port-forward are not cut by the
-	// request timeout and do not count against max-in-flight.
-	c.LongRunningFunc = proxy.IsLongRunning
+	c.BuildHandlerChainFunc = apiserver.HandlerChain(storageHealth)
+	c.LongRunningFunc = apiserver.IsLongRunning
 	extra := apiserver.ExtraConfig{
 		StorageHealth:        storageHealth,
 		CredentialsNamespace: o.Proxy.CredentialsNamespace,

@@ -1,0 +1,40 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package apiserver
+
+import (
+	"net/http"
+
+	genericapiserver "k8s.io/apiserver/pkg/server"
+
+	"github.com/switchboard-io/switchboard/pkg/proxy"
+)
+
+// HandlerChain is the server's handler chain: the generic server's, with
+// the etcd gate and the proxy's query handling inside it, and one parse of
+// a proxy request's member path shared by every filter around it.
+func HandlerChain(storage *StorageHealth) func(http.Handler, *genericapiserver.Config) http.Handler {
+	return func(handler http.Handler, gc *genericapiserver.Config) http.Handler {
+		chain := genericapiserver.DefaultBuildHandlerChain(WithStorageGate(proxy.WithProxyQuery(handler), storage), gc)
+		return proxy.WithMemberRequestMemo(chain)
+	}
+}
+
+// IsLongRunning is the server's LongRunningFunc: proxied watches, logs -f,
+// exec and port-forward are not cut by the request timeout and do not
+// count against max-in-flight (see proxy.IsLongRunning).
+var IsLongRunning = proxy.IsLongRunning
