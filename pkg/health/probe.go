@@ -147,15 +147,12 @@ func classify(err error) (reason, message string) {
 	if errors.As(err, &opErr) {
 		opErr.Source = nil
 	}
-	switch reach.Classify(err) {
-	case reach.TLS:
-		return v1alpha1.ReasonTLSError, "the member's TLS certificate was not accepted: " + err.Error()
-	case reach.DNS:
-		return v1alpha1.ReasonUnreachable, "the member's host name does not resolve: " + err.Error()
-	case reach.Timeout:
-		return v1alpha1.ReasonUnreachable, "the member did not answer in time: " + err.Error()
+	failure := reach.Classify(err)
+	reason = v1alpha1.ReasonUnreachable
+	if failure == reach.TLS {
+		reason = v1alpha1.ReasonTLSError
 	}
-	return v1alpha1.ReasonUnreachable, "the member cannot be reached: " + err.Error()
+	return reason, "the member cannot be reached: " + failure.Hint() + ": " + err.Error()
 }
 
 // failingCheck picks the line of a /readyz answer that says what fails: the

@@ -19,13 +19,11 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/klog/v2"
 
@@ -96,8 +94,8 @@ func (r *errorResponder) status(req *http.Request, err error) error {
 		// The member answered an upgrade with neither 101 nor an error,
 		// a redirect for instance; it is not passed on.
 		return reach.BadGateway(r.cluster, fmt.Sprintf("cluster %q did not accept the upgrade: %v", r.cluster, err))
-	case utilnet.IsConnectionReset(err) || errors.Is(err, io.ErrUnexpectedEOF):
-		RecordUpstreamError(r.cluster, "reset")
+	case reach.Classify(err) == reach.Reset:
+		RecordUpstreamError(r.cluster, string(reach.Reset))
 		return reach.Unavailable(r.cluster, fmt.Sprintf("cluster %q closed the connection at %s: %v", r.cluster, r.endpoint, err))
 	case req.Context().Err() != nil:
 		// The caller went away or its request timed out; nobody reads this.

@@ -56,7 +56,7 @@ var (
 	upstreamErrorsTotal = metrics.NewCounterVec(&metrics.CounterOpts{
 		Subsystem: "switchboard_proxy",
 		Name:      "upstream_errors_total",
-		Help: "Failures between switchboard and member clusters, by cluster and reason: how connecting failed (dns, refused, tls, timeout, other, as the Cluster status names them), or reset, redirect, unauthorized, credentials, down." +
+		Help: "Failures between switchboard and member clusters, by cluster and reason: why the member gave no answer (dns, refused, reset, tls, timeout, other, as the Cluster status and kubectl switchboard join name them), or redirect, unauthorized, credentials, down." +
 			clusterlabel.Help,
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"cluster", "reason"})

@@ -14,10 +14,12 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package reach holds what switchboard needs to reach a member cluster's
-// API server. For now that is the one answer to why it could not: the
-// Cluster status, the proxy's metrics and 503s, and kubectl switchboard
-// join all name a failure with Classify.
+// Package reach holds everything switchboard needs to reach a member
+// cluster's API server: the pooled transports (TransportCache, Member), the
+// dialers (Dialer, Dialers, Network), the credentials Secret reader, the
+// identity round trippers and their guards, and the one answer to why a
+// member could not be reached: the Cluster status, the proxy's metrics and
+// 503s, and kubectl switchboard join all name a failure with Classify.
 package reach
 
 import (
@@ -25,9 +27,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"syscall"
+
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 )
 
 // Failure is why a request to an API server got no answer.
@@ -39,6 +44,8 @@ const (
 	DNS Failure = "dns"
 	// Refused: nothing listens at the address.
 	Refused Failure = "refused"
+	// Reset: the server closed the connection before it answered in full.
+	Reset Failure = "reset"
 	// TLS: the handshake failed, or the server's certificate was refused.
 	TLS Failure = "tls"
 	// Timeout: the server did not answer in time.
@@ -62,6 +69,8 @@ func Classify(err error) Failure {
 		return DNS
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return Refused
+	case utilnet.IsConnectionReset(err), errors.Is(err, io.ErrUnexpectedEOF):
+		return Reset
 	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid),
 		errors.As(err, &recordHeader), errors.As(err, &certVerify):
 		return TLS
@@ -82,6 +91,8 @@ func (f Failure) Hint() string {
 		return "its host name does not resolve"
 	case Refused:
 		return "the connection was refused: nothing listens there"
+	case Reset:
+		return "it closed the connection"
 	case TLS:
 		return "the TLS handshake failed or its certificate was not accepted"
 	case Timeout:

@@ -22,6 +22,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -57,6 +58,8 @@ func TestClassify(t *testing.T) {
 		{"not TLS on the other end", urlError(tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), TLS},
 		{"wrong host name", urlError(x509.HostnameError{Host: "member.example"}), TLS},
 		{"expired certificate", urlError(x509.CertificateInvalidError{Reason: x509.Expired}), TLS},
+		{"connection reset", urlError(&net.OpError{Op: "read", Net: "tcp", Err: &os.SyscallError{Syscall: "read", Err: syscall.ECONNRESET}}), Reset},
+		{"cut off mid-answer", fmt.Errorf("reading the body: %w", io.ErrUnexpectedEOF), Reset},
 		{"context deadline", context.DeadlineExceeded, Timeout},
 		{"wrapped deadline", fmt.Errorf("probing: %w", urlError(context.DeadlineExceeded)), Timeout},
 		{"net.Error timeout", urlError(dial(timeoutError{})), Timeout},
@@ -74,7 +77,7 @@ func TestClassify(t *testing.T) {
 
 func TestEveryFailureHasItsOwnHint(t *testing.T) {
 	seen := map[string]Failure{}
-	for _, f := range []Failure{DNS, Refused, TLS, Timeout, Other} {
+	for _, f := range []Failure{DNS, Refused, Reset, TLS, Timeout, Other} {
 		hint := f.Hint()
 		if other, ok := seen[hint]; ok || hint == "" {
 			t.Errorf("%s and %s share the hint %q", f, other, hint)
