@@ -24,12 +24,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -39,8 +42,9 @@ import (
 const clustersPath = "/apis/cluster.switchboard.io/v1alpha1/clusters"
 
 // fakeHub is a hub's API as the plugin sees it, over HTTP: Clusters (as a
-// list and as kubectl's Table), the proxy to each member's /version, and
-// for install, discovery and server-side apply of arbitrary objects.
+// list and as kubectl's Table, and their deletion), the proxy to each
+// member's /version, and for install and unjoin, discovery, server-side
+// apply and deletion of arbitrary objects.
 type fakeHub struct {
 	t      *testing.T
 	server *httptest.Server
@@ -87,6 +91,20 @@ func (h *fakeHub) kubeconfig() string {
 // flags select the hub.
 func (h *fakeHub) flags() []string {
 	return []string{"--kubeconfig", h.kubeconfig(), "--cache-dir", h.t.TempDir()}
+}
+
+// hubFlags are kubectl's flags set to select the hub, as options'
+// Complete takes them.
+func (h *fakeHub) hubFlags() hubFlags {
+	return testHubFlags(h.t, h.kubeconfig())
+}
+
+// testHubFlags are kubectl's flags set to select the hub of kubeconfig.
+func testHubFlags(t *testing.T, kubeconfig string) hubFlags {
+	flags := genericclioptions.NewConfigFlags(false)
+	cacheDir := t.TempDir()
+	flags.KubeConfig, flags.CacheDir = &kubeconfig, &cacheDir
+	return hubFlags{flags}
 }
 
 // run runs kubectl-switchboard with args against the hub.
@@ -145,6 +163,11 @@ func (h *fakeHub) status(w http.ResponseWriter, code int, reason metav1.StatusRe
 	})
 }
 
+// deleted answers a DELETE that succeeded.
+func (h *fakeHub) deleted(w http.ResponseWriter) {
+	h.writeJSON(w, http.StatusOK, &metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess})
+}
+
 func (h *fakeHub) serve(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -193,9 +216,45 @@ func (h *fakeHub) serve(w http.ResponseWriter, r *http.Request) {
 			c.SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind("Cluster"))
 			h.writeJSON(w, http.StatusOK, c)
 		}
+	case r.Method == http.MethodDelete && strings.HasPrefix(path, clustersPath+"/"):
+		name := strings.TrimPrefix(path, clustersPath+"/")
+		for i := range h.clusters {
+			if h.clusters[i].Name == name {
+				if !h.dryRunDelete(r) {
+					h.clusters = append(h.clusters[:i], h.clusters[i+1:]...)
+				}
+				h.deleted(w)
+				return
+			}
+		}
+		h.status(w, http.StatusNotFound, metav1.StatusReasonNotFound, `clusters.cluster.switchboard.io "`+name+`" not found`,
+			&metav1.StatusDetails{Name: name, Group: "cluster.switchboard.io", Kind: "clusters"})
 	default:
 		h.serveObjects(w, r)
 	}
+}
+
+// dryRunDelete says whether a DELETE asks for a server dry run, in its
+// query or in the DeleteOptions of its body, as client-go sends them.
+func (h *fakeHub) dryRunDelete(r *http.Request) bool {
+	if r.URL.Query().Get("dryRun") == metav1.DryRunAll {
+		return true
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil || len(body) == 0 {
+		return false
+	}
+	// JSON or, from client-go's clientset for built-in kinds, protobuf.
+	var opts metav1.DeleteOptions
+	if strings.Contains(r.Header.Get("Content-Type"), "protobuf") {
+		_, _, err = clientgoscheme.Codecs.UniversalDeserializer().Decode(body, nil, &opts)
+	} else {
+		err = json.Unmarshal(body, &opts)
+	}
+	if err != nil {
+		h.t.Errorf("DELETE %s: %v", r.URL.Path, err)
+	}
+	return slices.Contains(opts.DryRun, metav1.DryRunAll)
 }
 
 // table is what switchboard's TableConvertor answers for the Clusters.
@@ -276,6 +335,15 @@ func (h *fakeHub) serveObjects(w http.ResponseWriter, r *http.Request) {
 			h.t.Errorf("PATCH %s: %v", path, err)
 		}
 		h.writeJSON(w, http.StatusOK, obj)
+	case http.MethodDelete:
+		if _, ok := h.objects[path]; !ok {
+			h.status(w, http.StatusNotFound, metav1.StatusReasonNotFound, path+" not found", &metav1.StatusDetails{Name: filepath.Base(path)})
+			return
+		}
+		if !h.dryRunDelete(r) {
+			delete(h.objects, path)
+		}
+		h.deleted(w)
 	default:
 		h.status(w, http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed, r.Method, nil)
 	}

@@ -18,9 +18,11 @@ package plugin
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -45,9 +47,31 @@ const installFieldManager = "kubectl-switchboard"
 // releaseVersion matches the versions whose images are published.
 var releaseVersion = regexp.MustCompile(`^v\d+\.\d+\.\d+(-(alpha|beta|rc)\.\d+)?$`)
 
-func newInstallCommand(hub hubFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	var variant, image string
-	var dryRun dryRunStrategy
+// InstallOptions are the options of kubectl switchboard install.
+type InstallOptions struct {
+	// Variant is which installation: one of deploy.Variants.
+	Variant string
+	// Image is the switchboard-apiserver image to run.
+	Image string
+	// DryRun is --dry-run: client prints the manifests and sends nothing.
+	DryRun dryRunStrategy
+
+	// imageGiven is whether --image was given; set by Complete.
+	imageGiven bool
+	// hub is where install applies, in Run: a client dry run reads none.
+	hub hubFlags
+
+	genericiooptions.IOStreams
+}
+
+// NewInstallOptions returns the options of install, with their defaults:
+// the single variant and the image of this plugin's version.
+func NewInstallOptions(streams genericiooptions.IOStreams) *InstallOptions {
+	return &InstallOptions{Variant: "single", Image: install.DefaultImage(), IOStreams: streams}
+}
+
+// newInstallCommand is the install command, which fills o from its flags.
+func newInstallCommand(hub hubFlags, o *InstallOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "install [--variant single|ha] [--image IMAGE] [--dry-run=none|client|server]",
 		Short: "Install switchboard on the hub, with a serving pair and the APIService caBundle filled in",
@@ -73,58 +97,84 @@ The ha variant also needs the Secret switchboard-etcd-client and your
   kubectl switchboard install --variant single
   kubectl switchboard install --image registry.example/switchboard-apiserver:v0.1.0 --kubeconfig hub.kubeconfig`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !contains(deploy.Variants, variant) {
-				return fmt.Errorf("--variant must be one of %s, not %q", strings.Join(deploy.Variants, ", "), variant)
-			}
-			if err := install.CheckImage(image); err != nil {
-				return fmt.Errorf("--image: %w", err)
-			}
-			if v := version.Get().GitVersion; !cmd.Flags().Changed("image") && !releaseVersion.MatchString(v) {
-				fmt.Fprintf(streams.ErrOut, "Warning: this kubectl-switchboard is not a release (version %s), so the image %s may not be published; give the image you built with --image.\n", v, image)
-			}
-			var pair *install.ServingPair
-			if dryRun != dryRunClient {
-				existing, err := existingServingPair(cmd, hub)
-				if err != nil {
-					return err
-				}
-				pair = existing
-			}
-			if pair == nil {
-				generated, err := install.GenerateServingPair()
-				if err != nil {
-					return err
-				}
-				pair = generated
-			}
-			manifests, err := install.Manifests(variant, pair, image)
-			if err != nil {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(hub, cmd, args); err != nil {
 				return err
 			}
-			if dryRun == dryRunClient {
-				fmt.Fprintf(streams.ErrOut, "Warning: the output holds the private key of switchboard's serving certificate, in the Secret %s/%s. Apply it and keep it only on the hub, as a Secret; do not commit it.\n",
-					install.Namespace, install.ServingSecretName)
-				_, err := streams.Out.Write(manifests)
+			if err := o.Validate(); err != nil {
 				return err
 			}
-			return applyManifests(cmd, hub, streams, manifests, dryRun)
+			return o.Run(cmd.Context())
 		},
 	}
-	cmd.Flags().StringVar(&variant, "variant", "single", "which installation: single or ha")
-	cmd.Flags().StringVar(&image, "image", install.DefaultImage(), "the switchboard-apiserver image to run; the default is the one of this plugin's version")
-	addDryRunFlag(cmd, &dryRun, `Must be "none", "server", or "client". If client strategy, print the manifests, with a new serving pair and its private key, and send nothing. If server strategy, apply them with server-side dry run: the hub validates and admits every object and persists none.`)
+	cmd.Flags().StringVar(&o.Variant, "variant", o.Variant, "which installation: single or ha")
+	cmd.Flags().StringVar(&o.Image, "image", o.Image, "the switchboard-apiserver image to run; the default is the one of this plugin's version")
+	addDryRunFlag(cmd, &o.DryRun, `Must be "none", "server", or "client". If client strategy, print the manifests, with a new serving pair and its private key, and send nothing. If server strategy, apply them with server-side dry run: the hub validates and admits every object and persists none.`)
 	_ = cmd.RegisterFlagCompletionFunc("variant", cobra.FixedCompletions(deploy.Variants, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
+// Complete notes whether --image was given.
+func (o *InstallOptions) Complete(hub hubFlags, cmd *cobra.Command, _ []string) error {
+	o.hub = hub
+	o.imageGiven = cmd.Flags().Changed("image")
+	return nil
+}
+
+// Validate checks --variant and --image, and reports every one that is
+// wrong.
+func (o *InstallOptions) Validate() error {
+	var errs []error
+	if !slices.Contains(deploy.Variants, o.Variant) {
+		errs = append(errs, fmt.Errorf("--variant must be one of %s, not %q", strings.Join(deploy.Variants, ", "), o.Variant))
+	}
+	if err := install.CheckImage(o.Image); err != nil {
+		errs = append(errs, fmt.Errorf("--image: %w", err))
+	}
+	return utilerrors.NewAggregate(errs)
+}
+
+// Run renders the manifests with a serving pair, the hub's if it has one,
+// and applies them, or with --dry-run=client prints them.
+func (o *InstallOptions) Run(ctx context.Context) error {
+	if v := version.Get().GitVersion; !o.imageGiven && !releaseVersion.MatchString(v) {
+		fmt.Fprintf(o.ErrOut, "Warning: this kubectl-switchboard is not a release (version %s), so the image %s may not be published; give the image you built with --image.\n", v, o.Image)
+	}
+	var pair *install.ServingPair
+	if o.DryRun != dryRunClient {
+		existing, err := existingServingPair(ctx, o.hub)
+		if err != nil {
+			return err
+		}
+		pair = existing
+	}
+	if pair == nil {
+		generated, err := install.GenerateServingPair()
+		if err != nil {
+			return err
+		}
+		pair = generated
+	}
+	manifests, err := install.Manifests(o.Variant, pair, o.Image)
+	if err != nil {
+		return err
+	}
+	if o.DryRun == dryRunClient {
+		fmt.Fprintf(o.ErrOut, "Warning: the output holds the private key of switchboard's serving certificate, in the Secret %s/%s. Apply it and keep it only on the hub, as a Secret; do not commit it.\n",
+			install.Namespace, install.ServingSecretName)
+		_, err := o.Out.Write(manifests)
+		return err
+	}
+	return applyManifests(o.hub, o.IOStreams, manifests, o.DryRun)
+}
+
 // existingServingPair reads the serving Secret of an earlier install, if any.
-func existingServingPair(cmd *cobra.Command, hub hubFlags) (*install.ServingPair, error) {
+func existingServingPair(ctx context.Context, hub hubFlags) (*install.ServingPair, error) {
 	_, client, _, err := hub.clients()
 	if err != nil {
 		return nil, err
 	}
-	secret, err := client.CoreV1().Secrets(install.Namespace).Get(cmd.Context(), install.ServingSecretName, metav1.GetOptions{})
+	secret, err := client.CoreV1().Secrets(install.Namespace).Get(ctx, install.ServingSecretName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -142,7 +192,7 @@ func existingServingPair(cmd *cobra.Command, hub hubFlags) (*install.ServingPair
 // applyManifests applies every object with server-side apply, in order,
 // with dryRun's strategy (none or server), and prints for each, as kubectl
 // apply does, whether it was (or would be) created, configured or unchanged.
-func applyManifests(cmd *cobra.Command, hub hubFlags, streams genericiooptions.IOStreams, manifests []byte, dryRun dryRunStrategy) error {
+func applyManifests(hub hubFlags, streams genericiooptions.IOStreams, manifests []byte, dryRun dryRunStrategy) error {
 	result := resource.NewBuilder(hub).
 		Unstructured().
 		Stream(bytes.NewReader(manifests), "switchboard").
@@ -248,13 +298,4 @@ func nameOf(info *resource.Info) string {
 		return info.Namespace + "/" + info.Name
 	}
 	return info.Name
-}
-
-func contains(list []string, s string) bool {
-	for _, item := range list {
-		if item == s {
-			return true
-		}
-	}
-	return false
 }

@@ -18,11 +18,16 @@ package plugin
 
 import (
 	"bytes"
+	"cmp"
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -30,7 +35,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/switchboard-io/switchboard/pkg/install"
 	"github.com/switchboard-io/switchboard/pkg/version"
@@ -317,5 +324,119 @@ func TestInstallServerDryRunReportsEveryRefusal(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "deployment.apps/switchboard-apiserver created (server dry run)\n") || strings.Contains(stdout, "changed nothing") {
 		t.Errorf("stdout:\n%s", stdout)
+	}
+}
+
+func TestInstallOptionsValidate(t *testing.T) {
+	badVariant := `--variant must be one of single, ha, not "triple"`
+	badImage := `--image: "two words" is not a container image reference`
+	for _, tc := range []struct {
+		name           string
+		variant, image string
+		// want are the errors Validate must report, all of them.
+		want []string
+	}{
+		{name: "defaults", variant: "single", image: install.DefaultImage()},
+		{name: "ha with an image", variant: "ha", image: "registry.example/switchboard-apiserver:v0.1.0"},
+		{name: "unknown variant", variant: "triple", image: install.DefaultImage(), want: []string{badVariant}},
+		{name: "no variant", variant: "", image: install.DefaultImage(), want: []string{`--variant must be one of single, ha, not ""`}},
+		{name: "bad image", variant: "single", image: "two words", want: []string{badImage}},
+		{name: "both", variant: "triple", image: "two words", want: []string{badVariant, badImage}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := NewInstallOptions(testStreams())
+			o.Variant, o.Image = tc.variant, tc.image
+			checkAggregate(t, o.Validate(), tc.want)
+		})
+	}
+}
+
+// checkAggregate checks that err reports exactly the errors want, one by
+// one (an aggregate when there are several), or is nil when want is empty.
+func checkAggregate(t *testing.T, err error, want []string) {
+	t.Helper()
+	if got := errorTexts(err); !slices.Equal(got, want) {
+		t.Errorf("errors %q, want %q", got, want)
+	}
+}
+
+// errorTexts are the texts of the errors err aggregates, or of err.
+func errorTexts(err error) []string {
+	if err == nil {
+		return nil
+	}
+	var agg utilerrors.Aggregate
+	if !errors.As(err, &agg) {
+		return []string{err.Error()}
+	}
+	var texts []string
+	for _, e := range agg.Errors() {
+		texts = append(texts, e.Error())
+	}
+	return texts
+}
+
+func TestInstallOptionsComplete(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want InstallOptions
+	}{
+		{args: nil, want: InstallOptions{Variant: "single", Image: install.DefaultImage(), DryRun: dryRunNone}},
+		{args: []string{"--variant", "ha", "--dry-run=server"}, want: InstallOptions{Variant: "ha", Image: install.DefaultImage(), DryRun: dryRunServer}},
+		// The image given is the default one: it was given all the same.
+		{args: []string{"--image", install.DefaultImage()}, want: InstallOptions{Variant: "single", Image: install.DefaultImage(), imageGiven: true}},
+		{args: []string{"--image", "registry.example/sb:v9", "--dry-run=client"}, want: InstallOptions{Variant: "single", Image: "registry.example/sb:v9", DryRun: dryRunClient, imageGiven: true}},
+	} {
+		t.Run(cmp.Or(strings.Join(tc.args, " "), "no flags"), func(t *testing.T) {
+			// No hub: Complete reads none.
+			hub := testHubFlags(t, filepath.Join(t.TempDir(), "nonexistent"))
+			o := NewInstallOptions(testStreams())
+			cmd := newInstallCommand(hub, o)
+			if err := cmd.ParseFlags(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := o.Complete(hub, cmd, nil); err != nil {
+				t.Fatal(err)
+			}
+			got := InstallOptions{Variant: o.Variant, Image: o.Image, DryRun: o.DryRun, imageGiven: o.imageGiven}
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A client dry run reads no hub: it needs no hub kubeconfig, and it
+// warns about an image that may not be published unless one was given.
+func TestInstallRunClientDryRunNeedsNoHub(t *testing.T) {
+	notRelease := "Warning: this kubectl-switchboard is not a release"
+	for _, tc := range []struct {
+		name       string
+		imageGiven bool
+	}{
+		{name: "default image", imageGiven: false},
+		{name: "image given", imageGiven: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			o := NewInstallOptions(genericiooptions.IOStreams{Out: &out, ErrOut: &errOut})
+			o.DryRun, o.imageGiven = dryRunClient, tc.imageGiven
+			o.hub = testHubFlags(t, filepath.Join(t.TempDir(), "nonexistent"))
+			if err := o.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if objs := decodeObjects(t, out.String()); len(objs) == 0 || serverImage(t, objs) != o.Image {
+				t.Errorf("%d objects printed, want the manifests with image %s", len(objs), o.Image)
+			}
+			if warned := strings.Contains(errOut.String(), notRelease); warned == tc.imageGiven {
+				t.Errorf("warned of the image: %v, want %v:\n%s", warned, !tc.imageGiven, errOut.String())
+			}
+		})
+	}
+	// Without a dry run, the hub's kubeconfig is read.
+	o := NewInstallOptions(testStreams())
+	o.hub = testHubFlags(t, filepath.Join(t.TempDir(), "nonexistent"))
+	if err := o.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "loading the hub kubeconfig") {
+		t.Errorf("err = %v, want the hub kubeconfig's", err)
 	}
 }

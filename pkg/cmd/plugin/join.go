@@ -17,6 +17,7 @@ limitations under the License.
 package plugin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -24,19 +25,54 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/switchboard-io/switchboard/pkg/join"
 )
 
-func newJoinCommand(hub hubFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	var member memberFlags
-	var endpoint, hubNamespace string
-	var dryRun dryRunStrategy
-	var overwrite bool
-	var tokenTimeout, verifyTimeout time.Duration
+// JoinOptions are the options of kubectl switchboard join.
+type JoinOptions struct {
+	// Name is the Cluster's name: the command's argument.
+	Name string
+	// Member selects the member's kubeconfig.
+	Member MemberFlags
+	// Endpoint is the member's API server URL as switchboard reaches it;
+	// Complete defaults it to the member kubeconfig's server.
+	Endpoint string
+	// HubNamespace holds the credentials Secrets on the hub.
+	HubNamespace string
+	// Overwrite lets join re-point an existing Cluster at Endpoint.
+	Overwrite bool
+	// DryRun is --dry-run: client prints the objects and contacts no cluster.
+	DryRun dryRunStrategy
+	// TokenTimeout bounds the wait for the member to fill the token Secret.
+	TokenTimeout time.Duration
+	// VerifyTimeout bounds the wait for the request through the hub.
+	VerifyTimeout time.Duration
+
+	// memberConfig is the member's client configuration, set by Complete.
+	memberConfig *rest.Config
+	// hub makes the hub's clients, in Run: a client dry run needs none.
+	hub hubFlags
+
+	genericiooptions.IOStreams
+}
+
+// NewJoinOptions returns the options of join, with their defaults.
+func NewJoinOptions(streams genericiooptions.IOStreams) *JoinOptions {
+	return &JoinOptions{
+		HubNamespace:  join.DefaultHubNamespace,
+		TokenTimeout:  time.Minute,
+		VerifyTimeout: time.Minute,
+		IOStreams:     streams,
+	}
+}
+
+// newJoinCommand is the join command, which fills o from its flags.
+func newJoinCommand(hub hubFlags, o *JoinOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "join NAME --member-kubeconfig FILE",
 		Short: "Give switchboard an impersonate-only identity in a member and register it on the hub",
@@ -69,78 +105,116 @@ KUBECONFIG.`,
   kubectl switchboard join member1 --member-kubeconfig member1.kubeconfig --dry-run=server`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := args[0]
-			if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
-				return fmt.Errorf("%q is not a valid cluster name: %s", name, strings.Join(msgs, "; "))
-			}
-			memberConfig, err := member.restConfig()
-			if err != nil {
+			if err := o.Complete(hub, cmd, args); err != nil {
 				return err
 			}
-			if endpoint == "" {
-				endpoint = memberConfig.Host
-			}
-			if err := join.ValidateEndpoint(endpoint); err != nil {
+			if err := o.Validate(); err != nil {
 				return err
 			}
-			if dryRun == dryRunClient {
-				return join.WriteYAML(streams.Out, join.Plan(name, endpoint, hubNamespace, memberConfig.Insecure))
-			}
-			hubConfig, hubClient, sb, err := hub.clients()
-			if err != nil {
-				return err
-			}
-			via := ""
-			if endpoint != memberConfig.Host {
-				via = " (set up through " + memberConfig.Host + ")"
-			}
-			fmt.Fprintf(streams.Out, "Joining cluster %q: member %s%s, hub %s%s\n", name, endpoint, via, hubConfig.Host, dryRun.suffix())
-			result, err := join.Join(cmd.Context(), join.Options{
-				Name:          name,
-				Endpoint:      endpoint,
-				MemberConfig:  memberConfig,
-				HubConfig:     hubConfig,
-				HubClient:     hubClient,
-				Switchboard:   sb,
-				HubNamespace:  hubNamespace,
-				TokenTimeout:  tokenTimeout,
-				VerifyTimeout: verifyTimeout,
-				Overwrite:     overwrite,
-				DryRun:        joinDryRun(dryRun),
-			})
-			if result != nil {
-				for _, warning := range result.Warnings {
-					fmt.Fprintf(streams.ErrOut, "Warning: %s\n", warning)
-				}
-				printChanges(streams.Out, result.Changes)
-			}
-			if err != nil {
-				if cmd.Context().Err() != nil {
-					fmt.Fprintln(streams.ErrOut, "Interrupted: join stopped and put back what it had changed.")
-				}
-				return explainFailedJoin(streams.Out, err)
-			}
-			switch {
-			case dryRun == dryRunServer:
-				fmt.Fprintf(streams.Out, "Cluster %q: the hub and the member accepted every change sent in a server dry run; nothing changed.\n", name)
-				return nil
-			case result.AlreadyAuthorized:
-				fmt.Fprintf(streams.Out, "Cluster %q is already authorized; nothing changed.\n", name)
-			default:
-				fmt.Fprintf(streams.Out, "Cluster %q is joined.\n", name)
-			}
-			fmt.Fprintf(streams.Out, "Verified: %s\n", result.Verified)
-			return nil
+			return o.Run(cmd.Context())
 		},
 	}
-	member.add(cmd, true)
-	cmd.Flags().StringVar(&endpoint, "endpoint", "", "the member's API server URL as switchboard reaches it, when it differs from the member kubeconfig's server")
-	cmd.Flags().StringVar(&hubNamespace, "hub-namespace", join.DefaultHubNamespace, "hub namespace of the credentials Secrets (switchboard's --cluster-credentials-namespace)")
-	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "re-point an existing Cluster NAME at this member's endpoint; without it, join refuses to change where a Cluster points")
-	addDryRunFlag(cmd, &dryRun, `Must be "none", "server", or "client". client prints the objects join would apply, as YAML, and contacts no cluster; server sends every change to the member and the hub with dryRun=All, so that they validate and admit it, and changes nothing.`)
-	cmd.Flags().DurationVar(&tokenTimeout, "token-timeout", time.Minute, "how long to wait for the member to fill the token Secret")
-	cmd.Flags().DurationVar(&verifyTimeout, "verify-timeout", time.Minute, "how long to wait for switchboard to see the new Cluster, for the request through the hub")
+	o.Member.addFlags(cmd, true)
+	cmd.Flags().StringVar(&o.Endpoint, "endpoint", o.Endpoint, "the member's API server URL as switchboard reaches it, when it differs from the member kubeconfig's server")
+	cmd.Flags().StringVar(&o.HubNamespace, "hub-namespace", o.HubNamespace, "hub namespace of the credentials Secrets (switchboard's --cluster-credentials-namespace)")
+	cmd.Flags().BoolVar(&o.Overwrite, "overwrite", o.Overwrite, "re-point an existing Cluster NAME at this member's endpoint; without it, join refuses to change where a Cluster points")
+	addDryRunFlag(cmd, &o.DryRun, `Must be "none", "server", or "client". client prints the objects join would apply, as YAML, and contacts no cluster; server sends every change to the member and the hub with dryRun=All, so that they validate and admit it, and changes nothing.`)
+	cmd.Flags().DurationVar(&o.TokenTimeout, "token-timeout", o.TokenTimeout, "how long to wait for the member to fill the token Secret")
+	cmd.Flags().DurationVar(&o.VerifyTimeout, "verify-timeout", o.VerifyTimeout, "how long to wait for switchboard to see the new Cluster, for the request through the hub")
 	return cmd
+}
+
+// Complete takes NAME from args, loads the member kubeconfig and defaults
+// Endpoint to its server.
+func (o *JoinOptions) Complete(hub hubFlags, _ *cobra.Command, args []string) error {
+	name, err := nameFromArgs(args)
+	if err != nil {
+		return err
+	}
+	o.Name, o.hub = name, hub
+	config, err := o.Member.restConfig()
+	if err != nil {
+		return err
+	}
+	o.memberConfig = config
+	if o.Endpoint == "" {
+		o.Endpoint = config.Host
+	}
+	return nil
+}
+
+// Validate checks the cluster name and the endpoint, and reports every
+// one that is wrong.
+func (o *JoinOptions) Validate() error {
+	var errs []error
+	if err := validateClusterName(o.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if err := join.ValidateEndpoint(o.Endpoint); err != nil {
+		errs = append(errs, err)
+	}
+	return utilerrors.NewAggregate(errs)
+}
+
+// Run joins the member, or with --dry-run=client prints what join would
+// apply.
+func (o *JoinOptions) Run(ctx context.Context) error {
+	if o.DryRun == dryRunClient {
+		return join.WriteYAML(o.Out, join.Plan(o.Name, o.Endpoint, o.HubNamespace, o.memberConfig.Insecure))
+	}
+	hubConfig, hubClient, sb, err := o.hub.clients()
+	if err != nil {
+		return err
+	}
+	via := ""
+	if o.Endpoint != o.memberConfig.Host {
+		via = " (set up through " + o.memberConfig.Host + ")"
+	}
+	fmt.Fprintf(o.Out, "Joining cluster %q: member %s%s, hub %s%s\n", o.Name, o.Endpoint, via, hubConfig.Host, o.DryRun.suffix())
+	result, err := join.Join(ctx, join.Options{
+		Name:          o.Name,
+		Endpoint:      o.Endpoint,
+		MemberConfig:  o.memberConfig,
+		HubConfig:     hubConfig,
+		HubClient:     hubClient,
+		Switchboard:   sb,
+		HubNamespace:  o.HubNamespace,
+		TokenTimeout:  o.TokenTimeout,
+		VerifyTimeout: o.VerifyTimeout,
+		Overwrite:     o.Overwrite,
+		DryRun:        joinDryRun(o.DryRun),
+	})
+	if result != nil {
+		for _, warning := range result.Warnings {
+			fmt.Fprintf(o.ErrOut, "Warning: %s\n", warning)
+		}
+		printChanges(o.Out, result.Changes)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(o.ErrOut, "Interrupted: join stopped and put back what it had changed.")
+		}
+		return explainFailedJoin(o.Out, err)
+	}
+	switch {
+	case o.DryRun == dryRunServer:
+		fmt.Fprintf(o.Out, "Cluster %q: the hub and the member accepted every change sent in a server dry run; nothing changed.\n", o.Name)
+		return nil
+	case result.AlreadyAuthorized:
+		fmt.Fprintf(o.Out, "Cluster %q is already authorized; nothing changed.\n", o.Name)
+	default:
+		fmt.Fprintf(o.Out, "Cluster %q is joined.\n", o.Name)
+	}
+	fmt.Fprintf(o.Out, "Verified: %s\n", result.Verified)
+	return nil
+}
+
+// validateClusterName says why name cannot name a Cluster, if it cannot.
+func validateClusterName(name string) error {
+	if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+		return fmt.Errorf("%q is not a valid cluster name: %s", name, strings.Join(msgs, "; "))
+	}
+	return nil
 }
 
 // explainFailedJoin prints what a failed join put back and says whether
@@ -170,60 +244,6 @@ func joinDryRun(s dryRunStrategy) join.DryRun {
 		return join.DryRunServer
 	}
 	return join.DryRunNone
-}
-
-func newUnjoinCommand(hub hubFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	var member memberFlags
-	var hubNamespace string
-	var dryRun dryRunStrategy
-	cmd := &cobra.Command{
-		Use:   "unjoin NAME [--member-kubeconfig FILE]",
-		Short: "Remove a member: the Cluster and its Secret on the hub, and switchboard's objects in the member",
-		Long: `unjoin removes what join created: the Cluster NAME and the Secret
-NAME-credentials on the hub and, with --member-kubeconfig, the impersonator
-objects in the member. It deletes only objects labelled
-app.kubernetes.io/managed-by=switchboard, and is safe to run twice. The
-member's objects stay while another Cluster on the hub uses their token
-(the same member joined under two names): unjoin says which.`,
-		Example: `  kubectl switchboard unjoin member1 --member-kubeconfig member1.kubeconfig
-  kubectl switchboard unjoin member1 --dry-run=client`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name := args[0]
-			_, hubClient, sb, err := hub.clients()
-			if err != nil {
-				return err
-			}
-			opts := join.UnjoinOptions{Name: name, HubNamespace: hubNamespace, HubClient: hubClient, Switchboard: sb, DryRun: joinDryRun(dryRun)}
-			if member.kubeconfig != "" {
-				config, err := member.restConfig()
-				if err != nil {
-					return err
-				}
-				if opts.MemberClient, err = kubernetes.NewForConfig(config); err != nil {
-					return err
-				}
-			}
-			changes, err := join.Unjoin(cmd.Context(), opts)
-			printChanges(streams.Out, changes)
-			if err != nil {
-				return err
-			}
-			switch {
-			case len(changes) == 0:
-				fmt.Fprintf(streams.Out, "Cluster %q is not joined; nothing to remove.\n", name)
-			case dryRun != dryRunNone:
-				fmt.Fprintf(streams.Out, "Cluster %q would be unjoined; nothing changed.\n", name)
-			default:
-				fmt.Fprintf(streams.Out, "Cluster %q is unjoined.\n", name)
-			}
-			return nil
-		},
-	}
-	member.add(cmd, false)
-	cmd.Flags().StringVar(&hubNamespace, "hub-namespace", join.DefaultHubNamespace, "hub namespace of the credentials Secrets")
-	addDryRunFlag(cmd, &dryRun, `Must be "none", "server", or "client". client reads the hub and the member and prints what unjoin would delete; server also sends each delete with dryRun=All. Neither deletes anything.`)
-	return cmd
 }
 
 func printChanges(w io.Writer, changes []join.Change) {

@@ -21,12 +21,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -38,8 +36,31 @@ import (
 // clustersResource is how kubectl names the resource, for messages.
 const clustersResource = "clusters.cluster.switchboard.io"
 
-func newKubeconfigCommand(hub hubFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	var outputFile, contextName string
+// KubeconfigOptions are the options of kubectl switchboard kubeconfig.
+type KubeconfigOptions struct {
+	// Name is the Cluster's name: the command's argument.
+	Name string
+	// OutputFile, when set, is where the kubeconfig goes instead of
+	// standard output.
+	OutputFile string
+	// ContextName names the new kubeconfig's context; empty,
+	// <hub context>-NAME.
+	ContextName string
+
+	// hub is the hub's kubeconfig, read in Run.
+	hub hubFlags
+
+	genericiooptions.IOStreams
+}
+
+// NewKubeconfigOptions returns the options of kubeconfig, with their
+// defaults.
+func NewKubeconfigOptions(streams genericiooptions.IOStreams) *KubeconfigOptions {
+	return &KubeconfigOptions{IOStreams: streams}
+}
+
+// newKubeconfigCommand is the kubeconfig command, which fills o from its flags.
+func newKubeconfigCommand(hub hubFlags, o *KubeconfigOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "kubeconfig NAME",
 		Short: "Print a kubeconfig that reaches member NAME through the hub, as you",
@@ -56,51 +77,74 @@ If you may not read Clusters, it warns and writes the kubeconfig anyway.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeClusterNames(hub),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := args[0]
-			if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
-				return fmt.Errorf("%q is not a valid cluster name: %s", name, strings.Join(msgs, "; "))
-			}
-			raw, err := hub.ToRawKubeConfigLoader().RawConfig()
-			if err != nil {
-				return fmt.Errorf("loading the hub kubeconfig: %w", err)
-			}
-			hubContext := raw.CurrentContext
-			if hub.Context != nil && *hub.Context != "" {
-				hubContext = *hub.Context
-			}
-			member, err := kubeconfig.ForMember(&raw, hubContext, name, contextName)
-			if err != nil {
+			if err := o.Complete(hub, cmd, args); err != nil {
 				return err
 			}
-			_, _, sb, err := hub.clients()
-			if err != nil {
+			if err := o.Validate(); err != nil {
 				return err
 			}
-			if err := checkClusterOnHub(cmd.Context(), sb.ClusterV1alpha1().Clusters(), name, streams.ErrOut); err != nil {
-				return err
-			}
-			// Embed certificate and key files, so the kubeconfig stands alone.
-			if err := clientcmdapi.FlattenConfig(member); err != nil {
-				return fmt.Errorf("embedding the files the hub kubeconfig names: %w", err)
-			}
-			if outputFile != "" {
-				if err := clientcmd.WriteToFile(*member, outputFile); err != nil {
-					return err
-				}
-				fmt.Fprintf(streams.ErrOut, "Wrote %s (context %q)\n", outputFile, member.CurrentContext)
-				return nil
-			}
-			data, err := clientcmd.Write(*member)
-			if err != nil {
-				return err
-			}
-			_, err = streams.Out.Write(data)
-			return err
+			return o.Run(cmd.Context())
 		},
 	}
-	cmd.Flags().StringVar(&outputFile, "output-file", "", "write the kubeconfig to this file (mode 0600) instead of standard output")
-	cmd.Flags().StringVar(&contextName, "context-name", "", "name of the context in the new kubeconfig (default: <hub context>-NAME)")
+	cmd.Flags().StringVar(&o.OutputFile, "output-file", o.OutputFile, "write the kubeconfig to this file (mode 0600) instead of standard output")
+	cmd.Flags().StringVar(&o.ContextName, "context-name", o.ContextName, "name of the context in the new kubeconfig (default: <hub context>-NAME)")
 	return cmd
+}
+
+// Complete takes NAME from args.
+func (o *KubeconfigOptions) Complete(hub hubFlags, _ *cobra.Command, args []string) error {
+	name, err := nameFromArgs(args)
+	if err != nil {
+		return err
+	}
+	o.Name, o.hub = name, hub
+	return nil
+}
+
+// Validate checks the cluster name.
+func (o *KubeconfigOptions) Validate() error {
+	return validateClusterName(o.Name)
+}
+
+// Run checks that the Cluster exists on the hub and writes the kubeconfig
+// that reaches it.
+func (o *KubeconfigOptions) Run(ctx context.Context) error {
+	raw, err := o.hub.ToRawKubeConfigLoader().RawConfig()
+	if err != nil {
+		return fmt.Errorf("loading the hub kubeconfig: %w", err)
+	}
+	hubContext := raw.CurrentContext
+	if o.hub.Context != nil && *o.hub.Context != "" {
+		hubContext = *o.hub.Context
+	}
+	member, err := kubeconfig.ForMember(&raw, hubContext, o.Name, o.ContextName)
+	if err != nil {
+		return err
+	}
+	_, _, sb, err := o.hub.clients()
+	if err != nil {
+		return err
+	}
+	if err := checkClusterOnHub(ctx, sb.ClusterV1alpha1().Clusters(), o.Name, o.ErrOut); err != nil {
+		return err
+	}
+	// Embed certificate and key files, so the kubeconfig stands alone.
+	if err := clientcmdapi.FlattenConfig(member); err != nil {
+		return fmt.Errorf("embedding the files the hub kubeconfig names: %w", err)
+	}
+	if o.OutputFile != "" {
+		if err := clientcmd.WriteToFile(*member, o.OutputFile); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.ErrOut, "Wrote %s (context %q)\n", o.OutputFile, member.CurrentContext)
+		return nil
+	}
+	data, err := clientcmd.Write(*member)
+	if err != nil {
+		return err
+	}
+	_, err = o.Out.Write(data)
+	return err
 }
 
 // checkClusterOnHub fails when the Cluster name does not exist on the hub.

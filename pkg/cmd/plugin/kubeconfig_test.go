@@ -28,8 +28,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned/fake"
@@ -137,4 +139,87 @@ func TestKubeconfigCommand(t *testing.T) {
 			t.Errorf("kubeconfig %v:\n%s", err, stdout)
 		}
 	})
+}
+
+func TestKubeconfigOptionsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name, cluster string
+		// wantErr starts the error Validate must report.
+		wantErr string
+	}{
+		{name: "valid", cluster: "member1"},
+		{name: "dotted", cluster: "member1.example"},
+		{name: "uppercase and underscore", cluster: "Member_1", wantErr: `"Member_1" is not a valid cluster name: a lowercase RFC 1123 subdomain must consist of`},
+		{name: "empty", cluster: "", wantErr: `"" is not a valid cluster name: `},
+		{name: "254 characters", cluster: strings.Repeat("m", 254), wantErr: `"` + strings.Repeat("m", 254) + `" is not a valid cluster name: must be no more than 253 characters`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := NewKubeconfigOptions(testStreams())
+			if err := o.Complete(hubFlags{}, nil, []string{tc.cluster}); err != nil || o.Name != tc.cluster {
+				t.Fatalf("Complete: %v, name %q", err, o.Name)
+			}
+			err := o.Validate()
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.wantErr)) {
+				t.Errorf("Validate() = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// The kubeconfig is made from the hub context --context names, else the
+// current one, and its context is named <hub context>-NAME unless
+// --context-name names it.
+func TestKubeconfigRunContexts(t *testing.T) {
+	hub := newFakeHub(t)
+	hub.addCluster("member1", metav1.ConditionTrue)
+	// Two hub contexts, for two users of the same hub.
+	config := clientcmdapi.NewConfig()
+	config.Clusters["hub"] = &clientcmdapi.Cluster{Server: hub.server.URL}
+	config.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: "admin-token"}
+	config.AuthInfos["alice"] = &clientcmdapi.AuthInfo{Token: "alice-token"}
+	config.Contexts["hub-admin"] = &clientcmdapi.Context{Cluster: "hub", AuthInfo: "admin"}
+	config.Contexts["hub-alice"] = &clientcmdapi.Context{Cluster: "hub", AuthInfo: "alice"}
+	config.CurrentContext = "hub-admin"
+	path := filepath.Join(t.TempDir(), "hub.kubeconfig")
+	if err := clientcmd.WriteToFile(*config, path); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name                    string
+		hubContext, contextName string
+		wantContext, wantToken  string
+	}{
+		{name: "current context", wantContext: "hub-admin-member1", wantToken: "admin-token"},
+		{name: "--context", hubContext: "hub-alice", wantContext: "hub-alice-member1", wantToken: "alice-token"},
+		{name: "--context-name", contextName: "member1", wantContext: "member1", wantToken: "admin-token"},
+		{name: "both", hubContext: "hub-alice", contextName: "alice@member1", wantContext: "alice@member1", wantToken: "alice-token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			flags := testHubFlags(t, path)
+			flags.Context = &tc.hubContext
+			var out, errOut bytes.Buffer
+			o := NewKubeconfigOptions(genericiooptions.IOStreams{Out: &out, ErrOut: &errOut})
+			o.ContextName = tc.contextName
+			if err := o.Complete(flags, nil, []string{"member1"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := o.Run(context.Background()); err != nil {
+				t.Fatalf("%v: %s", err, errOut.String())
+			}
+			member, err := clientcmd.Load(out.Bytes())
+			if err != nil {
+				t.Fatalf("%v:\n%s", err, out.String())
+			}
+			current := member.Contexts[member.CurrentContext]
+			if member.CurrentContext != tc.wantContext || current == nil || len(member.Contexts) != 1 {
+				t.Fatalf("contexts %v, current %q; want one, %q", member.Contexts, member.CurrentContext, tc.wantContext)
+			}
+			if server := member.Clusters[current.Cluster].Server; server != hub.server.URL+kubeconfig.ProxyPath("member1") {
+				t.Errorf("server %s", server)
+			}
+			if token := member.AuthInfos[current.AuthInfo].Token; token != tc.wantToken {
+				t.Errorf("token %q, want %q", token, tc.wantToken)
+			}
+		})
+	}
 }

@@ -38,9 +38,34 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/kubeconfig"
 )
 
-func newListCommand(hub hubFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	var probeTimeout time.Duration
-	printFlags := genericclioptions.NewPrintFlags("").WithTypeSetter(scheme.Scheme)
+// ListOptions are the options of kubectl switchboard list.
+type ListOptions struct {
+	// PrintFlags are -o and --template: cli-runtime's printers, besides
+	// the table (no -o) and -o wide.
+	PrintFlags *genericclioptions.PrintFlags
+	// ProbeTimeout bounds each live check of the table.
+	ProbeTimeout time.Duration
+
+	// table is whether list prints the table with live checks, and wide
+	// whether it is -o wide's; set by Complete.
+	table, wide bool
+	// hub makes the hub's clients, in Run.
+	hub hubFlags
+
+	genericiooptions.IOStreams
+}
+
+// NewListOptions returns the options of list, with their defaults.
+func NewListOptions(streams genericiooptions.IOStreams) *ListOptions {
+	return &ListOptions{
+		PrintFlags:   genericclioptions.NewPrintFlags("").WithTypeSetter(scheme.Scheme),
+		ProbeTimeout: 10 * time.Second,
+		IOStreams:    streams,
+	}
+}
+
+// newListCommand is the list command, which fills o from its flags.
+func newListCommand(hub hubFlags, o *ListOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "list [-o wide|json|yaml|name|jsonpath=...|...]",
 		Aliases: []string{"status"},
@@ -57,55 +82,91 @@ stores them (a ClusterList), with no live check.`,
   kubectl switchboard list -o wide --context hub
   kubectl switchboard list -o jsonpath='{.items[*].metadata.name}'`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			output := *printFlags.OutputFormat
-			template := ""
-			if printFlags.TemplatePrinterFlags.TemplateArgument != nil {
-				template = *printFlags.TemplatePrinterFlags.TemplateArgument
-			}
-			if output == "wide" || (output == "" && template == "") {
-				_, kube, sb, err := hub.clients()
-				if err != nil {
-					return err
-				}
-				return listTable(cmd.Context(), kube, sb.ClusterV1alpha1().RESTClient(), streams, output == "wide", probeTimeout)
-			}
-			printer, err := printFlags.ToPrinter()
-			if genericclioptions.IsNoCompatiblePrinterError(err) {
-				return fmt.Errorf("--output must be one of %s, not %q", strings.Join(listFormats(printFlags), ", "), output)
-			}
-			if err != nil {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(hub, cmd, args); err != nil {
 				return err
 			}
-			_, _, sb, err := hub.clients()
-			if err != nil {
+			if err := o.Validate(); err != nil {
 				return err
 			}
-			list, err := sb.ClusterV1alpha1().Clusters().List(cmd.Context(), metav1.ListOptions{})
-			if err != nil {
-				return fmt.Errorf("listing Clusters on the hub: %w", err)
-			}
-			list.SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind("ClusterList"))
-			for i := range list.Items {
-				list.Items[i].SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind("Cluster"))
-			}
-			if output != "name" {
-				return printer.PrintObj(list, streams.Out)
-			}
-			// The name printer takes one object at a time.
-			for i := range list.Items {
-				if err := printer.PrintObj(&list.Items[i], streams.Out); err != nil {
-					return err
-				}
-			}
-			return nil
+			return o.Run(cmd.Context())
 		},
 	}
-	printFlags.AddFlags(cmd)
-	cmd.Flags().Lookup("output").Usage = fmt.Sprintf("Output format. One of: (%s).", strings.Join(listFormats(printFlags), ", "))
-	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(listFormats(printFlags), cobra.ShellCompDirectiveNoFileComp))
-	cmd.Flags().DurationVar(&probeTimeout, "probe-timeout", 10*time.Second, "how long each live check may take")
+	o.PrintFlags.AddFlags(cmd)
+	cmd.Flags().Lookup("output").Usage = fmt.Sprintf("Output format. One of: (%s).", strings.Join(listFormats(o.PrintFlags), ", "))
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(listFormats(o.PrintFlags), cobra.ShellCompDirectiveNoFileComp))
+	cmd.Flags().DurationVar(&o.ProbeTimeout, "probe-timeout", o.ProbeTimeout, "how long each live check may take")
 	return cmd
+}
+
+// Complete decides between the table, as kubectl get does (no -o and no
+// --template, or -o wide), and a printer.
+func (o *ListOptions) Complete(hub hubFlags, _ *cobra.Command, _ []string) error {
+	o.hub = hub
+	output := *o.PrintFlags.OutputFormat
+	template := ""
+	if o.PrintFlags.TemplatePrinterFlags.TemplateArgument != nil {
+		template = *o.PrintFlags.TemplatePrinterFlags.TemplateArgument
+	}
+	o.wide = output == "wide"
+	o.table = o.wide || (output == "" && template == "")
+	return nil
+}
+
+// Validate checks -o and --template, unless list prints the table.
+func (o *ListOptions) Validate() error {
+	if o.table {
+		return nil
+	}
+	_, err := o.printer()
+	return err
+}
+
+// printer is the printer -o names.
+func (o *ListOptions) printer() (printers.ResourcePrinter, error) {
+	printer, err := o.PrintFlags.ToPrinter()
+	if genericclioptions.IsNoCompatiblePrinterError(err) {
+		return nil, fmt.Errorf("--output must be one of %s, not %q", strings.Join(listFormats(o.PrintFlags), ", "), *o.PrintFlags.OutputFormat)
+	}
+	return printer, err
+}
+
+// Run prints the table, with a live check of each cluster, or the
+// ClusterList with the printer -o names.
+func (o *ListOptions) Run(ctx context.Context) error {
+	if o.table {
+		_, kube, sb, err := o.hub.clients()
+		if err != nil {
+			return err
+		}
+		return listTable(ctx, kube, sb.ClusterV1alpha1().RESTClient(), o.IOStreams, o.wide, o.ProbeTimeout)
+	}
+	printer, err := o.printer()
+	if err != nil {
+		return err
+	}
+	_, _, sb, err := o.hub.clients()
+	if err != nil {
+		return err
+	}
+	list, err := sb.ClusterV1alpha1().Clusters().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("listing Clusters on the hub: %w", err)
+	}
+	list.SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind("ClusterList"))
+	for i := range list.Items {
+		list.Items[i].SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind("Cluster"))
+	}
+	if *o.PrintFlags.OutputFormat != "name" {
+		return printer.PrintObj(list, o.Out)
+	}
+	// The name printer takes one object at a time.
+	for i := range list.Items {
+		if err := printer.PrintObj(&list.Items[i], o.Out); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // listFormats are list's -o values: the table's and cli-runtime's printers.

@@ -17,9 +17,12 @@ limitations under the License.
 package plugin
 
 import (
+	"cmp"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -175,4 +178,59 @@ func TestListOutput(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
+}
+
+func TestListOptions(t *testing.T) {
+	noFormat := func(format string) []string {
+		return []string{"--output must be one of wide, json, yaml, ", ", not \"" + format + "\""}
+	}
+	for _, tc := range []struct {
+		args []string
+		// table and wide are what Complete decides.
+		table, wide  bool
+		probeTimeout time.Duration
+		// wantErr are parts of the error Validate must report.
+		wantErr []string
+	}{
+		{args: nil, table: true, probeTimeout: 10 * time.Second},
+		{args: []string{"-o", "wide", "--probe-timeout", "3s"}, table: true, wide: true, probeTimeout: 3 * time.Second},
+		{args: []string{"-o", "json"}, probeTimeout: 10 * time.Second},
+		{args: []string{"-o", "yaml"}, probeTimeout: 10 * time.Second},
+		{args: []string{"-o", "name"}, probeTimeout: 10 * time.Second},
+		{args: []string{"-o", "jsonpath={.items[*].metadata.name}"}, probeTimeout: 10 * time.Second},
+		// --template alone is a go-template, as in kubectl get.
+		{args: []string{"--template", "{{len .items}}"}, probeTimeout: 10 * time.Second},
+		{args: []string{"-o", "xml"}, probeTimeout: 10 * time.Second, wantErr: noFormat("xml")},
+		{args: []string{"-o", "Wide"}, probeTimeout: 10 * time.Second, wantErr: noFormat("Wide")},
+		{args: []string{"-o", "jsonpath={.items["}, probeTimeout: 10 * time.Second, wantErr: []string{"error parsing jsonpath {.items[, unterminated array"}},
+		{args: []string{"-o", "go-template={{.items"}, probeTimeout: 10 * time.Second, wantErr: []string{"error parsing template {{.items, "}},
+	} {
+		t.Run(cmp.Or(strings.Join(tc.args, " "), "no flags"), func(t *testing.T) {
+			// No hub: neither Complete nor Validate reads one.
+			hub := testHubFlags(t, filepath.Join(t.TempDir(), "nonexistent"))
+			o := NewListOptions(testStreams())
+			cmd := newListCommand(hub, o)
+			if err := cmd.ParseFlags(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := o.Complete(hub, cmd, nil); err != nil {
+				t.Fatal(err)
+			}
+			if o.table != tc.table || o.wide != tc.wide || o.ProbeTimeout != tc.probeTimeout {
+				t.Errorf("table %v, wide %v, probe timeout %s; want %v, %v, %s", o.table, o.wide, o.ProbeTimeout, tc.table, tc.wide, tc.probeTimeout)
+			}
+			err := o.Validate()
+			if len(tc.wantErr) == 0 {
+				if err != nil {
+					t.Errorf("Validate() = %v", err)
+				}
+				return
+			}
+			for _, want := range tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("Validate() = %v, want it to hold %q", err, want)
+				}
+			}
+		})
+	}
 }

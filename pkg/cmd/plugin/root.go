@@ -20,7 +20,6 @@ limitations under the License.
 package plugin
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -30,13 +29,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/yaml"
 
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
-	"github.com/switchboard-io/switchboard/pkg/version"
 )
 
-// hubFlags are kubectl's flags, for the hub.
+// hubFlags are kubectl's flags, for the hub: what every command completes
+// its options from, as kubectl's commands do from their Factory.
 type hubFlags struct {
 	*genericclioptions.ConfigFlags
 }
@@ -65,31 +63,33 @@ func (h hubFlags) clients() (*rest.Config, kubernetes.Interface, clientset.Inter
 	return config, kube, sb, nil
 }
 
-// memberFlags select the member cluster's kubeconfig.
-type memberFlags struct {
-	kubeconfig string
-	context    string
+// MemberFlags select the member cluster's kubeconfig.
+type MemberFlags struct {
+	// Kubeconfig is the member's kubeconfig file.
+	Kubeconfig string
+	// Context is the context of Kubeconfig to use; empty, its current one.
+	Context string
 }
 
-func (m *memberFlags) add(cmd *cobra.Command, required bool) {
+func (m *MemberFlags) addFlags(cmd *cobra.Command, required bool) {
 	usage := "kubeconfig file of the member cluster, with rights to create namespaces, service accounts, cluster roles and bindings, and to impersonate"
 	if !required {
 		usage = "kubeconfig file of the member cluster; when given, switchboard's objects in the member are removed too"
 	}
-	cmd.Flags().StringVar(&m.kubeconfig, "member-kubeconfig", "", usage)
-	cmd.Flags().StringVar(&m.context, "member-context", "", "context of the member kubeconfig to use (default: its current context)")
+	cmd.Flags().StringVar(&m.Kubeconfig, "member-kubeconfig", m.Kubeconfig, usage)
+	cmd.Flags().StringVar(&m.Context, "member-context", m.Context, "context of the member kubeconfig to use (default: its current context)")
 	if required {
 		_ = cmd.MarkFlagRequired("member-kubeconfig")
 	}
 }
 
-func (m *memberFlags) restConfig() (*rest.Config, error) {
+func (m *MemberFlags) restConfig() (*rest.Config, error) {
 	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: m.kubeconfig},
-		&clientcmd.ConfigOverrides{CurrentContext: m.context})
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: m.Kubeconfig},
+		&clientcmd.ConfigOverrides{CurrentContext: m.Context})
 	config, err := loader.ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("loading the member kubeconfig %s: %w", m.kubeconfig, err)
+		return nil, fmt.Errorf("loading the member kubeconfig %s: %w", m.Kubeconfig, err)
 	}
 	config.Timeout = 30 * time.Second
 	return config, nil
@@ -119,50 +119,23 @@ kubectl switchboard list --context hub.`,
 	cmd.SetErr(streams.ErrOut)
 	hub.AddFlags(cmd.PersistentFlags())
 	cmd.AddCommand(
-		newJoinCommand(hub, streams),
-		newUnjoinCommand(hub, streams),
-		newKubeconfigCommand(hub, streams),
-		newListCommand(hub, streams),
-		newInstallCommand(hub, streams),
-		newVersionCommand(streams),
+		newJoinCommand(hub, NewJoinOptions(streams)),
+		newUnjoinCommand(hub, NewUnjoinOptions(streams)),
+		newKubeconfigCommand(hub, NewKubeconfigOptions(streams)),
+		newListCommand(hub, NewListOptions(streams)),
+		newInstallCommand(hub, NewInstallOptions(streams)),
+		newVersionCommand(NewVersionOptions(streams)),
 	)
 	addCompletionCommand(cmd)
 	return cmd
 }
 
-func newVersionCommand(streams genericiooptions.IOStreams) *cobra.Command {
-	var output string
-	cmd := &cobra.Command{
-		Use:   "version [-o json|yaml]",
-		Short: "Print the version of kubectl-switchboard",
-		Long: `version prints the version of kubectl-switchboard. -o json and -o yaml
-print the whole build information, as kubectl version -o does.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := version.Get()
-			switch output {
-			case "":
-				_, err := fmt.Fprintf(streams.Out, "kubectl-switchboard %s (commit %s, %s)\n", v.GitVersion, v.GitCommit, v.GoVersion)
-				return err
-			case "json":
-				data, err := json.MarshalIndent(v, "", "  ")
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(streams.Out, "%s\n", data)
-				return err
-			case "yaml":
-				data, err := yaml.Marshal(v)
-				if err != nil {
-					return err
-				}
-				_, err = streams.Out.Write(data)
-				return err
-			}
-			return fmt.Errorf("--output must be 'yaml' or 'json', not %q", output)
-		},
+// nameFromArgs is a command's NAME: its one argument, as kubectl's
+// NameFromCommandArgs takes it. Cobra checks the count before; this is
+// for options completed without it.
+func nameFromArgs(args []string) (string, error) {
+	if len(args) != 1 {
+		return "", fmt.Errorf("exactly one NAME is required, got %d", len(args))
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "One of 'yaml' or 'json'.")
-	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
-	return cmd
+	return args[0], nil
 }

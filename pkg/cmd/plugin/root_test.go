@@ -17,48 +17,11 @@ limitations under the License.
 package plugin
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
-	apimachineryversion "k8s.io/apimachinery/pkg/version"
-	"sigs.k8s.io/yaml"
-
-	"github.com/switchboard-io/switchboard/pkg/version"
 )
-
-func TestVersion(t *testing.T) {
-	want := version.Get()
-	for _, tc := range []struct {
-		output    string
-		unmarshal func([]byte, any) error
-	}{
-		{"json", json.Unmarshal},
-		{"yaml", func(data []byte, v any) error { return yaml.UnmarshalStrict(data, v) }},
-	} {
-		t.Run(tc.output, func(t *testing.T) {
-			stdout, _, err := runPlugin(t, "version", "-o", tc.output)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got apimachineryversion.Info
-			if err := tc.unmarshal([]byte(stdout), &got); err != nil {
-				t.Fatalf("%v:\n%s", err, stdout)
-			}
-			if got != want {
-				t.Errorf("got %+v, want %+v", got, want)
-			}
-		})
-	}
-	stdout, _, err := runPlugin(t, "version")
-	if err != nil || !strings.HasPrefix(stdout, "kubectl-switchboard "+want.GitVersion+" (commit "+want.GitCommit) {
-		t.Errorf("version: %v %q", err, stdout)
-	}
-	if _, _, err := runPlugin(t, "version", "-o", "wide"); err == nil || !strings.Contains(err.Error(), `--output must be 'yaml' or 'json', not "wide"`) {
-		t.Errorf("-o wide: err = %v", err)
-	}
-}
 
 // flagsBeforePlugin reports a line of help text that runs
 // "kubectl <flags> switchboard": kubectl refuses flags before a plugin's
