@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/managedfields"
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
@@ -38,6 +39,7 @@ import (
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	sbfake "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned/fake"
+	sbscheme "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned/scheme"
 )
 
 const (
@@ -63,6 +65,8 @@ type fixture struct {
 	member *k8sfake.Clientset
 	hub    *k8sfake.Clientset
 	sb     *sbfake.Clientset
+	// clusters holds sb's Clusters, with field management.
+	clusters k8stesting.ObjectTracker
 
 	memberConfig *rest.Config
 	hubConfig    *rest.Config
@@ -87,14 +91,19 @@ func newFixture(t *testing.T, memberObjects ...runtime.Object) *fixture {
 		t:      t,
 		member: k8sfake.NewClientset(memberObjects...),
 		hub:    k8sfake.NewClientset(),
-		// NewClientset's field-managed tracker has no schema for Cluster
-		// (pkg/generated/applyconfiguration/internal has no model for it).
-		sb:           sbfake.NewSimpleClientset(),
+		sb:     sbfake.NewSimpleClientset(),
+		// sbfake.NewClientset cannot apply a Cluster: its type converter
+		// looks for the model io.switchboard.cluster.v1alpha1.Cluster, and
+		// pkg/generated/applyconfiguration/internal names it
+		// com.github.switchboard-io.switchboard.pkg.apis.cluster.v1alpha1.Cluster.
+		// Its schema is deduced anyway, as here.
+		clusters:     k8stesting.NewFieldManagedObjectTracker(sbscheme.Scheme, sbscheme.Codecs.UniversalDecoder(), managedfields.NewDeducedTypeConverter()),
 		memberConfig: &rest.Config{Host: memberHost, TLSClientConfig: rest.TLSClientConfig{CAData: memberKubeconfigCA}},
 		hubConfig:    &rest.Config{Host: hubHost},
 		memberDenied: map[string]bool{},
 		hubDenied:    map[string]bool{},
 	}
+	f.sb.PrependReactor("*", "*", k8stesting.ObjectReaction(f.clusters))
 	reviewReactor(f.member, func() map[string]bool { return f.memberDenied })
 	reviewReactor(f.hub, func() map[string]bool { return f.hubDenied })
 	f.hubDiscovery().Resources = []*metav1.APIResourceList{{
@@ -372,6 +381,39 @@ func (f *fixture) binding() *rbacv1.ClusterRoleBinding {
 }
 
 // Objects as an administrator (or an earlier join) leaves them.
+
+// memberObjects are the member objects join declares, as join leaves
+// them, but the token Secret.
+func memberObjects() (*corev1.Namespace, *corev1.ServiceAccount, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding) {
+	objs := objects(testName, memberHost, "", false, nil)
+	return as[corev1.Namespace](objs[0]), as[corev1.ServiceAccount](objs[1]), as[rbacv1.ClusterRole](objs[2]), as[rbacv1.ClusterRoleBinding](objs[3])
+}
+
+// tokenSecretObject is the token Secret join declares, before the API
+// server names it.
+func tokenSecretObject() *corev1.Secret {
+	return as[corev1.Secret](objects(testName, memberHost, "", false, nil)[4])
+}
+
+// as is a declared object as the typed object T.
+func as[T any](obj object) *T {
+	out := new(T)
+	if err := convert(obj.config, out); err != nil {
+		panic(err)
+	}
+	return out
+}
+
+func managedMeta(name, namespace string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{ManagedByLabel: ManagedByValue}}
+}
+
+// wantRules are the rules of switchboard's ClusterRole: impersonation and
+// nothing else.
+var wantRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{""}, Resources: []string{"users", "groups", "serviceaccounts"}, Verbs: []string{"impersonate"}},
+	{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"*"}, Verbs: []string{"impersonate"}},
+}
 
 func unlabelled[T metav1.Object](obj T) T {
 	obj.SetLabels(nil)

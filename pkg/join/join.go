@@ -25,14 +25,15 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/util/wait"
+	k8sversion "k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/validation"
@@ -74,6 +75,8 @@ type Options struct {
 	// checkToken and verify replace the real checks in tests.
 	checkToken tokenChecker
 	verify     func(ctx context.Context) (string, error)
+	// memberCA is the CA bundle the member kubeconfig trusts, if any.
+	memberCA []byte
 }
 
 // Result is what Join did.
@@ -118,6 +121,9 @@ func (o *Options) complete() error {
 		o.Endpoint = o.MemberConfig.Host
 	}
 	var err error
+	if o.memberCA, err = memberCA(o.MemberConfig); err != nil {
+		return err
+	}
 	if o.MemberClient == nil {
 		if o.MemberClient, err = kubernetes.NewForConfig(o.MemberConfig); err != nil {
 			return err
@@ -142,18 +148,17 @@ func (o *Options) complete() error {
 	return nil
 }
 
-func (o *Options) memberAddress() string {
-	if o.MemberConfig != nil {
+// address is the API server of the member or the hub, for messages.
+func (o *Options) address(which string) string {
+	switch {
+	case which == onHub && o.HubConfig != nil:
+		return o.HubConfig.Host
+	case which == onHub:
+		return "(hub)"
+	case o.MemberConfig != nil:
 		return o.MemberConfig.Host
 	}
 	return o.Endpoint
-}
-
-func (o *Options) hubAddress() string {
-	if o.HubConfig != nil {
-		return o.HubConfig.Host
-	}
-	return "(hub)"
 }
 
 // Join sets up a member for switchboard: the impersonate-only identity in
@@ -179,13 +184,14 @@ func Join(ctx context.Context, o Options) (*Result, error) {
 	if err := o.preflight(ctx); err != nil {
 		return nil, err
 	}
-	existing, err := o.inspectHub(ctx)
+	result := &Result{}
+	targets, err := o.inspect(ctx)
 	if err != nil {
-		return nil, err
+		return result, err
 	}
-	result := &Result{Warnings: o.hubAsMemberWarning(ctx)}
+	result.Warnings = o.hubAsMemberWarning(ctx)
 	w := &writer{dryRun: o.DryRun}
-	if err := o.write(ctx, existing, w, result); err != nil {
+	if err := o.write(ctx, targets, w, result); err != nil {
 		return result, o.rollback(ctx, w, err)
 	}
 	result.AlreadyAuthorized = true
@@ -219,43 +225,37 @@ func ValidateEndpoint(endpoint string) error {
 	return fmt.Errorf("the member endpoint %q is not valid: %s", endpoint, strings.Join(details, "; "))
 }
 
-// write makes the member's objects and token, then the hub Secret and the
-// Cluster, recording each change in result and how to undo it in w.
-func (o *Options) write(ctx context.Context, existing *hubObjects, w *writer, result *Result) error {
-	memberChanges, err := ensureMemberObjects(ctx, o.MemberClient, o.TokenTimeout, w)
-	result.Changes = append(result.Changes, memberChanges...)
-	if err != nil {
-		return o.explain(err, "member")
+// objects are the objects this join declares; cred is nil until join has
+// the member's token. The CA the member kubeconfig trusts, the one for its
+// endpoint, goes before the token Secret's.
+func (o *Options) objects(cred *Credential) []object {
+	if cred != nil && len(o.memberCA) > 0 {
+		cred = &Credential{Token: cred.Token, CACert: o.memberCA}
 	}
-	cred, change, err := ensureToken(ctx, o.MemberClient, o.checkToken, o.TokenTimeout, w)
-	if err != nil {
-		return o.explain(err, "member")
-	}
-	result.Changes = append(result.Changes, change)
+	return objects(o.Name, o.Endpoint, o.HubNamespace, o.MemberConfig != nil && o.MemberConfig.Insecure, cred)
+}
 
-	caBundle := cred.CACert
-	ca, err := memberCA(o.MemberConfig)
-	if err != nil {
-		return err
+// write applies the declared objects in order, recording each change in
+// result and how to undo it in w. The token comes from ensureToken, and
+// the hub Secret holds it from then on.
+func (o *Options) write(ctx context.Context, targets []*target, w *writer, result *Result) error {
+	for _, t := range targets {
+		change, err := Change{}, error(nil)
+		if t.generated() {
+			var cred *Credential
+			if cred, change, err = ensureToken(ctx, o.MemberClient, o.checkToken, o.TokenTimeout, t, w); err == nil {
+				for i, obj := range o.objects(cred) {
+					targets[i].config = obj.config
+				}
+			}
+		} else {
+			change, err = w.ensure(ctx, t)
+		}
+		if err != nil {
+			return o.explain(err, t.where)
+		}
+		result.Changes = append(result.Changes, change)
 	}
-	if len(ca) > 0 {
-		// The CA the member kubeconfig trusts is the one for its endpoint.
-		caBundle = ca
-	}
-	change, err = ensureHubSecret(ctx, o.HubClient, existing.secret, o.HubNamespace, SecretName(o.Name), map[string][]byte{
-		v1alpha1.SecretKeyToken:    cred.Token,
-		v1alpha1.SecretKeyCABundle: caBundle,
-	}, w)
-	if err != nil {
-		return o.explain(err, "hub")
-	}
-	result.Changes = append(result.Changes, change)
-
-	change, err = o.ensureCluster(ctx, existing.cluster, w)
-	if err != nil {
-		return o.explain(err, "hub")
-	}
-	result.Changes = append(result.Changes, change)
 	return nil
 }
 
@@ -272,59 +272,47 @@ func (o *Options) rollback(ctx context.Context, w *writer, cause error) error {
 
 // explain turns connection failures into an UnreachableError naming the address.
 func (o *Options) explain(err error, which string) error {
-	address := o.memberAddress()
-	if which == "hub" {
-		address = o.hubAddress()
-	}
-	if classified := classify(which, address, err); classified != nil {
+	if classified := classify(which, o.address(which), err); classified != nil {
 		return classified
 	}
 	return err
 }
 
 // preflight checks, once and before changing anything, that both API
-// servers answer and that the kubeconfigs may do what join does.
+// servers answer and that the kubeconfigs may do what join does: read,
+// apply and (to roll back) delete each object it declares, find the token
+// Secrets, and reach the member through the hub.
 func (o *Options) preflight(ctx context.Context) error {
-	memberNeeds := []authorizationv1.ResourceAttributes{
-		// Creating, and deleting what it created when a later step fails.
-		{Verb: "create", Resource: "namespaces"},
-		{Verb: "delete", Resource: "namespaces"},
-		{Verb: "create", Resource: "serviceaccounts", Namespace: Namespace},
-		{Verb: "delete", Resource: "serviceaccounts", Namespace: Namespace},
-		{Verb: "create", Resource: "secrets", Namespace: Namespace},
-		{Verb: "delete", Resource: "secrets", Namespace: Namespace},
-		{Verb: "list", Resource: "secrets", Namespace: Namespace},
-		{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"},
-		{Verb: "update", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"},
-		{Verb: "delete", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"},
-		{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"},
-		{Verb: "update", Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"},
-		{Verb: "delete", Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"},
-		// Granting impersonation takes holding it (or escalate).
-		{Verb: "impersonate", Resource: "users"},
+	needs := map[string][]authorizationv1.ResourceAttributes{}
+	for _, obj := range o.objects(nil) {
+		verbs := []string{"get", "create", "patch", "delete"}
+		if obj.generated() {
+			verbs = []string{"create", "delete", "list"}
+		}
+		group := schema.FromAPIVersionAndKind(ptr.Deref(obj.config.GetAPIVersion(), ""), obj.kind()).Group
+		for _, verb := range verbs {
+			needs[obj.where] = append(needs[obj.where], authorizationv1.ResourceAttributes{
+				// The resource of each kind join declares is its plural.
+				Verb: verb, Group: group, Resource: strings.ToLower(obj.kind()) + "s", Namespace: ptr.Deref(obj.config.GetNamespace(), ""),
+			})
+		}
 	}
-	if err := o.checkAccess(ctx, o.MemberClient, "member", memberNeeds); err != nil {
+	// Granting impersonation takes holding it (or escalate).
+	needs[inMember] = append(needs[inMember], authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "users"})
+	needs[onHub] = append(needs[onHub], authorizationv1.ResourceAttributes{
+		Verb: "get", Group: v1alpha1.GroupName, Resource: "clusters", Subresource: "proxy", Name: o.Name,
+	})
+	if err := o.checkAccess(ctx, o.MemberClient, inMember, needs[inMember]); err != nil {
 		return err
 	}
-	hubNeeds := []authorizationv1.ResourceAttributes{
-		{Verb: "get", Resource: "secrets", Namespace: o.HubNamespace},
-		{Verb: "create", Resource: "secrets", Namespace: o.HubNamespace},
-		{Verb: "update", Resource: "secrets", Namespace: o.HubNamespace},
-		{Verb: "delete", Resource: "secrets", Namespace: o.HubNamespace},
-		{Verb: "get", Group: v1alpha1.GroupName, Resource: "clusters"},
-		{Verb: "create", Group: v1alpha1.GroupName, Resource: "clusters"},
-		{Verb: "update", Group: v1alpha1.GroupName, Resource: "clusters"},
-		{Verb: "delete", Group: v1alpha1.GroupName, Resource: "clusters"},
-		{Verb: "get", Group: v1alpha1.GroupName, Resource: "clusters", Subresource: "proxy", Name: o.Name},
-	}
-	if err := o.checkAccess(ctx, o.HubClient, "hub", hubNeeds); err != nil {
+	if err := o.checkAccess(ctx, o.HubClient, onHub, needs[onHub]); err != nil {
 		return err
 	}
 	if _, err := o.HubClient.Discovery().ServerResourcesForGroupVersion(v1alpha1.SchemeGroupVersion.String()); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("the hub at %s does not serve %s: is switchboard installed and its APIService Available?", o.hubAddress(), v1alpha1.SchemeGroupVersion)
+			return fmt.Errorf("the hub at %s does not serve %s: is switchboard installed and its APIService Available?", o.address(onHub), v1alpha1.SchemeGroupVersion)
 		}
-		return o.explain(err, "hub")
+		return o.explain(err, onHub)
 	}
 	return nil
 }
@@ -343,11 +331,7 @@ func (o *Options) checkAccess(ctx context.Context, client kubernetes.Interface, 
 		}
 	}
 	if len(missing) > 0 {
-		address := o.memberAddress()
-		if which == "hub" {
-			address = o.hubAddress()
-		}
-		return fmt.Errorf("the %s kubeconfig (%s) may not: %s", which, address, strings.Join(missing, "; "))
+		return fmt.Errorf("the %s kubeconfig (%s) may not: %s", which, o.address(which), strings.Join(missing, "; "))
 	}
 	return nil
 }
@@ -367,72 +351,6 @@ func describe(a authorizationv1.ResourceAttributes) string {
 		resource += " in namespace " + a.Namespace
 	}
 	return a.Verb + " " + resource
-}
-
-// ensureCluster creates or corrects the Cluster on the hub; existing is
-// what inspectHub read (nil when there is none). It sets the fields join
-// knows (endpoint, credentials, TLS verification) and keeps the others
-// (tlsServerName, proxyURL) as the administrator set them. A conflict with
-// another writer (switchboard writes the status all the time) is retried
-// on a fresh read.
-func (o *Options) ensureCluster(ctx context.Context, existing *v1alpha1.Cluster, w *writer) (Change, error) {
-	obj := "Cluster " + o.Name
-	insecure := o.MemberConfig != nil && o.MemberConfig.Insecure
-	clusters := o.Switchboard.ClusterV1alpha1().Clusters()
-	if existing == nil {
-		c := &v1alpha1.Cluster{
-			ObjectMeta: managedMeta(o.Name, ""),
-			Spec: v1alpha1.ClusterSpec{
-				Endpoint:              o.Endpoint,
-				CredentialsSecretRef:  v1alpha1.SecretReference{Name: SecretName(o.Name)},
-				InsecureSkipTLSVerify: insecure,
-			},
-		}
-		_, err := clusters.Create(ctx, c, w.create())
-		w.created(err, Change{Object: obj, Action: Deleted}, func(ctx context.Context) error {
-			return ignoreNotFound(clusters.Delete(ctx, o.Name, metav1.DeleteOptions{}))
-		})
-		if err != nil {
-			return Change{}, fmt.Errorf("creating %s on the hub: %w", obj, err)
-		}
-		return w.change(obj, Created, ""), nil
-	}
-	wantSpec := func(spec v1alpha1.ClusterSpec) v1alpha1.ClusterSpec {
-		spec.Endpoint = o.Endpoint
-		spec.CredentialsSecretRef = v1alpha1.SecretReference{Name: SecretName(o.Name)}
-		spec.InsecureSkipTLSVerify = insecure
-		return spec
-	}
-	if apiequality.Semantic.DeepEqual(existing.Spec, wantSpec(existing.Spec)) {
-		return Change{Object: obj, Action: Unchanged}, nil
-	}
-	previous := existing.Spec
-	// Recorded first: an update whose outcome is unknown may have happened.
-	mark := w.mark()
-	w.onUndo(Change{Object: obj, Action: "restored"}, func(ctx context.Context) error {
-		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			c, err := clusters.Get(ctx, o.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			c.Spec = previous
-			_, err = clusters.Update(ctx, c, metav1.UpdateOptions{})
-			return err
-		})
-	})
-	if err := updateOnConflict(ctx, existing.DeepCopy(), func(ctx context.Context) (*v1alpha1.Cluster, error) {
-		return clusters.Get(ctx, o.Name, metav1.GetOptions{})
-	}, func(ctx context.Context, c *v1alpha1.Cluster) error {
-		c.Spec = wantSpec(c.Spec)
-		_, err := clusters.Update(ctx, c, w.update())
-		return err
-	}); err != nil {
-		if refused(err) {
-			w.keep(mark)
-		}
-		return Change{}, fmt.Errorf("correcting %s on the hub: %w", obj, err)
-	}
-	return w.change(obj, Corrected, ""), nil
 }
 
 // verifySettle is how long switchboard must keep failing before join
@@ -482,9 +400,7 @@ func (o *Options) verifyThroughHub(ctx context.Context) (string, error) {
 		}
 		return "", fmt.Errorf("GET %s: %w", path, err)
 	}
-	var info struct {
-		GitVersion string `json:"gitVersion"`
-	}
+	var info k8sversion.Info
 	if err := json.Unmarshal(body, &info); err != nil || info.GitVersion == "" {
 		return "", fmt.Errorf("GET %s answered something that is not a version: %.200s", path, body)
 	}

@@ -55,17 +55,17 @@ func TestJoinPreflight(t *testing.T) {
 		setup: func(f *fixture, o *Options) {
 			f.memberDenied["create namespaces"] = true
 			f.memberDenied["list secrets in namespace switchboard-system"] = true
-			f.memberDenied["update clusterrolebindings.rbac.authorization.k8s.io"] = true
+			f.memberDenied["patch clusterrolebindings.rbac.authorization.k8s.io"] = true
 		},
 		wantErr: "the member kubeconfig (" + memberHost + ") may not: create namespaces; " +
-			"list secrets in namespace switchboard-system; update clusterrolebindings.rbac.authorization.k8s.io",
+			"patch clusterrolebindings.rbac.authorization.k8s.io; list secrets in namespace switchboard-system",
 	}, {
-		name: "hub may not update Secrets nor proxy to the cluster",
+		name: "hub may not patch Secrets nor proxy to the cluster",
 		setup: func(f *fixture, o *Options) {
-			f.hubDenied["update secrets in namespace switchboard-system"] = true
+			f.hubDenied["patch secrets in namespace switchboard-system"] = true
 			f.hubDenied["get clusters.cluster.switchboard.io/proxy prod"] = true
 		},
-		wantErr: "the hub kubeconfig (" + hubHost + ") may not: update secrets in namespace switchboard-system; " +
+		wantErr: "the hub kubeconfig (" + hubHost + ") may not: patch secrets in namespace switchboard-system; " +
 			"get clusters.cluster.switchboard.io/proxy prod",
 	}, {
 		name: "hub checks use the hub namespace",
@@ -237,10 +237,6 @@ func TestJoinFirstTime(t *testing.T) {
 			assertManaged(t, sa)
 			role := f.clusterRole()
 			assertManaged(t, role)
-			wantRules := []rbacv1.PolicyRule{
-				{APIGroups: []string{""}, Resources: []string{"users", "groups", "serviceaccounts"}, Verbs: []string{"impersonate"}},
-				{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"*"}, Verbs: []string{"impersonate"}},
-			}
 			if !apiequality.Semantic.DeepEqual(role.Rules, wantRules) || role.AggregationRule != nil {
 				t.Errorf("ClusterRole rules %+v (aggregation %v), want %+v", role.Rules, role.AggregationRule, wantRules)
 			}
@@ -333,9 +329,9 @@ func TestJoinCorrectsDrift(t *testing.T) {
 			mustUpdate(t)(f.member.RbacV1().ClusterRoles().Update(ctx, r, metav1.UpdateOptions{}))
 		},
 		changed:    "ClusterRole switchboard:impersonator",
-		wantWrites: []string{"update clusterroles switchboard:impersonator"},
+		wantWrites: []string{"patch clusterroles switchboard:impersonator"},
 		check: func(t *testing.T, f *fixture) {
-			if r := f.clusterRole(); !apiequality.Semantic.DeepEqual(r.Rules, ImpersonatorRules()) {
+			if r := f.clusterRole(); !apiequality.Semantic.DeepEqual(r.Rules, wantRules) {
 				t.Errorf("rules %+v", r.Rules)
 			}
 		},
@@ -347,9 +343,9 @@ func TestJoinCorrectsDrift(t *testing.T) {
 			mustUpdate(t)(f.member.RbacV1().ClusterRoles().Update(ctx, r, metav1.UpdateOptions{}))
 		},
 		changed:    "ClusterRole switchboard:impersonator",
-		wantWrites: []string{"update clusterroles switchboard:impersonator"},
+		wantWrites: []string{"patch clusterroles switchboard:impersonator"},
 		check: func(t *testing.T, f *fixture) {
-			if r := f.clusterRole(); r.AggregationRule != nil || !apiequality.Semantic.DeepEqual(r.Rules, ImpersonatorRules()) {
+			if r := f.clusterRole(); r.AggregationRule != nil || !apiequality.Semantic.DeepEqual(r.Rules, wantRules) {
 				t.Errorf("aggregation %+v rules %+v", r.AggregationRule, r.Rules)
 			}
 		},
@@ -361,7 +357,7 @@ func TestJoinCorrectsDrift(t *testing.T) {
 			mustUpdate(t)(f.member.RbacV1().ClusterRoleBindings().Update(ctx, b, metav1.UpdateOptions{}))
 		},
 		changed:    "ClusterRoleBinding switchboard:impersonator",
-		wantWrites: []string{"update clusterrolebindings switchboard:impersonator"},
+		wantWrites: []string{"patch clusterrolebindings switchboard:impersonator"},
 		check:      checkBinding,
 	}, {
 		name: "binding to another role",
@@ -373,7 +369,7 @@ func TestJoinCorrectsDrift(t *testing.T) {
 		changed: "ClusterRoleBinding switchboard:impersonator",
 		wantWrites: []string{
 			"delete clusterrolebindings switchboard:impersonator",
-			"create clusterrolebindings switchboard:impersonator",
+			"patch clusterrolebindings switchboard:impersonator",
 		},
 		check: checkBinding,
 	}, {
@@ -384,7 +380,23 @@ func TestJoinCorrectsDrift(t *testing.T) {
 			mustUpdate(t)(f.hub.CoreV1().Secrets(DefaultHubNamespace).Update(ctx, s, metav1.UpdateOptions{}))
 		},
 		changed:    "Secret switchboard-system/prod-credentials",
-		wantWrites: []string{"update secrets prod-credentials"},
+		wantWrites: []string{"patch secrets prod-credentials"},
+		check: func(t *testing.T, f *fixture) {
+			want := map[string][]byte{"token": tokenFor(f.tokenSecret().Name), "ca.crt": memberKubeconfigCA}
+			if s := f.hubSecret(DefaultHubNamespace); !apiequality.Semantic.DeepEqual(s.Data, want) {
+				t.Errorf("hub Secret data %q, want %q", s.Data, want)
+			}
+		},
+	}, {
+		name: "hub Secret with a client certificate beside the token",
+		drift: func(t *testing.T, f *fixture) {
+			s := f.hubSecret(DefaultHubNamespace)
+			s.Data[v1alpha1.SecretKeyClientCert] = []byte("a certificate")
+			s.Data[v1alpha1.SecretKeyClientKey] = []byte("its key")
+			mustUpdate(t)(f.hub.CoreV1().Secrets(DefaultHubNamespace).Update(ctx, s, metav1.UpdateOptions{}))
+		},
+		changed:    "Secret switchboard-system/prod-credentials",
+		wantWrites: []string{"patch secrets prod-credentials"},
 		check: func(t *testing.T, f *fixture) {
 			want := map[string][]byte{"token": tokenFor(f.tokenSecret().Name), "ca.crt": memberKubeconfigCA}
 			if s := f.hubSecret(DefaultHubNamespace); !apiequality.Semantic.DeepEqual(s.Data, want) {
@@ -401,7 +413,7 @@ func TestJoinCorrectsDrift(t *testing.T) {
 			mustUpdate(t)(f.sb.ClusterV1alpha1().Clusters().Update(ctx, c, metav1.UpdateOptions{}))
 		},
 		changed:    "Cluster prod",
-		wantWrites: []string{"update clusters prod"},
+		wantWrites: []string{"patch clusters prod"},
 		overwrite:  true,
 		check: func(t *testing.T, f *fixture) {
 			c := f.cluster()
@@ -425,7 +437,7 @@ func TestJoinCorrectsDrift(t *testing.T) {
 			mustUpdate(t)(f.sb.ClusterV1alpha1().Clusters().Update(ctx, c, metav1.UpdateOptions{}))
 		},
 		changed:    "Cluster prod",
-		wantWrites: []string{"update clusters prod"},
+		wantWrites: []string{"patch clusters prod"},
 		check: func(t *testing.T, f *fixture) {
 			want := v1alpha1.ClusterSpec{Endpoint: memberHost, CredentialsSecretRef: v1alpha1.SecretReference{Name: "prod-credentials"}}
 			if c := f.cluster(); c.Spec != want {
@@ -485,7 +497,7 @@ func mustUpdate(t *testing.T) func(any, error) {
 
 func checkBinding(t *testing.T, f *fixture) {
 	t.Helper()
-	_, _, _, want := MemberObjects()
+	_, _, _, want := memberObjects()
 	b := f.binding()
 	if b.RoleRef != want.RoleRef || !apiequality.Semantic.DeepEqual(b.Subjects, want.Subjects) {
 		t.Errorf("binding %+v %+v, want %+v %+v", b.RoleRef, b.Subjects, want.RoleRef, want.Subjects)
@@ -555,7 +567,7 @@ func TestJoinRepairsTheToken(t *testing.T) {
 				wantWrites = []string{"delete secrets " + old.Name, "create secrets " + TokenSecretPrefix + "*"}
 			}
 			assertWrites(t, f.memberWrites(), wantWrites...)
-			assertWrites(t, f.hubWrites(), "update secrets prod-credentials")
+			assertWrites(t, f.hubWrites(), "patch secrets prod-credentials")
 			if got := f.hubSecret(DefaultHubNamespace).Data["token"]; string(got) != string(tokenFor(fresh.Name)) {
 				t.Errorf("hub token %q, want the new one", got)
 			}
@@ -687,7 +699,7 @@ func TestJoinOwnTimeoutsAreNotReportedAsUnreachable(t *testing.T) {
 }
 
 func managedNamespace() *corev1.Namespace {
-	ns, _, _, _ := MemberObjects()
+	ns, _, _, _ := memberObjects()
 	return ns
 }
 
@@ -701,7 +713,7 @@ func TestJoinRefusesObjectsItDoesNotOwn(t *testing.T) {
 	}{{
 		name: "ServiceAccount",
 		replace: func(t *testing.T, f *fixture) {
-			_, sa, _, _ := MemberObjects()
+			_, sa, _, _ := memberObjects()
 			replaceIn(t, f.member.Tracker(), corev1.SchemeGroupVersion.WithResource("serviceaccounts"), unlabelled(sa))
 		},
 		object: "ServiceAccount switchboard-system/switchboard-impersonator",
@@ -711,7 +723,7 @@ func TestJoinRefusesObjectsItDoesNotOwn(t *testing.T) {
 	}, {
 		name: "ClusterRole",
 		replace: func(t *testing.T, f *fixture) {
-			_, _, role, _ := MemberObjects()
+			_, _, role, _ := memberObjects()
 			role.Rules = []rbacv1.PolicyRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}}
 			replaceIn(t, f.member.Tracker(), rbacv1.SchemeGroupVersion.WithResource("clusterroles"), unlabelled(role))
 		},
@@ -722,7 +734,7 @@ func TestJoinRefusesObjectsItDoesNotOwn(t *testing.T) {
 	}, {
 		name: "ClusterRoleBinding",
 		replace: func(t *testing.T, f *fixture) {
-			_, _, _, binding := MemberObjects()
+			_, _, _, binding := memberObjects()
 			binding.Subjects = append(binding.Subjects, rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "ops"})
 			replaceIn(t, f.member.Tracker(), rbacv1.SchemeGroupVersion.WithResource("clusterrolebindings"), unlabelled(binding))
 		},

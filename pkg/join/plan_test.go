@@ -127,7 +127,7 @@ func TestPlanYAML(t *testing.T) {
 		t.Errorf("Cluster spec: %v", cluster.field("spec"))
 	}
 	rules, _ := docs[2].field("rules").([]any)
-	if len(rules) != len(ImpersonatorRules()) {
+	if len(rules) != len(wantRules) {
 		t.Errorf("ClusterRole rules %v", docs[2].field("rules"))
 	}
 }

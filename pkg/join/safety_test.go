@@ -63,23 +63,50 @@ func TestJoinRefusesToRepointWithoutOverwrite(t *testing.T) {
 	}
 }
 
-// Switchboard writes Cluster status all the time, so join's update of the
-// spec meets conflicts; they are retried on a fresh read.
-func TestJoinRetriesConflicts(t *testing.T) {
+// Switchboard writes Cluster status all the time, and others may write the
+// hub Secret, between join's read and its write. Join's applies carry no
+// resourceVersion, so those writes cannot make it conflict (the fakes do
+// not check one: the test looks at what join sends), and what they wrote
+// stays.
+func TestJoinDoesNotConflictWithOtherWriters(t *testing.T) {
 	f := joined(t)
-	conflicts := 0
-	f.sb.PrependReactor("update", "clusters", func(action k8stesting.Action) (bool, runtime.Object, error) {
-		if conflicts < 2 {
-			conflicts++
-			return true, nil, apierrors.NewConflict(v1alpha1.Resource("clusters"), testName, errors.New("the object has been modified"))
+	ctx := context.Background()
+	writesBefore := 0
+	var preconditions []string
+	for _, c := range []*k8stesting.Fake{&f.hub.Fake, &f.sb.Fake} {
+		c.PrependReactor("patch", "*", func(action k8stesting.Action) (bool, runtime.Object, error) {
+			if patch := string(action.(k8stesting.PatchAction).GetPatch()); strings.Contains(patch, "resourceVersion") {
+				preconditions = append(preconditions, patch)
+			}
+			return false, nil, nil
+		})
+	}
+	// The reactors hold the fake's lock: they write to the trackers.
+	clustersGVR := v1alpha1.SchemeGroupVersion.WithResource("clusters")
+	f.sb.PrependReactor("patch", "clusters", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		obj, err := f.clusters.Get(clustersGVR, "", testName)
+		if err != nil {
+			return true, nil, err
 		}
+		c := obj.(*v1alpha1.Cluster).DeepCopy()
+		c.Status.KubernetesVersion = "v1.37.2"
+		if err := f.clusters.Update(clustersGVR, c, "", metav1.UpdateOptions{FieldManager: "switchboard-apiserver"}); err != nil {
+			return true, nil, err
+		}
+		writesBefore++
 		return false, nil, nil
 	})
-	f.hub.PrependReactor("update", "secrets", func(action k8stesting.Action) (bool, runtime.Object, error) {
-		if conflicts < 3 {
-			conflicts++
-			return true, nil, apierrors.NewConflict(corev1.Resource("secrets"), SecretName(testName), errors.New("the object has been modified"))
+	f.hub.PrependReactor("patch", "secrets", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		obj, err := f.hub.Tracker().Get(secretsGVR, DefaultHubNamespace, SecretName(testName))
+		if err != nil {
+			return true, nil, err
 		}
+		s := obj.(*corev1.Secret).DeepCopy()
+		s.Annotations = map[string]string{"note": "an administrator's"}
+		if err := f.hub.Tracker().Update(secretsGVR, s, DefaultHubNamespace, metav1.UpdateOptions{FieldManager: "kubectl-annotate"}); err != nil {
+			return true, nil, err
+		}
+		writesBefore++
 		return false, nil, nil
 	})
 	o := f.options()
@@ -87,16 +114,24 @@ func TestJoinRetriesConflicts(t *testing.T) {
 	o.Overwrite = true
 	o.MemberConfig = &rest.Config{Host: memberHost, TLSClientConfig: rest.TLSClientConfig{CAData: []byte("a new CA")}}
 	if _, err := f.joinWith(o); err != nil {
-		t.Fatalf("Join with conflicting writers: %v", err)
+		t.Fatalf("Join with other writers: %v", err)
 	}
-	if conflicts != 3 {
-		t.Errorf("%d conflicts met, want 3", conflicts)
+	if writesBefore != 2 {
+		t.Errorf("%d writes by others just before join's, want 2", writesBefore)
 	}
-	if got := f.cluster().Spec.Endpoint; got != "https://moved.example:6443" {
-		t.Errorf("endpoint %q", got)
+	if len(preconditions) > 0 {
+		t.Errorf("join sent a resourceVersion, which a concurrent write makes conflict: %q", preconditions)
 	}
-	if got := string(f.hubSecret(DefaultHubNamespace).Data[v1alpha1.SecretKeyCABundle]); got != "a new CA" {
-		t.Errorf("hub Secret CA %q", got)
+	c := f.cluster()
+	if c.Spec.Endpoint != "https://moved.example:6443" || c.Status.KubernetesVersion != "v1.37.2" {
+		t.Errorf("Cluster endpoint %q, status %+v", c.Spec.Endpoint, c.Status)
+	}
+	s, err := f.hub.CoreV1().Secrets(DefaultHubNamespace).Get(ctx, SecretName(testName), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(s.Data[v1alpha1.SecretKeyCABundle]) != "a new CA" || s.Annotations["note"] != "an administrator's" {
+		t.Errorf("hub Secret CA %q, annotations %v", s.Data[v1alpha1.SecretKeyCABundle], s.Annotations)
 	}
 }
 
@@ -105,7 +140,7 @@ func TestJoinRetriesConflicts(t *testing.T) {
 func TestJoinPutsTheSecretBackWhenTheClusterFails(t *testing.T) {
 	f := joined(t)
 	beforeData := f.hubSecret(DefaultHubNamespace).Data
-	f.sb.PrependReactor("update", "clusters", func(action k8stesting.Action) (bool, runtime.Object, error) {
+	f.sb.PrependReactor("patch", "clusters", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewInternalError(errors.New("etcd is down"))
 	})
 	o := f.options()
@@ -132,7 +167,7 @@ func TestJoinRefusesAHandMadeClusterBeforeAnyWrite(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: testName},
 		Spec:       v1alpha1.ClusterSpec{Endpoint: memberHost, CredentialsSecretRef: v1alpha1.SecretReference{Name: "admins-secret"}},
 	}
-	if err := f.sb.Tracker().Add(handMade); err != nil {
+	if err := f.clusters.Add(handMade); err != nil {
 		t.Fatal(err)
 	}
 	_, err := f.join()
@@ -190,9 +225,47 @@ func TestJoinWarnsWhenTheMemberIsTheHub(t *testing.T) {
 }
 
 // A server dry run sends every write with dryRun=All and stores nothing; it
-// does not wait for a token nor check through the hub.
+// does not wait for a token nor check through the hub. Into a namespace
+// it only pretended to create, it sends nothing.
 func TestJoinServerDryRun(t *testing.T) {
-	f := newFixture(t, managedNamespace())
+	const notSent = " (server dry run): not sent, as its namespace does not exist yet"
+	for _, tc := range []struct {
+		name        string
+		member      []runtime.Object
+		wantWrites  string
+		wantChanges []string
+	}{{
+		name:       "the namespace exists",
+		member:     []runtime.Object{managedNamespace()},
+		wantWrites: "patch serviceaccounts,patch clusterroles,patch clusterrolebindings,create secrets,patch secrets,patch clusters",
+		wantChanges: []string{
+			"unchanged Namespace switchboard-system",
+			"created ServiceAccount switchboard-system/switchboard-impersonator (server dry run)",
+			"created ClusterRole switchboard:impersonator (server dry run)",
+			"created ClusterRoleBinding switchboard:impersonator (server dry run)",
+			"created Secret switchboard-system/" + TokenSecretPrefix + "* (server dry run)",
+			"created Secret switchboard-system/prod-credentials (server dry run)",
+			"created Cluster prod (server dry run)",
+		},
+	}, {
+		name:       "a new member",
+		wantWrites: "patch namespaces,patch clusterroles,patch clusterrolebindings,patch secrets,patch clusters",
+		wantChanges: []string{
+			"created Namespace switchboard-system (server dry run)",
+			"created ServiceAccount switchboard-system/switchboard-impersonator" + notSent,
+			"created ClusterRole switchboard:impersonator (server dry run)",
+			"created ClusterRoleBinding switchboard:impersonator (server dry run)",
+			"created Secret switchboard-system/" + TokenSecretPrefix + "*" + notSent,
+			"created Secret switchboard-system/prod-credentials (server dry run)",
+			"created Cluster prod (server dry run)",
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) { testJoinServerDryRun(t, tc.member, tc.wantWrites, tc.wantChanges) })
+	}
+}
+
+func testJoinServerDryRun(t *testing.T, member []runtime.Object, wantWrites string, wantChanges []string) {
+	f := newFixture(t, member...)
 	var dryRuns, wet []string
 	record := func(action k8stesting.Action) (bool, runtime.Object, error) {
 		var opts []string
@@ -203,6 +276,8 @@ func TestJoinServerDryRun(t *testing.T) {
 			opts = a.UpdateOptions.DryRun
 		case k8stesting.DeleteActionImpl:
 			opts = a.DeleteOptions.DryRun
+		case k8stesting.PatchActionImpl:
+			opts = a.PatchOptions.DryRun
 		default:
 			return false, nil, nil
 		}
@@ -210,7 +285,11 @@ func TestJoinServerDryRun(t *testing.T) {
 		if len(opts) == 1 && opts[0] == metav1.DryRunAll {
 			dryRuns = append(dryRuns, what)
 			// As a dry run on a real server: answered, not stored.
-			return true, action.(interface{ GetObject() runtime.Object }).GetObject(), nil
+			var answer runtime.Object
+			if a, ok := action.(interface{ GetObject() runtime.Object }); ok {
+				answer = a.GetObject()
+			}
+			return true, answer, nil
 		}
 		wet = append(wet, what)
 		return false, nil, nil
@@ -223,6 +302,7 @@ func TestJoinServerDryRun(t *testing.T) {
 			return record(a)
 		})
 		c.PrependReactor("update", "*", record)
+		c.PrependReactor("patch", "*", record)
 	}
 	f.verifyErr = errors.New("a dry run must not check through the hub")
 	o := f.options()
@@ -234,15 +314,10 @@ func TestJoinServerDryRun(t *testing.T) {
 	if len(wet) > 0 {
 		t.Errorf("writes without dryRun=All: %q", wet)
 	}
-	want := "create serviceaccounts,create clusterroles,create clusterrolebindings,create secrets,create secrets,create clusters"
-	if got := strings.Join(dryRuns, ","); got != want {
-		t.Errorf("dry-run writes %s, want %s", got, want)
+	if got := strings.Join(dryRuns, ","); got != wantWrites {
+		t.Errorf("dry-run writes %s, want %s", got, wantWrites)
 	}
-	for _, c := range res.Changes[1:] {
-		if !strings.HasSuffix(c.String(), "(server dry run)") {
-			t.Errorf("change %q is not marked as a server dry run", c)
-		}
-	}
+	assertChanges(t, res.Changes, wantChanges...)
 	if _, err := f.sb.ClusterV1alpha1().Clusters().Get(context.Background(), testName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the Cluster was stored by a dry run: %v", err)
 	}
@@ -257,7 +332,7 @@ func TestJoinPutsTheOldBindingBackWhenTheReplacementFails(t *testing.T) {
 	b.RoleRef.Name = "cluster-admin"
 	replaceIn(t, f.member.Tracker(), rbacv1.SchemeGroupVersion.WithResource("clusterrolebindings"), b)
 	creates := 0
-	f.member.PrependReactor("create", "clusterrolebindings", func(action k8stesting.Action) (bool, runtime.Object, error) {
+	f.member.PrependReactor("patch", "clusterrolebindings", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		if creates++; creates == 1 {
 			return true, nil, apierrors.NewInternalError(errors.New("etcd is down"))
 		}
@@ -276,9 +351,8 @@ func TestJoinPutsTheOldBindingBackWhenTheReplacementFails(t *testing.T) {
 func TestJoinUndoesACreateWhoseOutcomeIsUnknown(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	f.sb.PrependReactor("create", "clusters", func(action k8stesting.Action) (bool, runtime.Object, error) {
-		obj := action.(k8stesting.CreateAction).GetObject()
-		if err := f.sb.Tracker().Add(obj); err != nil {
+	f.sb.PrependReactor("patch", "clusters", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if _, _, err := k8stesting.ObjectReaction(f.clusters)(action); err != nil {
 			return true, nil, err
 		}
 		return true, nil, errors.New("http2: client connection lost")

@@ -59,9 +59,9 @@ func selfSubjectReviewChecker(member *rest.Config) tokenChecker {
 // otherwise (deleted, emptied, or issued for a service account that was
 // recreated). It waits up to timeout for the member's token controller.
 //
-// A server dry run validates the new Secret but gets no token: the
-// credential it returns holds a placeholder.
-func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenChecker, timeout time.Duration, w *writer) (*Credential, Change, error) {
+// t declares the Secret to create. A server dry run validates it but gets
+// no token: the credential it returns holds a placeholder.
+func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenChecker, timeout time.Duration, t *target, w *writer) (*Credential, Change, error) {
 	secret, err := findTokenSecret(ctx, member)
 	if err != nil {
 		return nil, Change{}, err
@@ -80,17 +80,21 @@ func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenCh
 			}
 		}
 		// Broken or not filled in time earlier: start over with a new one.
-		if err := member.CoreV1().Secrets(Namespace).Delete(ctx, secret.Name, w.delete()); err != nil && !apierrors.IsNotFound(err) {
+		if err := member.CoreV1().Secrets(Namespace).Delete(ctx, secret.Name, w.deleteOptions()); err != nil && !apierrors.IsNotFound(err) {
 			return nil, Change{}, fmt.Errorf("replacing the broken %s: %w", obj, err)
 		}
 		w.repaired(Change{Object: obj, Action: Deleted, Note: ", whose token no longer worked"})
 		action = Corrected
 	}
-	if w.dryRun == DryRunServer && !namespaceExists(ctx, member) {
+	if w.namespacePretended {
 		// Nothing can be tried in a namespace that does not exist yet.
 		return pretendCredential(), w.change("Secret "+Namespace+"/"+TokenSecretPrefix+"*", action, notSentInNewNamespace), nil
 	}
-	created, err := member.CoreV1().Secrets(Namespace).Create(ctx, TokenSecret(), w.create())
+	var want corev1.Secret
+	if err := convert(t.config, &want); err != nil {
+		return nil, Change{}, err
+	}
+	created, err := member.CoreV1().Secrets(Namespace).Create(ctx, &want, w.createOptions())
 	if err != nil {
 		return nil, Change{}, fmt.Errorf("creating the token Secret: %w", err)
 	}
@@ -101,7 +105,7 @@ func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenCh
 	// A token nobody received yet: until it is filled, a failure removes
 	// it. One that replaces a broken token is a repair, and stays.
 	name := created.Name
-	mark := w.mark()
+	mark := len(w.undo)
 	w.onUndo(Change{Object: obj, Action: Deleted}, func(ctx context.Context) error {
 		return ignoreNotFound(member.CoreV1().Secrets(Namespace).Delete(ctx, name, metav1.DeleteOptions{}))
 	})
@@ -126,7 +130,7 @@ func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenCh
 		return nil, Change{}, fmt.Errorf("waiting for the token in %s: %w", obj, err)
 	}
 	if action == Corrected {
-		w.keep(mark)
+		w.undo = w.undo[:mark]
 		w.repaired(Change{Object: obj, Action: Created, Note: " in its place"})
 	}
 	return cred, Change{Object: obj, Action: action}, nil
@@ -135,12 +139,6 @@ func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenCh
 // pretendCredential stands for the token a server dry run does not get.
 func pretendCredential() *Credential {
 	return &Credential{Token: []byte(placeholder), CACert: []byte(placeholder)}
-}
-
-// namespaceExists says whether switchboard's namespace exists in the member.
-func namespaceExists(ctx context.Context, member kubernetes.Interface) bool {
-	_, err := member.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{})
-	return err == nil
 }
 
 // impersonatorUser is the user name of switchboard's service account.

@@ -19,12 +19,14 @@ package join
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
@@ -45,13 +47,6 @@ type UnjoinOptions struct {
 	DryRun DryRun
 }
 
-// managedObject is one object Unjoin may delete: get reads it, delete removes it.
-type managedObject struct {
-	name   string
-	get    func(ctx context.Context) (metav1.Object, error)
-	delete func(ctx context.Context) error
-}
-
 // Unjoin removes what Join created: the Cluster and its Secret on the hub,
 // and, with a member client, the member's impersonator objects. It deletes
 // only objects that carry switchboard's label, and succeeds when they are
@@ -62,125 +57,76 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 	if o.HubNamespace == "" {
 		o.HubNamespace = DefaultHubNamespace
 	}
-	w := &writer{dryRun: o.DryRun}
-	del := w.delete()
-	objects := []managedObject{
-		{"Cluster " + o.Name,
-			func(ctx context.Context) (metav1.Object, error) {
-				return o.Switchboard.ClusterV1alpha1().Clusters().Get(ctx, o.Name, metav1.GetOptions{})
-			},
-			func(ctx context.Context) error {
-				return o.Switchboard.ClusterV1alpha1().Clusters().Delete(ctx, o.Name, del)
-			}},
-		{"Secret " + o.HubNamespace + "/" + SecretName(o.Name) + " on the hub",
-			func(ctx context.Context) (metav1.Object, error) {
-				return o.HubClient.CoreV1().Secrets(o.HubNamespace).Get(ctx, SecretName(o.Name), metav1.GetOptions{})
-			},
-			func(ctx context.Context) error {
-				return o.HubClient.CoreV1().Secrets(o.HubNamespace).Delete(ctx, SecretName(o.Name), del)
-			}},
-	}
-	var memberObjects []managedObject
+	c := clients{member: o.MemberClient, hub: o.HubClient, sb: o.Switchboard}
+	var tokens []corev1.Secret
 	var keep string
-	if m := o.MemberClient; m != nil {
-		tokens, err := tokenSecrets(ctx, m)
-		if err != nil {
+	if o.MemberClient != nil {
+		var err error
+		if tokens, err = tokenSecrets(ctx, o.MemberClient); err != nil {
 			return nil, err
 		}
 		if keep, err = o.keepMemberObjects(ctx, tokens); err != nil {
 			return nil, err
 		}
-		memberObjects = append(memberObjects,
-			managedObject{"ClusterRoleBinding " + ClusterRoleName,
-				func(ctx context.Context) (metav1.Object, error) {
-					return m.RbacV1().ClusterRoleBindings().Get(ctx, ClusterRoleName, metav1.GetOptions{})
-				},
-				func(ctx context.Context) error {
-					return m.RbacV1().ClusterRoleBindings().Delete(ctx, ClusterRoleName, del)
-				}},
-			managedObject{"ClusterRole " + ClusterRoleName,
-				func(ctx context.Context) (metav1.Object, error) {
-					return m.RbacV1().ClusterRoles().Get(ctx, ClusterRoleName, metav1.GetOptions{})
-				},
-				func(ctx context.Context) error { return m.RbacV1().ClusterRoles().Delete(ctx, ClusterRoleName, del) }},
-		)
-		for _, token := range tokens {
-			name := token.Name
-			memberObjects = append(memberObjects, managedObject{"Secret " + Namespace + "/" + name,
-				func(ctx context.Context) (metav1.Object, error) {
-					return m.CoreV1().Secrets(Namespace).Get(ctx, name, metav1.GetOptions{})
-				},
-				func(ctx context.Context) error { return m.CoreV1().Secrets(Namespace).Delete(ctx, name, del) }})
+	}
+	// Join's objects the other way round, the hub's first. The binding and
+	// the role go before the tokens, which go with their ServiceAccount.
+	var hub, member []*target
+	for _, obj := range slices.Backward(objects(o.Name, "", o.HubNamespace, false, nil)) {
+		switch {
+		case obj.where == onHub:
+			hub = append(hub, c.target(obj))
+		case o.MemberClient == nil || obj.generated():
+		default:
+			if obj.kind() == "ServiceAccount" {
+				for _, token := range tokens {
+					member = append(member, c.target(object{where: inMember, config: corev1ac.Secret(token.Name, Namespace)}))
+				}
+			}
+			member = append(member, c.target(obj))
 		}
-		memberObjects = append(memberObjects,
-			managedObject{"ServiceAccount " + Namespace + "/" + ServiceAccountName,
-				func(ctx context.Context) (metav1.Object, error) {
-					return m.CoreV1().ServiceAccounts(Namespace).Get(ctx, ServiceAccountName, metav1.GetOptions{})
-				},
-				func(ctx context.Context) error {
-					return m.CoreV1().ServiceAccounts(Namespace).Delete(ctx, ServiceAccountName, del)
-				}},
-			managedObject{"Namespace " + Namespace,
-				func(ctx context.Context) (metav1.Object, error) {
-					return m.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{})
-				},
-				func(ctx context.Context) error { return m.CoreV1().Namespaces().Delete(ctx, Namespace, del) }},
-		)
 	}
 
-	var changes []Change
-	for _, obj := range objects {
-		change, err := removeManaged(ctx, obj, w)
-		if err != nil {
-			return changes, err
-		}
-		if change != nil {
-			changes = append(changes, *change)
-		}
-	}
-	if keep != "" {
+	w := &writer{dryRun: o.DryRun}
+	changes, err := w.remove(ctx, nil, hub)
+	switch {
+	case err != nil:
+		return changes, err
+	case keep != "":
 		return append(changes, Change{
 			Action: "kept",
 			Object: "the member's switchboard objects (" + Namespace + ", " + ServiceAccountName + ", " + ClusterRoleName + ")",
 			Note:   ": " + keep,
 		}), nil
 	}
-	for _, obj := range memberObjects {
-		change, err := removeManaged(ctx, obj, w)
-		if err != nil {
-			return changes, err
-		}
-		if change != nil {
-			changes = append(changes, *change)
-		}
-	}
-	return changes, nil
+	return w.remove(ctx, changes, member)
 }
 
-// removeManaged deletes obj when switchboard owns it, and says what it did;
-// nil when obj is gone or already going.
-func removeManaged(ctx context.Context, obj managedObject, w *writer) (*Change, error) {
-	current, err := obj.get(ctx)
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", obj.name, err)
-	}
-	if current.GetDeletionTimestamp() != nil {
-		// Already on its way out, from an earlier unjoin.
-		return nil, nil
-	}
-	if !isManaged(current) {
-		return &Change{Object: obj.name, Action: Kept}, nil
-	}
-	if w.dryRun != DryRunClient {
-		if err := obj.delete(ctx); err != nil && !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("deleting %s: %w", obj.name, err)
+// remove deletes the targets switchboard owns, in order, and adds what it
+// did to changes. Targets that are gone, or already going, it leaves out.
+func (w *writer) remove(ctx context.Context, changes []Change, targets []*target) ([]Change, error) {
+	for _, t := range targets {
+		current, err := t.get(ctx)
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return changes, fmt.Errorf("reading %s: %w", t.inReports(), err)
+		case current.GetDeletionTimestamp() != nil:
+			// Already on its way out, from an earlier unjoin.
+			continue
+		case !isManaged(current):
+			changes = append(changes, Change{Object: t.inReports(), Action: Kept})
+			continue
 		}
+		if w.dryRun != DryRunClient {
+			if err := t.delete(ctx, w.deleteOptions()); ignoreNotFound(err) != nil {
+				return changes, fmt.Errorf("deleting %s: %w", t.inReports(), err)
+			}
+		}
+		changes = append(changes, w.change(t.inReports(), Deleted, ""))
 	}
-	change := w.change(obj.name, Deleted, "")
-	return &change, nil
+	return changes, nil
 }
 
 // keepMemberObjects says why the member's objects must stay, or "" when

@@ -100,8 +100,8 @@ func TestUnjoinRemovesWhatJoinCreated(t *testing.T) {
 }
 
 func TestUnjoinKeepsWhatItDoesNotOwn(t *testing.T) {
-	ns, sa, role, binding := MemberObjects()
-	token := TokenSecret()
+	ns, sa, role, binding := memberObjects()
+	token := tokenSecretObject()
 	token.Name = TokenSecretPrefix + "abcde"
 	hubSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: SecretName(testName), Namespace: DefaultHubNamespace}}
 	cluster := &v1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: testName}}
@@ -159,7 +159,7 @@ func TestUnjoinKeepsWhatItDoesNotOwn(t *testing.T) {
 				}
 			}
 			for _, obj := range tc.sb {
-				if err := f.sb.Tracker().Add(obj); err != nil {
+				if err := f.clusters.Add(obj); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -1,0 +1,116 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package join
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+)
+
+// inspect reads every declared object before join writes anything, and
+// refuses what join must not touch: objects with switchboard's names that
+// it does not own (a Cluster made by hand, whose Secret may be someone
+// else's), and, without Overwrite, a Cluster that points at another
+// endpoint. A member namespace without the label is used as it is.
+func (o *Options) inspect(ctx context.Context) ([]*target, error) {
+	if err := o.awaitNamespace(ctx); err != nil {
+		return nil, o.explain(err, inMember)
+	}
+	c := clients{member: o.MemberClient, hub: o.HubClient, sb: o.Switchboard}
+	var targets []*target
+	for _, obj := range o.objects(nil) {
+		t := c.target(obj)
+		targets = append(targets, t)
+		if obj.generated() {
+			continue // ensureToken looks for the token Secret.
+		}
+		current, err := t.get(ctx)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return nil, o.explain(fmt.Errorf("reading %s: %w", t.inErrors(), err), obj.where)
+		case !isManaged(current) && !obj.usedAsFound:
+			return nil, notOwnedError(t.inErrors())
+		default:
+			t.current = current
+		}
+		if c, ok := t.current.(*v1alpha1.Cluster); ok && !sameEndpoint(c.Spec.Endpoint, o.Endpoint) && !o.Overwrite {
+			return nil, fmt.Errorf("%s already points at %s, and this join would point it at %s: "+
+				"run join with --overwrite to re-point it there, or choose another name", t.inErrors(), c.Spec.Endpoint, o.Endpoint)
+		}
+	}
+	return targets, nil
+}
+
+// awaitNamespace waits, up to TokenTimeout, while the member's namespace is
+// being deleted (by an unjoin just before).
+func (o *Options) awaitNamespace(ctx context.Context) error {
+	namespaces := o.MemberClient.CoreV1().Namespaces()
+	if ns, err := namespaces.Get(ctx, Namespace, metav1.GetOptions{}); err != nil || ns.DeletionTimestamp == nil {
+		return nil // inspect reads it again
+	}
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, o.TokenTimeout, true, func(ctx context.Context) (bool, error) {
+		_, err := namespaces.Get(ctx, Namespace, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, err
+	})
+	switch {
+	case wait.Interrupted(err) && ctx.Err() == nil:
+		return fmt.Errorf("Namespace %s is being deleted and was not gone within %s; join again once it is", Namespace, o.TokenTimeout)
+	case err != nil:
+		return fmt.Errorf("waiting for Namespace %s to be deleted: %w", Namespace, err)
+	}
+	return nil
+}
+
+// hubAsMemberWarning warns when the member kubeconfig reaches the hub
+// itself: both have the same kube-system namespace, whose UID is the
+// cluster's identity. When either cannot be read, it says nothing.
+func (o *Options) hubAsMemberWarning(ctx context.Context) []string {
+	member, err := o.MemberClient.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+	if err != nil || member.UID == "" {
+		return nil
+	}
+	hub, err := o.HubClient.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+	if err != nil || hub.UID != member.UID {
+		return nil
+	}
+	return []string{fmt.Sprintf("the member kubeconfig reaches the hub itself (both have the kube-system namespace with UID %s): "+
+		"Cluster %q makes the hub a member of itself", member.UID, o.Name)}
+}
+
+// sameEndpoint says whether two endpoints name the same address, whatever
+// the case of the host or a trailing slash.
+func sameEndpoint(a, b string) bool {
+	ua, errA := url.Parse(strings.TrimSuffix(a, "/"))
+	ub, errB := url.Parse(strings.TrimSuffix(b, "/"))
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	return strings.EqualFold(ua.Host, ub.Host) && ua.Scheme == ub.Scheme && ua.Path == ub.Path
+}

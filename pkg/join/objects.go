@@ -1,0 +1,371 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package join
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"reflect"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	rbacac "k8s.io/client-go/applyconfigurations/rbac/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+	clusterac "github.com/switchboard-io/switchboard/pkg/generated/applyconfiguration/cluster/v1alpha1"
+	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
+)
+
+// fieldManager owns the fields join applies, in the member and on the hub.
+const fieldManager = "kubectl-switchboard-join"
+
+// placeholder stands for data join only learns when it runs.
+const placeholder = "<filled in by join>"
+
+// Where an object lives.
+const (
+	inMember = "member"
+	onHub    = "hub"
+)
+
+// applyConfiguration is a client-go apply configuration.
+type applyConfiguration interface {
+	runtime.ApplyConfiguration
+	GetAPIVersion() *string
+	GetKind() *string
+	GetName() *string
+	GetNamespace() *string
+}
+
+// object is one object that join applies, --dry-run=client prints and
+// unjoin deletes.
+type object struct {
+	// where is inMember or onHub.
+	where  string
+	config applyConfiguration
+	// usedAsFound: when it exists without switchboard's label, join uses it
+	// as it is, and neither changes nor deletes it, instead of refusing it.
+	usedAsFound bool
+	// exact are top-level fields, maps or undeclared, that must hold what
+	// config declares and nothing else; join removes the rest, which
+	// apply leaves to the field managers that set it.
+	exact []string
+	// immutable are top-level fields that cannot change in place: join
+	// replaces the object when they differ.
+	immutable []string
+}
+
+// objects declares what join sets up for Cluster name, in the order it
+// applies them; rollbacks and unjoin go the other way. Without a
+// credential (a plan, unjoin), the hub Secret holds placeholders.
+func objects(name, endpoint, hubNamespace string, insecure bool, cred *Credential) []object {
+	if hubNamespace == "" {
+		hubNamespace = DefaultHubNamespace
+	}
+	labels := map[string]string{ManagedByLabel: ManagedByValue}
+	hubSecret := corev1ac.Secret(SecretName(name), hubNamespace).WithLabels(labels).WithType(corev1.SecretTypeOpaque)
+	if cred == nil {
+		hubSecret.WithStringData(map[string]string{
+			v1alpha1.SecretKeyToken:    placeholder + " (the token of the member's " + TokenSecretPrefix + "* Secret)",
+			v1alpha1.SecretKeyCABundle: placeholder + " (the CA bundle of the member kubeconfig)",
+		})
+	} else {
+		hubSecret.WithData(map[string][]byte{v1alpha1.SecretKeyToken: cred.Token, v1alpha1.SecretKeyCABundle: cred.CACert})
+	}
+	return []object{
+		{where: inMember, config: corev1ac.Namespace(Namespace).WithLabels(labels), usedAsFound: true},
+		{where: inMember, config: corev1ac.ServiceAccount(ServiceAccountName, Namespace).WithLabels(labels)},
+		// Impersonation and nothing else: of users, groups, service
+		// accounts, UIDs and every user extra. Impersonating an extra is
+		// authorized as userextras/<key>, and RBAC has no "userextras/*"
+		// wildcard (only "*" and "*/<subresource>"), so the second rule
+		// names every resource of authentication.k8s.io. With the
+		// impersonate verb alone that is uids and userextras/<any key>: the
+		// constrained impersonation modes of Kubernetes 1.35+ use other
+		// verbs (impersonate:user-info, impersonate-on:...), which this role
+		// does not grant. An aggregation rule would replace the rules.
+		{where: inMember, exact: []string{"aggregationRule"}, config: rbacac.ClusterRole(ClusterRoleName).WithLabels(labels).WithRules(
+			rbacac.PolicyRule().WithAPIGroups("").WithResources("users", "groups", "serviceaccounts").WithVerbs("impersonate"),
+			rbacac.PolicyRule().WithAPIGroups("authentication.k8s.io").WithResources("*").WithVerbs("impersonate"),
+		)},
+		{where: inMember, immutable: []string{"roleRef"}, config: rbacac.ClusterRoleBinding(ClusterRoleName).WithLabels(labels).
+			WithRoleRef(rbacac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("ClusterRole").WithName(ClusterRoleName)).
+			WithSubjects(rbacac.Subject().WithKind(rbacv1.ServiceAccountKind).WithName(ServiceAccountName).WithNamespace(Namespace))},
+		// The token Secret, which the member's token controller fills. Its
+		// name is generated, so join creates it (apply needs a name).
+		{where: inMember, config: (&corev1ac.SecretApplyConfiguration{}).WithAPIVersion("v1").WithKind("Secret").
+			WithGenerateName(TokenSecretPrefix).WithNamespace(Namespace).WithLabels(labels).
+			WithAnnotations(map[string]string{corev1.ServiceAccountNameKey: ServiceAccountName}).
+			WithType(corev1.SecretTypeServiceAccountToken)},
+		// No data but the credential: switchboard refuses a client
+		// certificate beside the token.
+		{where: onHub, config: hubSecret, exact: []string{"data"}},
+		{where: onHub, config: clusterac.Cluster(name).WithLabels(labels).WithSpec(clusterac.ClusterSpec().
+			WithEndpoint(endpoint).
+			WithCredentialsSecretRef(clusterac.SecretReference().WithName(SecretName(name))).
+			WithInsecureSkipTLSVerify(insecure))},
+	}
+}
+
+// PlannedObject is one object join would apply, and where.
+type PlannedObject struct {
+	// Where is "member" or "hub".
+	Where  string
+	Object runtime.ApplyConfiguration
+}
+
+// Plan lists the objects Join applies, with the token left as a placeholder.
+func Plan(name, endpoint, hubNamespace string, insecure bool) []PlannedObject {
+	var planned []PlannedObject
+	for _, obj := range objects(name, endpoint, hubNamespace, insecure, nil) {
+		planned = append(planned, PlannedObject{Where: obj.where, Object: obj.config})
+	}
+	return planned
+}
+
+// WriteYAML prints planned objects as a YAML stream, each headed by where
+// it goes.
+func WriteYAML(w io.Writer, planned []PlannedObject) error {
+	for i, p := range planned {
+		data, err := yaml.Marshal(p.Object)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			if _, err := fmt.Fprintln(w, "---"); err != nil {
+				return err
+			}
+		}
+		if _, err := fmt.Fprintf(w, "# in the %s cluster\n%s", p.Where, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// generated says whether the object's name is generated: the token Secret.
+func (o object) generated() bool { return o.config.GetName() == nil }
+
+func (o object) kind() string { return ptr.Deref(o.config.GetKind(), "") }
+
+// String names the object as join's changes do: "Kind namespace/name" or
+// "Kind name".
+func (o object) String() string {
+	name := ptr.Deref(o.config.GetName(), TokenSecretPrefix+"*")
+	if ns := ptr.Deref(o.config.GetNamespace(), ""); ns != "" {
+		name = ns + "/" + name
+	}
+	return o.kind() + " " + name
+}
+
+// inErrors names the object in errors, which say where it is.
+func (o object) inErrors() string {
+	if o.where == onHub {
+		return o.String() + " on the hub"
+	}
+	return o.String()
+}
+
+// inReports names the object in what rollbacks and unjoin did: a Secret
+// says it is on the hub; a Cluster is always there.
+func (o object) inReports() string {
+	if o.kind() == "Cluster" {
+		return o.String()
+	}
+	return o.inErrors()
+}
+
+// clients reach the member and the hub. member is nil when unjoin leaves
+// the member alone.
+type clients struct {
+	member, hub kubernetes.Interface
+	sb          clientset.Interface
+}
+
+// resource is one object in one cluster, read and written through its typed
+// client. Configurations are given as their JSON maps.
+type resource interface {
+	get(ctx context.Context) (metav1.Object, error)
+	apply(ctx context.Context, config map[string]any, opts metav1.ApplyOptions) error
+	mergePatch(ctx context.Context, patch map[string]any, opts metav1.PatchOptions) error
+	delete(ctx context.Context, opts metav1.DeleteOptions) error
+}
+
+// target binds obj to its cluster.
+func (c clients) target(obj object) *target {
+	return &target{object: obj, resource: c.resource(obj)}
+}
+
+func (c clients) resource(obj object) resource {
+	name, ns := ptr.Deref(obj.config.GetName(), ""), ptr.Deref(obj.config.GetNamespace(), "")
+	switch obj.config.(type) {
+	case *corev1ac.NamespaceApplyConfiguration:
+		return typed(c.member.CoreV1().Namespaces(), name)
+	case *corev1ac.ServiceAccountApplyConfiguration:
+		return typed(c.member.CoreV1().ServiceAccounts(ns), name)
+	case *rbacac.ClusterRoleApplyConfiguration:
+		return typed(c.member.RbacV1().ClusterRoles(), name)
+	case *rbacac.ClusterRoleBindingApplyConfiguration:
+		return typed(c.member.RbacV1().ClusterRoleBindings(), name)
+	case *clusterac.ClusterApplyConfiguration:
+		return typed(c.sb.ClusterV1alpha1().Clusters(), name)
+	}
+	// A *corev1ac.SecretApplyConfiguration.
+	if obj.where == onHub {
+		return typed(c.hub.CoreV1().Secrets(ns), name)
+	}
+	return typed(c.member.CoreV1().Secrets(ns), name)
+}
+
+// typedClient is what client-go's typed clients offer for objects of type
+// T with apply configurations A.
+type typedClient[T metav1.Object, A any] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Apply(ctx context.Context, config *A, opts metav1.ApplyOptions) (T, error)
+	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (T, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+}
+
+type typedResource[T metav1.Object, A any] struct {
+	client typedClient[T, A]
+	name   string
+}
+
+func typed[T metav1.Object, A any](client typedClient[T, A], name string) resource {
+	return typedResource[T, A]{client: client, name: name}
+}
+
+func (r typedResource[T, A]) get(ctx context.Context) (metav1.Object, error) {
+	obj, err := r.client.Get(ctx, r.name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+func (r typedResource[T, A]) apply(ctx context.Context, config map[string]any, opts metav1.ApplyOptions) error {
+	var ac A
+	if err := convert(config, &ac); err != nil {
+		return err
+	}
+	_, err := r.client.Apply(ctx, &ac, opts)
+	return err
+}
+
+func (r typedResource[T, A]) mergePatch(ctx context.Context, patch map[string]any, opts metav1.PatchOptions) error {
+	data, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	_, err = r.client.Patch(ctx, r.name, types.MergePatchType, data, opts)
+	return err
+}
+
+func (r typedResource[T, A]) delete(ctx context.Context, opts metav1.DeleteOptions) error {
+	return r.client.Delete(ctx, r.name, opts)
+}
+
+// convert turns from into to through JSON: an object or a configuration
+// into its map, and back.
+func convert(from, to any) error {
+	data, err := json.Marshal(from)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, to)
+}
+
+// Comparing what is declared with what is there, as JSON maps.
+
+// covers says whether have holds every field of declared: applying it
+// would change nothing. A field that have lacks counts as its zero value,
+// which omitempty leaves out.
+func covers(have, declared map[string]any) bool {
+	for k, d := range declared {
+		if dm, ok := d.(map[string]any); ok {
+			if hm, _ := have[k].(map[string]any); !covers(hm, dm) {
+				return false
+			}
+		} else if !(isZero(d) && isZero(have[k])) && !reflect.DeepEqual(d, have[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isZero(v any) bool {
+	rv := reflect.ValueOf(v)
+	return v == nil || rv.IsZero() || (rv.Kind() == reflect.Slice || rv.Kind() == reflect.Map) && rv.Len() == 0
+}
+
+// extras is the JSON merge patch that removes what have's exact fields hold
+// beyond declared; empty when there is nothing to remove.
+func extras(declared, have map[string]any, exact []string) map[string]any {
+	patch := map[string]any{}
+	for _, f := range exact {
+		dm, declaredToo := declared[f].(map[string]any)
+		if !declaredToo && !isZero(have[f]) {
+			patch[f] = nil
+		}
+		hm, _ := have[f].(map[string]any)
+		nulls := map[string]any{}
+		for k := range hm {
+			if _, ok := dm[k]; declaredToo && !ok {
+				nulls[k] = nil
+			}
+		}
+		if len(nulls) > 0 {
+			patch[f] = nulls
+		}
+	}
+	return patch
+}
+
+// previous is declared with the values that have holds, the exact fields
+// whole: applying it puts back what join changed.
+func previous(declared, have map[string]any, exact []string) map[string]any {
+	out := pick(declared, have)
+	for _, f := range exact {
+		if v, ok := have[f]; ok {
+			out[f] = v
+		}
+	}
+	return out
+}
+
+// pick is have's values of the fields of declared.
+func pick(declared, have map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, d := range declared {
+		dm, dIsMap := d.(map[string]any)
+		if hm, hIsMap := have[k].(map[string]any); dIsMap && hIsMap {
+			out[k] = pick(dm, hm)
+		} else if h, found := have[k]; found {
+			out[k] = h
+		}
+	}
+	return out
+}
