@@ -39,10 +39,11 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/validation"
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
 	"github.com/switchboard-io/switchboard/pkg/kubeconfig"
+	"github.com/switchboard-io/switchboard/pkg/names"
 )
 
 // DefaultHubNamespace holds switchboard and the credentials Secrets on the hub.
-const DefaultHubNamespace = "switchboard-system"
+const DefaultHubNamespace = names.Namespace
 
 // Options say which member to join, and how to reach the member and the hub.
 type Options struct {

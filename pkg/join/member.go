@@ -18,13 +18,15 @@ limitations under the License.
 // member that may do nothing but impersonate, and its token.
 package join
 
+import "github.com/switchboard-io/switchboard/pkg/names"
+
 // Names of the objects switchboard owns in a member. Users must not edit them.
 const (
-	Namespace          = "switchboard-system"
-	ServiceAccountName = "switchboard-impersonator"
-	ClusterRoleName    = "switchboard:impersonator"
+	Namespace          = names.MemberNamespace
+	ServiceAccountName = names.Impersonator
+	ClusterRoleName    = names.ImpersonatorRole
 	// TokenSecretPrefix begins the name of the token Secret.
-	TokenSecretPrefix = "switchboard-impersonator-token-"
+	TokenSecretPrefix = names.ImpersonatorTokenPrefix
 
 	// ManagedByLabel marks every object switchboard creates.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
