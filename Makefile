@@ -7,7 +7,7 @@
 # make test-e2e          real hub, members and switchboard on loopback (hack/test-e2e.sh)
 # make local-up          start that topology and leave it running; make local-down stops it
 # make bench             switchboard's proxy against direct access to a member (hack/bench.sh)
-# make verify            generated code, formatting, vet and go.mod tidiness
+# make verify            generated code, formatting, vet, go.mod tidiness, golangci-lint and shellcheck
 # make update-codegen    regenerate deepcopy, conversion, defaults, OpenAPI and clients
 
 SHELL := /usr/bin/env bash -o errexit -o nounset -o pipefail
@@ -75,7 +75,7 @@ bench:
 	hack/bench.sh $(BENCH_FLAGS)
 
 .PHONY: verify
-verify: verify-gofmt verify-vet verify-gomod verify-codegen
+verify: verify-gofmt verify-vet verify-gomod verify-codegen verify-lint verify-shellcheck
 
 .PHONY: verify-gofmt
 verify-gofmt:
@@ -98,6 +98,14 @@ verify-gomod:
 .PHONY: verify-codegen
 verify-codegen:
 	hack/verify-codegen.sh
+
+.PHONY: verify-lint
+verify-lint:
+	hack/verify-golangci-lint.sh
+
+.PHONY: verify-shellcheck
+verify-shellcheck:
+	hack/verify-shellcheck.sh
 
 .PHONY: update-codegen
 update-codegen:

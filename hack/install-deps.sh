@@ -2,7 +2,9 @@
 #
 # Builds Switchboard's pinned external binaries (see hack/versions.sh) from
 # the Go module proxy into ${SWITCHBOARD_CACHE_DIR}/bin/<name>-<version>/.
-# No GitHub downloads or container images are needed: only `go` + GOPROXY.
+# No GitHub downloads or container images are needed: only `go` + GOPROXY,
+# and for shellcheck apt-get and dpkg-deb, which unpack Debian's package
+# there without installing it.
 #
 # Cached binaries that run and report the pinned version are skipped, so
 # this is cheap to call from other scripts / make targets.
@@ -13,13 +15,15 @@ usage() {
   cat <<'EOF'
 Usage: hack/install-deps.sh [-f|--force] [component...]
 
-Components: kube-apiserver kube-controller-manager kubectl etcd kwok
-            (default: all)
+Components: kube-apiserver kube-controller-manager kubectl etcd kwok shellcheck
+            (default: all but shellcheck, which only make verify-shellcheck uses)
 
 Builds each component (CGO_ENABLED=0, -trimpath) from the Go module proxy into
   ${SWITCHBOARD_CACHE_DIR:-<repo>/.cache}/bin/<name>-<version>/<name>
 unless a working binary of the pinned version is already there. kwok's "fast"
 node/pod Stage yaml files are copied to .../bin/kwok-<version>/stages/.
+shellcheck is Debian's package of the pinned version, fetched with
+apt-get download and unpacked with dpkg-deb: nothing is installed.
 
 Options:
   -f, --force   rebuild even if a cached binary exists
@@ -60,7 +64,7 @@ for arg in "$@"; do
   esac
 done
 if ((${#requested[@]} == 0)); then
-  requested=("${DEPS_COMPONENTS[@]}")
+  read -r -a requested <<<"$(deps::default_components)"
 fi
 
 # is_requested <component>
@@ -80,11 +84,11 @@ deps::check_tools
 mkdir -p "${SWITCHBOARD_CACHE_DIR}/bin" "${SWITCHBOARD_CACHE_DIR}/build"
 deps::log "cache: ${SWITCHBOARD_CACHE_DIR} ($("${GO:-go}" version))"
 
-# Result lines, in build order: "<component>|<cached|built>|<seconds>".
+# Result lines, in build order: "<component>|<cached|built|fetched>|<seconds>".
 results=()
 total_start=${SECONDS}
 
-for group in kube etcd kwok; do
+for group in kube etcd kwok shellcheck; do
   todo=()
   for c in $(deps::group_components "${group}"); do
     is_requested "${c}" || continue
@@ -116,6 +120,9 @@ for group in kube etcd kwok; do
     if ! ${force} && deps::verify_binary "${c}" "${bin}"; then
       deps::log "[${c}] binary present: ${bin}"
       status=cached
+    elif deps::is_deb_group "${group}"; then
+      deps::install_deb "${c}"
+      status=fetched
     else
       if ! ${prepared}; then
         deps::prepare_module "${group}"
@@ -139,8 +146,8 @@ for c in "${DEPS_COMPONENTS[@]}"; do
   for r in "${results[@]}"; do
     IFS='|' read -r name status secs <<<"${r}"
     [[ "${name}" == "${c}" ]] || continue
-    if [[ "${status}" == built ]]; then
-      status="built in $(deps::fmt_duration "${secs}")"
+    if [[ "${status}" == built || "${status}" == fetched ]]; then
+      status="${status} in $(deps::fmt_duration "${secs}")"
     fi
     echo "${c} $(deps::version "${c}"): $(deps::bin_path "${c}") (${status})"
     if [[ "${c}" == kwok ]]; then

@@ -6,7 +6,8 @@
 #
 #   source "$(git rev-parse --show-toplevel)/hack/versions.sh"
 #
-# Binaries are built from the Go module proxy by hack/install-deps.sh into
+# Binaries are built from the Go module proxy (shellcheck: unpacked from
+# Debian's package) by hack/install-deps.sh into
 #   ${SWITCHBOARD_CACHE_DIR}/bin/<name>-<version>/<name>
 # so bumping a version below automatically forces a rebuild.
 
@@ -20,6 +21,9 @@ KUBE_VERSION="v1.37.2"
 ETCD_VERSION="v3.7.3"
 # kwok (sigs.k8s.io/kwok): fake nodes/pods.
 KWOK_VERSION="v0.8.0"
+# The version of Debian's shellcheck package (bookworm), for make
+# verify-shellcheck; apt-get checks it against the archive's signed index.
+SHELLCHECK_VERSION="0.9.0-1"
 
 # Cache root (git-ignored). May be overridden from the environment.
 SWITCHBOARD_CACHE_DIR="${SWITCHBOARD_CACHE_DIR:-${SWITCHBOARD_ROOT}/.cache}"
@@ -40,7 +44,8 @@ KWOK_BIN="${SWITCHBOARD_CACHE_DIR}/bin/kwok-${KWOK_VERSION}/kwok"
 # kwok "fast" node/pod Stage definitions (node-initialize.yaml,
 # pod-ready.yaml, pod-complete.yaml, pod-delete.yaml).
 KWOK_STAGES_DIR="${SWITCHBOARD_CACHE_DIR}/bin/kwok-${KWOK_VERSION}/stages"
+SHELLCHECK_BIN="${SWITCHBOARD_CACHE_DIR}/bin/shellcheck-${SHELLCHECK_VERSION}/shellcheck"
 
 export SWITCHBOARD_ROOT SWITCHBOARD_CACHE_DIR
-export KUBE_VERSION ETCD_VERSION KWOK_VERSION
-export KUBE_APISERVER_BIN KUBE_CONTROLLER_MANAGER_BIN KUBECTL_BIN ETCD_BIN KWOK_BIN KWOK_STAGES_DIR
+export KUBE_VERSION ETCD_VERSION KWOK_VERSION SHELLCHECK_VERSION
+export KUBE_APISERVER_BIN KUBE_CONTROLLER_MANAGER_BIN KUBECTL_BIN ETCD_BIN KWOK_BIN KWOK_STAGES_DIR SHELLCHECK_BIN

@@ -34,6 +34,12 @@ import (
 )
 
 func main() {
+	os.Exit(run())
+}
+
+// run runs the command and returns the exit code, once its deferred calls
+// have run.
+func run() int {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	// The first signal cancels the command, which then puts back what it
@@ -48,6 +54,7 @@ func main() {
 	cmd.SetArgs(plugin.Args(os.Args))
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }

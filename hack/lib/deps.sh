@@ -3,16 +3,20 @@
 #
 # Shared helpers for obtaining Switchboard's pinned external binaries
 # (kube-apiserver, kube-controller-manager, kubectl, etcd, kwok) by building
-# them from the Go module proxy. Source hack/versions.sh before this file.
+# them from the Go module proxy, and shellcheck by unpacking Debian's
+# package. Source hack/versions.sh before this file.
 #
 # Layout under ${SWITCHBOARD_CACHE_DIR}:
 #   bin/<name>-<version>/<name>        the binaries (atomically installed)
 #   bin/kwok-<version>/stages/*.yaml   kwok "fast" node/pod Stage definitions
 #   build/<group>-<version>/           generated throwaway Go modules
 #                                      (kube, etcd, kwok)
+#   apt/                               apt's own package lists, used only
+#                                      when the system's lack the pinned
+#                                      version of a Debian package
 
 # All components, in build order.
-DEPS_COMPONENTS=(kube-apiserver kube-controller-manager kubectl etcd kwok)
+DEPS_COMPONENTS=(kube-apiserver kube-controller-manager kubectl etcd kwok shellcheck)
 
 # Temporary paths to remove on exit (see deps::cleanup).
 DEPS_TMP_PATHS=()
@@ -36,6 +40,13 @@ deps::cleanup() {
   done
 }
 
+# deps::default_components: what hack/install-deps.sh installs when no
+# component is named, the binaries the local topology runs. shellcheck only
+# serves make verify-shellcheck.
+deps::default_components() {
+  echo kube-apiserver kube-controller-manager kubectl etcd kwok
+}
+
 # deps::fmt_duration <seconds>
 deps::fmt_duration() {
   printf '%dm%02ds' $(($1 / 60)) $(($1 % 60))
@@ -56,18 +67,21 @@ deps::version() {
     kube | kube-apiserver | kube-controller-manager | kubectl) echo "${KUBE_VERSION}" ;;
     etcd) echo "${ETCD_VERSION}" ;;
     kwok) echo "${KWOK_VERSION}" ;;
+    shellcheck) echo "${SHELLCHECK_VERSION}" ;;
     *) deps::die "unknown component '$1' (known: ${DEPS_COMPONENTS[*]})" ;;
   esac
 }
 
 # deps::group <component>: which throwaway module builds the component.
 # kube-apiserver, kube-controller-manager and kubectl share one module so
-# that the module download, go.sum and build cache work is shared.
+# that the module download, go.sum and build cache work is shared. The
+# group named shellcheck is Debian's package, not a module.
 deps::group() {
   case "$1" in
     kube-apiserver | kube-controller-manager | kubectl) echo kube ;;
     etcd) echo etcd ;;
     kwok) echo kwok ;;
+    shellcheck) echo shellcheck ;;
     *) deps::die "unknown component '$1'" ;;
   esac
 }
@@ -78,8 +92,15 @@ deps::group_components() {
     kube) echo kube-apiserver kube-controller-manager kubectl ;;
     etcd) echo etcd ;;
     kwok) echo kwok ;;
+    shellcheck) echo shellcheck ;;
     *) deps::die "unknown group '$1'" ;;
   esac
+}
+
+# deps::is_deb_group <group>: succeeds for groups unpacked from a Debian
+# package rather than built from the Go module proxy.
+deps::is_deb_group() {
+  [[ "$1" == shellcheck ]]
 }
 
 # deps::group_module <group>: the upstream module the group builds from.
@@ -156,12 +177,24 @@ deps::version_args() {
   esac
 }
 
+# deps::reported_version <component>: what the binary's version output must
+# contain. A Debian package's version ends in the Debian revision ("-1"),
+# which the program does not know.
+deps::reported_version() {
+  local v
+  v="$(deps::version "$1")"
+  case "$1" in
+    shellcheck) echo "version: ${v%-*}" ;;
+    *) echo "${v#v}" ;;
+  esac
+}
+
 # deps::verify_binary <component> <path>: succeeds if the binary runs and its
 # version output mentions the pinned version. Sets DEPS_VERSION_LINE.
 deps::verify_binary() {
   local component="$1" bin="$2" version out
   local -a runner=() args
-  version="$(deps::version "${component}")"
+  version="$(deps::reported_version "${component}")"
   read -r -a args <<<"$(deps::version_args "${component}")"
   DEPS_VERSION_LINE=""
   [[ -f "${bin}" && -x "${bin}" ]] || return 1
@@ -171,8 +204,9 @@ deps::verify_binary() {
   out="$(KUBERC=off "${runner[@]+"${runner[@]}"}" "${bin}" "${args[@]}" 2>&1)" || return 1
   # kube: "Kubernetes v1.37.2"; kubectl: "Client Version: v1.37.2
   # Kustomize Version: v5..."; etcd: "etcd Version: 3.7.3";
-  # kwok: "kwok version v0.8.0 ...".
-  [[ "${out}" == *"${version#v}"* ]] || return 1
+  # kwok: "kwok version v0.8.0 ..."; shellcheck: "ShellCheck - shell
+  # script analysis tool version: 0.9.0 ...".
+  [[ "${out}" == *"${version}"* ]] || return 1
   DEPS_VERSION_LINE="$(printf '%s\n' "${out}" | tr '\n' ' ' | sed -e 's/ *$//')"
   return 0
 }
@@ -410,4 +444,82 @@ deps::install_kwok_stages() {
   rm -rf -- "${stages}"
   mv "${tmpd}" "${stages}"
   deps::log "[kwok] installed ${n} stage file(s) into ${stages}: $(cd "${stages}" && echo ./*.yaml | sed -e 's|\./||g')"
+}
+
+# deps::deb_package <component>: the Debian package that ships the component.
+deps::deb_package() {
+  case "$1" in
+    shellcheck) echo shellcheck ;;
+    *) deps::die "component '$1' is not a Debian package" ;;
+  esac
+}
+
+# deps::apt_get <args...>: apt-get downloading as the calling user, into
+# directories of that user (as root, apt would try its _apt user and warn
+# that it cannot write there).
+deps::apt_get() {
+  apt-get -q -o "APT::Sandbox::User=$(id -un)" "$@"
+}
+
+# deps::apt <args...>: deps::apt_get reading the package lists in
+# ${SWITCHBOARD_CACHE_DIR}/apt instead of the system's, so that neither an
+# update nor a download changes the system.
+deps::apt() {
+  local dir="${SWITCHBOARD_CACHE_DIR}/apt"
+  mkdir -p "${dir}/lists/partial" "${dir}/cache"
+  deps::apt_get \
+    -o "Dir::State::Lists=${dir}/lists" \
+    -o "Dir::Cache=${dir}/cache" \
+    -o Debug::NoLocking=1 \
+    "$@"
+}
+
+# deps::install_deb <component>: downloads the pinned version of the
+# component's Debian package with apt-get download, which checks it against
+# the archive's signed index, and unpacks its binary into
+# bin/<name>-<version>/ (checked, then renamed into place). Nothing is
+# installed: when the system's package lists do not know that version (a
+# fresh machine has none), apt reads lists of its own (see deps::apt).
+deps::install_deb() {
+  local component="$1" pkg version bin_dir tmpd start
+  local -a debs
+  start=${SECONDS}
+  pkg="$(deps::deb_package "${component}")"
+  version="$(deps::version "${component}")"
+  bin_dir="$(deps::bin_dir "${component}")"
+  if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1; then
+    deps::die "[${component}] apt-get and dpkg-deb are needed to fetch Debian's ${pkg} ${version}; elsewhere, put a ${component} that reports $(deps::reported_version "${component}") at $(deps::bin_path "${component}")"
+  fi
+
+  mkdir -p "${SWITCHBOARD_CACHE_DIR}/bin"
+  tmpd="$(mktemp -d "${SWITCHBOARD_CACHE_DIR}/bin/.tmp-${component}.XXXXXX")"
+  DEPS_TMP_PATHS+=("${tmpd}")
+  chmod 0755 "${tmpd}" # mktemp -d creates it 0700
+
+  if apt-cache show "${pkg}=${version}" >/dev/null 2>&1; then
+    deps::log "[${component}] apt-get download ${pkg}=${version}"
+    (cd "${tmpd}" && deps::apt_get download "${pkg}=${version}") >&2 ||
+      deps::die "[${component}] apt-get download ${pkg}=${version} failed"
+  else
+    deps::log "[${component}] the system's package lists do not have ${pkg} ${version}; reading apt's lists into ${SWITCHBOARD_CACHE_DIR}/apt"
+    deps::apt update >&2 ||
+      deps::die "[${component}] apt-get update into ${SWITCHBOARD_CACHE_DIR}/apt failed"
+    (cd "${tmpd}" && deps::apt download "${pkg}=${version}") >&2 ||
+      deps::die "[${component}] apt-get download ${pkg}=${version} failed: the pinned version is not in this system's Debian release (/etc/apt/sources.list*)"
+  fi
+  debs=("${tmpd}/${pkg}_"*.deb)
+  [[ -f "${debs[0]}" ]] || deps::die "[${component}] apt-get download left no ${pkg}_*.deb in ${tmpd}"
+
+  dpkg-deb -x "${debs[0]}" "${tmpd}/root" ||
+    deps::die "[${component}] dpkg-deb -x ${debs[0]} failed"
+  [[ -f "${tmpd}/root/usr/bin/${component}" ]] ||
+    deps::die "[${component}] ${pkg} ${version} has no usr/bin/${component}"
+  mv "${tmpd}/root/usr/bin/${component}" "${tmpd}/${component}"
+  deps::verify_binary "${component}" "${tmpd}/${component}" ||
+    deps::die "[${component}] the unpacked binary does not run or does not report $(deps::reported_version "${component}") (try: ${tmpd}/${component} --version; ldd shows missing libraries)"
+
+  mkdir -p "${bin_dir}"
+  mv -f "${tmpd}/${component}" "${bin_dir}/${component}"
+  rm -rf -- "${tmpd}"
+  deps::log "[${component}] unpacked in $(deps::fmt_duration $((SECONDS - start))): ${DEPS_VERSION_LINE}"
 }

@@ -71,38 +71,42 @@ func OpenWatches(ctx context.Context, p *Path, memberPath string, n, parallel in
 	g.SetLimit(parallel)
 	for i := range n {
 		g.Go(func() error {
-			// The request lives as long as the watch, not as the opening phase.
-			req, err := p.NewRequest(watchCtx, http.MethodGet, memberPath)
+			// The request lives as long as the watch, not as the opening
+			// phase: the end of that phase cancels it only until its
+			// response headers are in.
+			reqCtx, reqCancel := context.WithCancel(watchCtx)
+			stop := context.AfterFunc(gctx, reqCancel)
+			req, err := p.NewRequest(reqCtx, http.MethodGet, memberPath)
 			if err != nil {
+				stop()
+				reqCancel()
 				return err
 			}
-			type answer struct {
-				resp *http.Response
-				err  error
-			}
-			got := make(chan answer, 1)
-			go func() {
-				resp, err := p.Client.Do(req)
-				got <- answer{resp, err}
-			}()
-			var a answer
-			select {
-			case a = <-got:
-			case <-gctx.Done():
+			resp, err := p.Client.Do(req)
+			if !stop() {
+				// The opening phase ended first and cancelled the request.
+				if err == nil {
+					_ = resp.Body.Close()
+				}
 				return fmt.Errorf("watch %d of %d: no response headers within %s (%d opened so far): %w", i+1, n, headersTimeout, w.opened(), gctx.Err())
 			}
-			if a.err != nil {
-				return fmt.Errorf("watch %d: %w", i+1, a.err)
+			if err != nil {
+				reqCancel()
+				return fmt.Errorf("watch %d: %w", i+1, err)
 			}
-			if a.resp.StatusCode != http.StatusOK {
-				body, _ := io.ReadAll(io.LimitReader(a.resp.Body, 300))
-				_ = a.resp.Body.Close()
-				return fmt.Errorf("watch %d: status %d: %s", i+1, a.resp.StatusCode, body)
+			if resp.StatusCode != http.StatusOK {
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+				_ = resp.Body.Close()
+				reqCancel()
+				return fmt.Errorf("watch %d: status %d: %s", i+1, resp.StatusCode, body)
 			}
 			w.mu.Lock()
 			w.Opened++
 			w.mu.Unlock()
-			w.wg.Go(func() { w.drain(a.resp.Body) })
+			w.wg.Go(func() {
+				defer reqCancel()
+				w.drain(resp.Body)
+			})
 			return nil
 		})
 	}

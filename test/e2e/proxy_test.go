@@ -137,8 +137,11 @@ func TestProxyRBACJourney(t *testing.T) {
 	f.Grant(t, sa.Name, proxyRule("no-such-cluster"))
 	eventually(t, 30*time.Second, func() error {
 		r := framework.Kubectl(t, sa.Kubeconfig, "get", "--raw", proxyPrefix+"no-such-cluster/proxy/api")
-		if r.Err == nil || !strings.Contains(r.Stderr, `clusters.cluster.switchboard.io "no-such-cluster" not found`) {
-			return fmt.Errorf("err=%v stderr=%s", r.Err, r.Stderr)
+		if r.Err == nil {
+			return fmt.Errorf("kubectl succeeded: stdout=%s", r.Stdout)
+		}
+		if !strings.Contains(r.Stderr, `clusters.cluster.switchboard.io "no-such-cluster" not found`) {
+			return fmt.Errorf("%w: stderr=%s", r.Err, r.Stderr)
 		}
 		return nil
 	})

@@ -25,6 +25,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -115,8 +116,8 @@ func startServer(t *testing.T, p *pki, storageArgs ...string) *testServer {
 	t.Helper()
 	s := launch(t, p, storageArgs...)
 	if err := s.waitReady(90 * time.Second); err != nil {
-		s.stop()
-		t.Fatalf("server did not become ready: %v\n%s", err, s.output)
+		stopErr := s.stop()
+		t.Fatalf("server did not become ready: %v (the command returned: %v)\n%s", err, stopErr, s.output)
 	}
 	return s
 }
@@ -133,7 +134,9 @@ func launch(t *testing.T, p *pki, storageArgs ...string) *testServer {
 	cmd.SetErr(output)
 	s := &testServer{t: t, pki: p, host: "https://127.0.0.1:" + strconv.Itoa(port), cancel: cancel, done: make(chan error, 1), output: output}
 	go func() { s.done <- cmd.Execute() }()
-	t.Cleanup(func() { s.stop() })
+	// Tests that care what the command returned call stop themselves;
+	// this one only makes sure that it ends.
+	t.Cleanup(func() { _ = s.stop() })
 	return s
 }
 
@@ -153,16 +156,17 @@ func (s *testServer) stop() error {
 	}
 }
 
-// exited returns the command's result if it has returned, without waiting.
-func (s *testServer) exited() (error, bool) {
+// exited says whether the command has returned, and what it returned,
+// without waiting.
+func (s *testServer) exited() (bool, error) {
 	select {
 	case err, ok := <-s.done:
 		if ok {
 			close(s.done)
 		}
-		return err, true
+		return true, err
 	default:
-		return nil, false
+		return false, nil
 	}
 }
 
@@ -172,8 +176,11 @@ func (s *testServer) waitReady(timeout time.Duration) error {
 	defer cancel()
 	var last string
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		if err, done := s.exited(); done {
-			return false, fmt.Errorf("server exited: %v", err)
+		if done, err := s.exited(); done {
+			if err == nil {
+				return false, errors.New("server exited without an error")
+			}
+			return false, fmt.Errorf("server exited: %w", err)
 		}
 		code, body := get(ctx, client, s.host+"/readyz")
 		last = fmt.Sprintf("%d %s", code, body)

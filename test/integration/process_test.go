@@ -205,7 +205,10 @@ func (s *serverProcess) waitReady(timeout time.Duration) error {
 	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		select {
 		case <-s.gone:
-			return false, fmt.Errorf("process exited: %v", s.waitErr)
+			if s.waitErr == nil {
+				return false, errors.New("process exited with status 0")
+			}
+			return false, fmt.Errorf("process exited: %w", s.waitErr)
 		default:
 		}
 		reqCtx, cancel := context.WithTimeout(ctx, 10*time.Second)

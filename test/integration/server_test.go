@@ -199,7 +199,7 @@ func TestExternalEtcdOutage(t *testing.T) {
 			t.Errorf("%s %s without etcd: no Retry-After", r.method, r.url)
 		}
 	}
-	if err, exited := s.exited(); exited {
+	if exited, err := s.exited(); exited {
 		t.Fatalf("server exited while etcd was away: %v", err)
 	}
 

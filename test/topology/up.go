@@ -50,7 +50,7 @@ func Up(ctx context.Context, cfg Config) (state *State, already bool, err error)
 		switch dead := existing.dead(); {
 		case len(dead) == 0:
 			if err := existing.Healthy(ctx); err != nil {
-				return nil, false, fmt.Errorf("a topology runs in %s but is not healthy (%v); run make local-down and try again", runDir, err)
+				return nil, false, fmt.Errorf("a topology runs in %s but is not healthy (%w); run make local-down and try again", runDir, err)
 			}
 			return existing, true, nil
 		case len(dead) < len(existing.Processes):

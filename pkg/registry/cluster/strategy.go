@@ -35,37 +35,37 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/validation"
 )
 
-// clusterStrategy is the logic for creating and updating Clusters through
+// Strategy is the logic for creating and updating Clusters through
 // the main resource. Users own the spec; the status belongs to switchboard.
-type clusterStrategy struct {
+type Strategy struct {
 	runtime.ObjectTyper
 	names.NameGenerator
 }
 
 // NewStrategy returns the strategy for the clusters resource.
-func NewStrategy(typer runtime.ObjectTyper) clusterStrategy {
-	return clusterStrategy{typer, names.SimpleNameGenerator}
+func NewStrategy(typer runtime.ObjectTyper) Strategy {
+	return Strategy{typer, names.SimpleNameGenerator}
 }
 
 // NamespaceScoped is false: a Cluster belongs to the whole hub.
-func (clusterStrategy) NamespaceScoped() bool { return false }
+func (Strategy) NamespaceScoped() bool { return false }
 
 // GetResetFields says that writes to the main resource never set status.
-func (clusterStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
+func (Strategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 	return map[fieldpath.APIVersion]*fieldpath.Set{
 		"cluster.switchboard.io/v1alpha1": fieldpath.NewSet(fieldpath.MakePathOrDie("status")),
 	}
 }
 
 // PrepareForCreate drops any status the client sent and starts the generation at 1.
-func (clusterStrategy) PrepareForCreate(_ context.Context, obj runtime.Object) {
+func (Strategy) PrepareForCreate(_ context.Context, obj runtime.Object) {
 	c := obj.(*cluster.Cluster)
 	c.Status = cluster.ClusterStatus{}
 	c.Generation = 1
 }
 
 // PrepareForUpdate keeps the stored status and bumps the generation when the spec changes.
-func (clusterStrategy) PrepareForUpdate(_ context.Context, obj, old runtime.Object) {
+func (Strategy) PrepareForUpdate(_ context.Context, obj, old runtime.Object) {
 	newCluster := obj.(*cluster.Cluster)
 	oldCluster := old.(*cluster.Cluster)
 	newCluster.Status = oldCluster.Status
@@ -75,66 +75,66 @@ func (clusterStrategy) PrepareForUpdate(_ context.Context, obj, old runtime.Obje
 }
 
 // Validate checks a new Cluster.
-func (clusterStrategy) Validate(_ context.Context, obj runtime.Object) field.ErrorList {
+func (Strategy) Validate(_ context.Context, obj runtime.Object) field.ErrorList {
 	return validation.ValidateCluster(obj.(*cluster.Cluster))
 }
 
 // WarningsOnCreate warns about valid but risky settings.
-func (clusterStrategy) WarningsOnCreate(_ context.Context, obj runtime.Object) []string {
+func (Strategy) WarningsOnCreate(_ context.Context, obj runtime.Object) []string {
 	return validation.WarningsForCluster(obj.(*cluster.Cluster))
 }
 
 // Canonicalize leaves the object as it is.
-func (clusterStrategy) Canonicalize(runtime.Object) {}
+func (Strategy) Canonicalize(runtime.Object) {}
 
 // AllowCreateOnUpdate is false: a Cluster is created with POST only.
-func (clusterStrategy) AllowCreateOnUpdate(context.Context) bool { return false }
+func (Strategy) AllowCreateOnUpdate(context.Context) bool { return false }
 
 // AllowUnconditionalUpdate lets a PUT without resourceVersion through, as kubectl replace sends.
-func (clusterStrategy) AllowUnconditionalUpdate(context.Context) bool { return true }
+func (Strategy) AllowUnconditionalUpdate(context.Context) bool { return true }
 
 // ValidateUpdate checks an update of a Cluster.
-func (clusterStrategy) ValidateUpdate(_ context.Context, obj, old runtime.Object) field.ErrorList {
+func (Strategy) ValidateUpdate(_ context.Context, obj, old runtime.Object) field.ErrorList {
 	return validation.ValidateClusterUpdate(obj.(*cluster.Cluster), old.(*cluster.Cluster))
 }
 
 // WarningsOnUpdate warns about valid but risky settings.
-func (clusterStrategy) WarningsOnUpdate(_ context.Context, obj, _ runtime.Object) []string {
+func (Strategy) WarningsOnUpdate(_ context.Context, obj, _ runtime.Object) []string {
 	return validation.WarningsForCluster(obj.(*cluster.Cluster))
 }
 
-// clusterStatusStrategy is the logic for the clusters/status subresource,
+// StatusStrategy is the logic for the clusters/status subresource,
 // which only switchboard's own health checks should write.
-type clusterStatusStrategy struct {
-	clusterStrategy
+type StatusStrategy struct {
+	Strategy
 }
 
 // NewStatusStrategy returns the strategy for the clusters/status subresource.
-func NewStatusStrategy(strategy clusterStrategy) clusterStatusStrategy {
-	return clusterStatusStrategy{strategy}
+func NewStatusStrategy(strategy Strategy) StatusStrategy {
+	return StatusStrategy{strategy}
 }
 
 // GetResetFields says that writes to status never set spec.
-func (clusterStatusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
+func (StatusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 	return map[fieldpath.APIVersion]*fieldpath.Set{
 		"cluster.switchboard.io/v1alpha1": fieldpath.NewSet(fieldpath.MakePathOrDie("spec")),
 	}
 }
 
 // PrepareForUpdate keeps the stored spec.
-func (clusterStatusStrategy) PrepareForUpdate(_ context.Context, obj, old runtime.Object) {
+func (StatusStrategy) PrepareForUpdate(_ context.Context, obj, old runtime.Object) {
 	newCluster := obj.(*cluster.Cluster)
 	oldCluster := old.(*cluster.Cluster)
 	newCluster.Spec = oldCluster.Spec
 }
 
 // ValidateUpdate checks a status update.
-func (clusterStatusStrategy) ValidateUpdate(_ context.Context, obj, old runtime.Object) field.ErrorList {
+func (StatusStrategy) ValidateUpdate(_ context.Context, obj, old runtime.Object) field.ErrorList {
 	return validation.ValidateClusterStatusUpdate(obj.(*cluster.Cluster), old.(*cluster.Cluster))
 }
 
 // WarningsOnUpdate has nothing to say about status writes.
-func (clusterStatusStrategy) WarningsOnUpdate(context.Context, runtime.Object, runtime.Object) []string {
+func (StatusStrategy) WarningsOnUpdate(context.Context, runtime.Object, runtime.Object) []string {
 	return nil
 }
 

@@ -32,7 +32,7 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/install"
 )
 
-func testStrategy() clusterStrategy {
+func testStrategy() Strategy {
 	scheme := runtime.NewScheme()
 	install.Install(scheme)
 	return NewStrategy(scheme)

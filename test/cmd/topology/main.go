@@ -42,19 +42,21 @@ func main() {
 	members := fs.Int("members", 2, "number of member clusters")
 	_ = fs.Parse(os.Args[2:])
 
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
-
-	var err error
-	if os.Args[1] == "up" {
-		err = up(ctx, *runDir, *members)
-	} else {
-		err = topology.Down(*runDir, os.Stdout)
-	}
-	if err != nil {
+	if err := run(os.Args[1], *runDir, *members); err != nil {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// run brings the topology up or down, under a context that SIGINT and
+// SIGTERM cancel.
+func run(command, runDir string, members int) error {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if command == "up" {
+		return up(ctx, runDir, members)
+	}
+	return topology.Down(runDir, os.Stdout)
 }
 
 func up(ctx context.Context, runDir string, members int) error {

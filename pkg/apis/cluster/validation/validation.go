@@ -18,6 +18,7 @@ limitations under the License.
 package validation
 
 import (
+	"errors"
 	"net"
 	"net/url"
 	"strconv"
@@ -167,7 +168,8 @@ func parseURL(value, scheme string, fldPath *field.Path) (*url.URL, field.ErrorL
 	if err != nil {
 		// url.Error repeats the whole value; keep only the reason.
 		reason := err.Error()
-		if urlErr, ok := err.(*url.Error); ok {
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
 			reason = urlErr.Err.Error()
 		}
 		return nil, field.ErrorList{field.Invalid(fldPath, redactUnparsed(value), "must be a valid URL: "+reason)}
