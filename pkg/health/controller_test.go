@@ -249,7 +249,10 @@ func TestControllerMemberUp(t *testing.T) {
 	if status.KubernetesVersion != memberVersion {
 		t.Errorf("kubernetesVersion = %q, want %q", status.KubernetesVersion, memberVersion)
 	}
-	if status.LastProbeTime == nil || status.LastProbeTime.Time.Before(start) || status.LastProbeTime.Time.After(time.Now()) {
+	if status.LastProbeTime == nil {
+		t.Fatal("no lastProbeTime")
+	}
+	if at := status.LastProbeTime.Time; at.Before(start) || at.After(time.Now()) {
 		t.Errorf("lastProbeTime = %v, want the probe's time", status.LastProbeTime)
 	}
 	if status.ProbeLatency == nil || status.ProbeLatency.Duration <= 0 {

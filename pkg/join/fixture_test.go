@@ -205,17 +205,14 @@ func writes(fake *k8stesting.Fake) []string {
 		}
 		name := ""
 		switch a := a.(type) {
-		case k8stesting.CreateAction:
+		case k8stesting.CreateAction: // updates too: they have the same methods
+
 			if m, err := meta.Accessor(a.GetObject()); err == nil {
 				name = m.GetName()
 				if name == "" {
 					// As requested: the API server generates the name.
 					name = m.GetGenerateName() + "*"
 				}
-			}
-		case k8stesting.UpdateAction:
-			if m, err := meta.Accessor(a.GetObject()); err == nil {
-				name = m.GetName()
 			}
 		case k8stesting.DeleteAction:
 			name = a.GetName()

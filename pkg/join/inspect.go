@@ -69,10 +69,15 @@ func (o *Options) inspect(ctx context.Context) ([]*target, error) {
 // being deleted (by an unjoin just before).
 func (o *Options) awaitNamespace(ctx context.Context) error {
 	namespaces := o.MemberClient.CoreV1().Namespaces()
-	if ns, err := namespaces.Get(ctx, Namespace, metav1.GetOptions{}); err != nil || ns.DeletionTimestamp == nil {
-		return nil // inspect reads it again
+	ns, err := namespaces.Get(ctx, Namespace, metav1.GetOptions{})
+	if err != nil {
+		// Whatever it is, inspect reads the Namespace again and reports it.
+		return nil //nolint:nilerr // inspect reports it.
 	}
-	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, o.TokenTimeout, true, func(ctx context.Context) (bool, error) {
+	if ns.DeletionTimestamp == nil {
+		return nil
+	}
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, o.TokenTimeout, true, func(ctx context.Context) (bool, error) {
 		_, err := namespaces.Get(ctx, Namespace, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return true, nil
@@ -81,7 +86,7 @@ func (o *Options) awaitNamespace(ctx context.Context) error {
 	})
 	switch {
 	case wait.Interrupted(err) && ctx.Err() == nil:
-		return fmt.Errorf("Namespace %s is being deleted and was not gone within %s; join again once it is", Namespace, o.TokenTimeout)
+		return fmt.Errorf("namespace %s is being deleted and was not gone within %s; join again once it is", Namespace, o.TokenTimeout)
 	case err != nil:
 		return fmt.Errorf("waiting for Namespace %s to be deleted: %w", Namespace, err)
 	}

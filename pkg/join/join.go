@@ -241,7 +241,8 @@ func (o *Options) objects(cred *Credential) []object {
 // the hub Secret holds it from then on.
 func (o *Options) write(ctx context.Context, targets []*target, w *writer, result *Result) error {
 	for _, t := range targets {
-		change, err := Change{}, error(nil)
+		var change Change
+		var err error
 		if t.generated() {
 			var cred *Credential
 			if cred, change, err = ensureToken(ctx, o.MemberClient, o.checkToken, o.TokenTimeout, t, w); err == nil {
@@ -383,7 +384,7 @@ func (o *Options) verifyThroughHub(ctx context.Context) (string, error) {
 		case ctx.Err() != nil:
 			// The wait ran out during this request; the answer before
 			// it says more.
-			return false, nil
+			return false, nil //nolint:nilerr // the error before this one is reported.
 		}
 		last = err
 		if o.notSeenYet(err) || isStarting(err) {

@@ -508,12 +508,12 @@ func checkBinding(t *testing.T, f *fixture) {
 func TestJoinRepairsTheToken(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {
-		name   string
-		break_ func(t *testing.T, f *fixture, old *corev1.Secret)
-		action string
+		name    string
+		breakIt func(t *testing.T, f *fixture, old *corev1.Secret)
+		action  string
 	}{{
 		name: "token Secret deleted",
-		break_: func(t *testing.T, f *fixture, old *corev1.Secret) {
+		breakIt: func(t *testing.T, f *fixture, old *corev1.Secret) {
 			if err := f.member.CoreV1().Secrets(Namespace).Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
@@ -521,20 +521,20 @@ func TestJoinRepairsTheToken(t *testing.T) {
 		action: Created,
 	}, {
 		name: "token Secret emptied",
-		break_: func(t *testing.T, f *fixture, old *corev1.Secret) {
+		breakIt: func(t *testing.T, f *fixture, old *corev1.Secret) {
 			old.Data = nil
 			mustUpdate(t)(f.member.CoreV1().Secrets(Namespace).Update(ctx, old, metav1.UpdateOptions{}))
 		},
 		action: Corrected,
 	}, {
 		name: "token rejected (service account recreated)",
-		break_: func(t *testing.T, f *fixture, old *corev1.Secret) {
+		breakIt: func(t *testing.T, f *fixture, old *corev1.Secret) {
 			f.checkToken = rejectToken(old, apierrors.NewUnauthorized("invalid bearer token"))
 		},
 		action: Corrected,
 	}, {
 		name: "token authenticates as someone else",
-		break_: func(t *testing.T, f *fixture, old *corev1.Secret) {
+		breakIt: func(t *testing.T, f *fixture, old *corev1.Secret) {
 			f.checkToken = rejectToken(old, &wrongIdentityError{got: "system:serviceaccount:default:other"})
 		},
 		action: Corrected,
@@ -543,7 +543,7 @@ func TestJoinRepairsTheToken(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := joined(t)
 			old := f.tokenSecret()
-			tc.break_(t, f, old)
+			tc.breakIt(t, f, old)
 			f.clearActions()
 
 			res := f.mustJoin()
@@ -869,7 +869,7 @@ func TestJoinWaitsForATerminatingNamespace(t *testing.T) {
 		o := f.options()
 		o.TokenTimeout = 300 * time.Millisecond
 		res, err := f.joinWith(o)
-		assertErrorContains(t, err, "Namespace switchboard-system is being deleted and was not gone within 300ms", "join again")
+		assertErrorContains(t, err, "namespace switchboard-system is being deleted and was not gone within 300ms", "join again")
 		if res == nil || len(res.Changes) != 0 {
 			t.Errorf("result %+v, want no changes", res)
 		}

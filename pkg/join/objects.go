@@ -309,7 +309,7 @@ func covers(have, declared map[string]any) bool {
 			if hm, _ := have[k].(map[string]any); !covers(hm, dm) {
 				return false
 			}
-		} else if !(isZero(d) && isZero(have[k])) && !reflect.DeepEqual(d, have[k]) {
+		} else if (!isZero(d) || !isZero(have[k])) && !reflect.DeepEqual(d, have[k]) {
 			return false
 		}
 	}

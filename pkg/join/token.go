@@ -18,6 +18,7 @@ package join
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -152,8 +153,8 @@ func (e *wrongIdentityError) Error() string {
 }
 
 func isWrongIdentity(err error) bool {
-	_, ok := err.(*wrongIdentityError)
-	return ok
+	var wrong *wrongIdentityError
+	return errors.As(err, &wrong)
 }
 
 // findTokenSecret returns switchboard's token Secret in the member, if any.

@@ -234,7 +234,7 @@ func (w *writer) replace(ctx context.Context, t *target, declared, have map[stri
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 		defer cancel()
 		if rerr := t.apply(ctx, previous(declared, have, t.exact), w.applyOptions()); rerr != nil {
-			return Change{}, fmt.Errorf("replacing %s: %w; putting the old binding back failed too, so the member has none: %v", t.inErrors(), err, rerr)
+			return Change{}, fmt.Errorf("replacing %s: %w; putting the old binding back failed too, so the member has none: %w", t.inErrors(), err, rerr)
 		}
 		return Change{}, fmt.Errorf("replacing %s: %w; the old binding is back", t.inErrors(), err)
 	}
@@ -281,7 +281,7 @@ func (w *writer) rollback(ctx context.Context) ([]Change, error) {
 // happen. Other errors (a broken connection, an ended context) leave it
 // unknown.
 func refused(err error) bool {
-	_, ok := err.(apierrors.APIStatus) //nolint:errorlint // as client-go returns them.
+	_, ok := err.(apierrors.APIStatus)
 	return ok
 }
 

@@ -63,7 +63,7 @@ func (r *errorResponder) Error(_ http.ResponseWriter, req *http.Request, err err
 	status := r.status(req, err)
 	if r.responded != nil {
 		code := int32(http.StatusInternalServerError)
-		if s, ok := status.(apierrors.APIStatus); ok { //nolint:errorlint // as the generic handlers read it.
+		if s, ok := status.(apierrors.APIStatus); ok {
 			code = s.Status().Code
 		}
 		r.responded.Store(code)

@@ -483,7 +483,7 @@ func (r *recordingResponder) noErrors(t *testing.T) {
 
 func writeStatus(w http.ResponseWriter, err error) {
 	status := apierrors.NewInternalError(err).Status()
-	if s, ok := err.(apierrors.APIStatus); ok { //nolint:errorlint // the generic handlers do not unwrap either.
+	if s, ok := err.(apierrors.APIStatus); ok {
 		status = s.Status()
 	}
 	status.Kind, status.APIVersion = "Status", "v1"
@@ -500,7 +500,7 @@ func writeStatus(w http.ResponseWriter, err error) {
 // statusOf is the Status of a Kubernetes API error.
 func statusOf(t *testing.T, err error) metav1.Status {
 	t.Helper()
-	s, ok := err.(apierrors.APIStatus) //nolint:errorlint // the generic handlers do not unwrap either.
+	s, ok := err.(apierrors.APIStatus)
 	if !ok {
 		t.Fatalf("error %q (%T) is not a Kubernetes Status error", err, err)
 	}

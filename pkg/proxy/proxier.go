@@ -168,7 +168,7 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 				responder.Error(retryLater(name, fmt.Sprintf("switchboard is shutting down and takes no new watches of cluster %q; retry, another replica will serve it", name)))
 				return
 			}
-			transport = endWatchesAt(transport, p.endWatches)
+			transport = endWatchesAt(p.endWatches, transport)
 		}
 		handler := utilproxy.NewUpgradeAwareHandler(&location, transport, false, false, responderFor)
 		handler.UpgradeTransport = member.Upgrade()

@@ -32,7 +32,7 @@ import (
 // warnAbout adds err's message as a warning of the request in ctx, when
 // err is a Status and the request is to a member path that needs one.
 func warnAbout(ctx context.Context, path string, err error) {
-	status, ok := err.(apierrors.APIStatus) //nolint:errorlint // as the generic handlers read it.
+	status, ok := err.(apierrors.APIStatus)
 	if !ok || !reach.NeedsWarning(path) {
 		return
 	}

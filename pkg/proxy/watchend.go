@@ -37,7 +37,7 @@ import (
 
 // endWatchesAt wraps rt so that watch responses end at the first event
 // boundary after stop is done.
-func endWatchesAt(rt http.RoundTripper, stop context.Context) http.RoundTripper {
+func endWatchesAt(stop context.Context, rt http.RoundTripper) http.RoundTripper {
 	return &watchEndingRoundTripper{rt: rt, stop: stop}
 }
 
@@ -60,7 +60,7 @@ func (t *watchEndingRoundTripper) RoundTrip(req *http.Request) (*http.Response, 
 	if frames == nil {
 		return resp, nil
 	}
-	resp.Body = newEndingBody(resp.Body, frames, t.stop)
+	resp.Body = newEndingBody(t.stop, resp.Body, frames)
 	return resp, nil
 }
 
@@ -206,7 +206,7 @@ type endingBody struct {
 	ended  bool // the watch has ended at a boundary; the body is closed
 }
 
-func newEndingBody(body io.ReadCloser, frames framing, stop context.Context) *endingBody {
+func newEndingBody(stop context.Context, body io.ReadCloser, frames framing) *endingBody {
 	b := &endingBody{body: body, stop: stop, frames: frames}
 	b.unregister = context.AfterFunc(stop, b.stopIdle)
 	return b

@@ -401,7 +401,7 @@ func TestWatchEndingDuringARead(t *testing.T) {
 	t.Run("at a boundary, the next event starting", func(t *testing.T) {
 		member := newScriptedBody()
 		stopCtx, stop := context.WithCancel(context.Background())
-		body := newEndingBody(member, &jsonFraming{}, stopCtx)
+		body := newEndingBody(stopCtx, member, &jsonFraming{})
 		member.push(event1)
 		expectRead(t, readOnce(body), fmt.Sprintf("%q <nil>", event1))
 
@@ -416,7 +416,7 @@ func TestWatchEndingDuringARead(t *testing.T) {
 	t.Run("mid-event, the rest and the next event in one read", func(t *testing.T) {
 		member := newScriptedBody()
 		stopCtx, stop := context.WithCancel(context.Background())
-		body := newEndingBody(member, &jsonFraming{}, stopCtx)
+		body := newEndingBody(stopCtx, member, &jsonFraming{})
 		member.push(event1[:12])
 		expectRead(t, readOnce(body), fmt.Sprintf("%q <nil>", event1[:12]))
 

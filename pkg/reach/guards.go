@@ -175,6 +175,7 @@ func (c *upgradeGuardConn) Write(p []byte) (int, error) {
 	// clients read the Status: no warning.
 	resp := statusResponse(c.guard.req, &http.Response{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}, status, false)
 	resp.Close = true
+	defer resp.Body.Close()
 	if err := resp.Write(c.Conn); err != nil {
 		return 0, err
 	}

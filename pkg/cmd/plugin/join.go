@@ -228,7 +228,7 @@ func explainFailedJoin(out io.Writer, err error) error {
 		fmt.Fprintf(out, "  rolled back: %s\n", c)
 	}
 	if joinErr.RollbackErr != nil {
-		return fmt.Errorf("%w\nPutting back what join changed failed too: %v\nRun join again to complete the join, or unjoin to remove it", joinErr.Err, joinErr.RollbackErr)
+		return fmt.Errorf("%w\nPutting back what join changed failed too: %w\nRun join again to complete the join, or unjoin to remove it", joinErr.Err, joinErr.RollbackErr)
 	}
 	if len(joinErr.Repaired) > 0 {
 		return fmt.Errorf("%w\nEverything else join changed is put back as it was; what it repaired stays repaired: fix the cause and run join again", joinErr.Err)

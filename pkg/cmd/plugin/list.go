@@ -190,7 +190,7 @@ func listTable(ctx context.Context, kube kubernetes.Interface, clusters rest.Int
 	data, _ := result.Raw()
 	table := &metav1.Table{}
 	if err := json.Unmarshal(data, table); err != nil || table.Kind != "Table" {
-		return fmt.Errorf("the hub answered the list of Clusters with no table (kind %q, %v)", table.Kind, err)
+		return fmt.Errorf("the hub answered the list of Clusters with no table (kind %q, %w)", table.Kind, err)
 	}
 	if len(table.Rows) == 0 {
 		fmt.Fprintln(streams.ErrOut, "No clusters are joined.")
