@@ -24,7 +24,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"time"
 )
 
@@ -50,7 +49,6 @@ func GenerateServingPair() (*ServingPair, error) {
 		return nil, err
 	}
 	caTemplate := &x509.Certificate{
-		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "switchboard-serving-ca"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(caValidity),
@@ -73,13 +71,12 @@ func GenerateServingPair() (*ServingPair, error) {
 		return nil, err
 	}
 	template := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: ServingDNSNames[0]},
-		DNSNames:     ServingDNSNames,
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(servingValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		Subject:     pkix.Name{CommonName: ServingDNSNames[0]},
+		DNSNames:    ServingDNSNames,
+		NotBefore:   now.Add(-time.Hour),
+		NotAfter:    now.Add(servingValidity),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, template, ca, key.Public(), caKey)
 	if err != nil {
@@ -94,12 +91,4 @@ func GenerateServingPair() (*ServingPair, error) {
 		Key:    pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
 		CACert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
 	}, nil
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
-	if err != nil {
-		panic(fmt.Sprintf("reading random numbers: %v", err))
-	}
-	return n
 }

@@ -34,18 +34,19 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/switchboard-io/switchboard/artifacts/deploy"
+	"github.com/switchboard-io/switchboard/pkg/names"
 	"github.com/switchboard-io/switchboard/pkg/version"
 )
 
 const (
 	// Namespace is where the manifests install switchboard.
-	Namespace = "switchboard-system"
+	Namespace = names.Namespace
 	// ServingSecretName is the Secret the Deployment mounts its serving pair from.
-	ServingSecretName = "switchboard-apiserver-serving"
+	ServingSecretName = names.Server + "-serving"
 	// ServiceName is the Service the APIService points at.
-	ServiceName = "switchboard-apiserver"
+	ServiceName = names.Server
 	// ContainerName is the server's container in the Deployment.
-	ContainerName = "switchboard-apiserver"
+	ContainerName = names.Server
 	// ImageRepository is where switchboard-apiserver images are published;
 	// artifacts/deploy/base/kustomization.yaml names it too.
 	ImageRepository = "ghcr.io/switchboard-io/switchboard-apiserver"

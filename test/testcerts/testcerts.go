@@ -59,7 +59,6 @@ func NewCA(commonName string) (*CA, error) {
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             now.Add(-time.Minute),
 		NotAfter:              now.Add(validity),
@@ -103,7 +102,6 @@ func (ca *CA) sign(tmpl *x509.Certificate) (*Pair, error) {
 		return nil, err
 	}
 	now := time.Now()
-	tmpl.SerialNumber = serial()
 	tmpl.NotBefore = now.Add(-time.Minute)
 	tmpl.NotAfter = now.Add(validity)
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
@@ -138,14 +136,6 @@ func (p *Pair) Write(dir, name string) (certFile, keyFile string, err error) {
 		return "", "", fmt.Errorf("writing %s: %w", keyFile, err)
 	}
 	return certFile, keyFile, nil
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		panic(err)
-	}
-	return n
 }
 
 func firstOr(list []string, fallback string) string {

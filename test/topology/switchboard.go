@@ -37,13 +37,15 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/switchboard-io/switchboard/artifacts/deploy"
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/join"
+	"github.com/switchboard-io/switchboard/pkg/names"
 )
 
 // apiServiceName is the APIService that puts switchboard behind the hub.
-const apiServiceName = "v1alpha1.cluster.switchboard.io"
+const apiServiceName = names.APIService
 
-const switchboardProcess = "switchboard-apiserver"
+const switchboardProcess = names.Server
 
 func (u *upper) startSwitchboard(port int) error {
 	s := u.state
@@ -138,7 +140,7 @@ func (u *upper) registerSwitchboard(ctx context.Context) error {
 				ObjectMeta: metav1.ObjectMeta{Name: apiServiceName},
 				Spec: apiregistrationv1.APIServiceSpec{
 					Service:              &apiregistrationv1.ServiceReference{Namespace: systemNamespace, Name: serviceName, Port: ptr(int32(port))},
-					Group:                "cluster.switchboard.io",
+					Group:                v1alpha1.GroupName,
 					Version:              "v1alpha1",
 					CABundle:             caBundle,
 					GroupPriorityMinimum: 1000,

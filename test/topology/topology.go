@@ -32,13 +32,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard-io/switchboard/pkg/names"
 )
 
 const (
 	// systemNamespace holds switchboard on the hub.
-	systemNamespace = "switchboard-system"
+	systemNamespace = names.Namespace
 	// serviceName is switchboard's Service on the hub.
-	serviceName = "switchboard-apiserver"
+	serviceName = names.Server
 	// stateFile records what Up started, inside the run directory.
 	stateFile = "state.json"
 	// stopGrace is how long a process gets to exit after SIGTERM.

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -136,7 +137,7 @@ func validateProxyURL(value string, fldPath *field.Path) field.ErrorList {
 		return errs
 	}
 	var allErrs field.ErrorList
-	if !contains(proxySchemes, u.Scheme) {
+	if !slices.Contains(proxySchemes, u.Scheme) {
 		allErrs = append(allErrs, field.Invalid(fldPath, u.Redacted(), "must use one of the schemes "+strings.Join(proxySchemes, ", ")))
 	}
 	if u.User != nil {
@@ -245,13 +246,4 @@ func redactUnparsed(value string) string {
 		return value
 	}
 	return scheme + "://redacted@" + rest[at+1:]
-}
-
-func contains(list []string, s string) bool {
-	for _, item := range list {
-		if item == s {
-			return true
-		}
-	}
-	return false
 }

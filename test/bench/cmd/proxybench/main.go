@@ -45,6 +45,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/version"
 
+	"github.com/switchboard-io/switchboard/pkg/names"
 	"github.com/switchboard-io/switchboard/test/bench"
 	"github.com/switchboard-io/switchboard/test/topology"
 )
@@ -229,7 +230,7 @@ func (b *benchmark) ownPIDs() map[int]bool {
 func (b *benchmark) prepare(ctx context.Context) error {
 	o, s := b.o, b.state
 	for _, p := range s.Processes {
-		if p.Name == "switchboard-apiserver" && p.Alive() {
+		if p.Name == names.Server && p.Alive() {
 			b.pid = p.PID
 		}
 	}
