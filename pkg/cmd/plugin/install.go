@@ -97,15 +97,7 @@ The ha variant also needs the Secret switchboard-etcd-client and your
   kubectl switchboard install --variant single
   kubectl switchboard install --image registry.example/switchboard-apiserver:v0.1.0 --kubeconfig hub.kubeconfig`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(hub, cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(hub, o),
 	}
 	cmd.Flags().StringVar(&o.Variant, "variant", o.Variant, "which installation: single or ha")
 	cmd.Flags().StringVar(&o.Image, "image", o.Image, "the switchboard-apiserver image to run; the default is the one of this plugin's version")

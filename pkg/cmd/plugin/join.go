@@ -104,15 +104,7 @@ KUBECONFIG.`,
   kubectl switchboard join member1 --member-kubeconfig member1.kubeconfig --kubeconfig hub.kubeconfig
   kubectl switchboard join member1 --member-kubeconfig member1.kubeconfig --dry-run=server`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(hub, cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(hub, o),
 	}
 	o.Member.addFlags(cmd, true)
 	cmd.Flags().StringVar(&o.Endpoint, "endpoint", o.Endpoint, "the member's API server URL as switchboard reaches it, when it differs from the member kubeconfig's server")

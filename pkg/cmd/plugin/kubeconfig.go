@@ -76,15 +76,7 @@ If you may not read Clusters, it warns and writes the kubeconfig anyway.`,
   kubectl switchboard kubeconfig member1 --context hub --output-file member1.kubeconfig`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeClusterNames(hub),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(hub, cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:              runE(hub, o),
 	}
 	cmd.Flags().StringVar(&o.OutputFile, "output-file", o.OutputFile, "write the kubeconfig to this file (mode 0600) instead of standard output")
 	cmd.Flags().StringVar(&o.ContextName, "context-name", o.ContextName, "name of the context in the new kubeconfig (default: <hub context>-NAME)")

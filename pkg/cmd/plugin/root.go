@@ -20,6 +20,7 @@ limitations under the License.
 package plugin
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -35,6 +36,26 @@ import (
 
 // hubFlags are kubectl's flags, for the hub: what every command completes
 // its options from, as kubectl's commands do from their Factory.
+// options is what each command's options do, in kubectl's order.
+type options interface {
+	Complete(hub hubFlags, cmd *cobra.Command, args []string) error
+	Validate() error
+	Run(ctx context.Context) error
+}
+
+// runE is a command's RunE: o's Complete, Validate and Run in turn.
+func runE(hub hubFlags, o options) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := o.Complete(hub, cmd, args); err != nil {
+			return err
+		}
+		if err := o.Validate(); err != nil {
+			return err
+		}
+		return o.Run(cmd.Context())
+	}
+}
+
 type hubFlags struct {
 	*genericclioptions.ConfigFlags
 }

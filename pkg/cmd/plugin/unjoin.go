@@ -68,15 +68,7 @@ member's objects stay while another Cluster on the hub uses their token
 		Example: `  kubectl switchboard unjoin member1 --member-kubeconfig member1.kubeconfig
   kubectl switchboard unjoin member1 --dry-run=client`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(hub, cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(hub, o),
 	}
 	o.Member.addFlags(cmd, false)
 	cmd.Flags().StringVar(&o.HubNamespace, "hub-namespace", o.HubNamespace, "hub namespace of the credentials Secrets")
