@@ -19,6 +19,7 @@ limitations under the License.
 package apiserver
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -109,6 +110,9 @@ type Server struct {
 // Complete fills in defaults and builds the members component, which
 // reads Clusters through the loopback client. It mutates the receiver.
 func (cfg *Config) Complete() (CompletedConfig, error) {
+	if cfg.GenericConfig.LoopbackClientConfig == nil {
+		return CompletedConfig{}, errors.New("the server needs a secure port: the proxy reads Clusters through its loopback client")
+	}
 	loopback, err := clientset.NewForConfig(cfg.GenericConfig.LoopbackClientConfig)
 	if err != nil {
 		return CompletedConfig{}, fmt.Errorf("loopback client: %w", err)

@@ -369,7 +369,7 @@ func TestJoinCorrectsDrift(t *testing.T) {
 		changed: "ClusterRoleBinding switchboard:impersonator",
 		wantWrites: []string{
 			"delete clusterrolebindings switchboard:impersonator",
-			"patch clusterrolebindings switchboard:impersonator",
+			"create clusterrolebindings switchboard:impersonator",
 		},
 		check: checkBinding,
 	}, {

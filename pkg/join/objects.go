@@ -210,6 +210,7 @@ type clients struct {
 type resource interface {
 	get(ctx context.Context) (metav1.Object, error)
 	apply(ctx context.Context, config map[string]any, opts metav1.ApplyOptions) error
+	create(ctx context.Context, config map[string]any, opts metav1.CreateOptions) error
 	mergePatch(ctx context.Context, patch map[string]any, opts metav1.PatchOptions) error
 	delete(ctx context.Context, opts metav1.DeleteOptions) error
 }
@@ -245,6 +246,7 @@ func (c clients) resource(obj object) resource {
 type typedClient[T metav1.Object, A any] interface {
 	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
 	Apply(ctx context.Context, config *A, opts metav1.ApplyOptions) (T, error)
+	Create(ctx context.Context, obj T, opts metav1.CreateOptions) (T, error)
 	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (T, error)
 	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
 }
@@ -272,6 +274,17 @@ func (r typedResource[T, A]) apply(ctx context.Context, config map[string]any, o
 		return err
 	}
 	_, err := r.client.Apply(ctx, &ac, opts)
+	return err
+}
+
+// create makes the object, and fails if one of its name exists: what join
+// read as absent and someone made since is not join's.
+func (r typedResource[T, A]) create(ctx context.Context, config map[string]any, opts metav1.CreateOptions) error {
+	obj := reflect.New(reflect.TypeFor[T]().Elem()).Interface().(T)
+	if err := convert(config, obj); err != nil {
+		return err
+	}
+	_, err := r.client.Create(ctx, obj, opts)
 	return err
 }
 

@@ -237,7 +237,7 @@ func TestJoinServerDryRun(t *testing.T) {
 	}{{
 		name:       "the namespace exists",
 		member:     []runtime.Object{managedNamespace()},
-		wantWrites: "patch serviceaccounts,patch clusterroles,patch clusterrolebindings,create secrets,patch secrets,patch clusters",
+		wantWrites: "create serviceaccounts,create clusterroles,create clusterrolebindings,create secrets,create secrets,create clusters",
 		wantChanges: []string{
 			"unchanged Namespace switchboard-system",
 			"created ServiceAccount switchboard-system/switchboard-impersonator (server dry run)",
@@ -249,7 +249,7 @@ func TestJoinServerDryRun(t *testing.T) {
 		},
 	}, {
 		name:       "a new member",
-		wantWrites: "patch namespaces,patch clusterroles,patch clusterrolebindings,patch secrets,patch clusters",
+		wantWrites: "create namespaces,create clusterroles,create clusterrolebindings,create secrets,create clusters",
 		wantChanges: []string{
 			"created Namespace switchboard-system (server dry run)",
 			"created ServiceAccount switchboard-system/switchboard-impersonator" + notSent,
@@ -332,7 +332,7 @@ func TestJoinPutsTheOldBindingBackWhenTheReplacementFails(t *testing.T) {
 	b.RoleRef.Name = "cluster-admin"
 	replaceIn(t, f.member.Tracker(), rbacv1.SchemeGroupVersion.WithResource("clusterrolebindings"), b)
 	creates := 0
-	f.member.PrependReactor("patch", "clusterrolebindings", func(action k8stesting.Action) (bool, runtime.Object, error) {
+	f.member.PrependReactor("create", "clusterrolebindings", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		if creates++; creates == 1 {
 			return true, nil, apierrors.NewInternalError(errors.New("etcd is down"))
 		}
@@ -351,7 +351,7 @@ func TestJoinPutsTheOldBindingBackWhenTheReplacementFails(t *testing.T) {
 func TestJoinUndoesACreateWhoseOutcomeIsUnknown(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	f.sb.PrependReactor("patch", "clusters", func(action k8stesting.Action) (bool, runtime.Object, error) {
+	f.sb.PrependReactor("create", "clusters", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		if _, _, err := k8stesting.ObjectReaction(f.clusters)(action); err != nil {
 			return true, nil, err
 		}

@@ -160,7 +160,10 @@ func (w *writer) ensure(ctx context.Context, t *target) (Change, error) {
 	case t.current == nil && w.namespacePretended && t.where == inMember && t.config.GetNamespace() != nil:
 		return w.change(t.String(), Created, notSentInNewNamespace), nil
 	case t.current == nil:
-		err := t.apply(ctx, declared, w.applyOptions())
+		// Create, not apply: an object someone made since inspect read
+		// it as absent is not join's, and must neither be taken over nor
+		// deleted by a rollback.
+		err := t.create(ctx, declared, w.createOptions())
 		if !refused(err) {
 			w.onUndo(Change{Object: t.inReports(), Action: Deleted}, func(ctx context.Context) error {
 				return ignoreNotFound(t.delete(ctx, metav1.DeleteOptions{}))
@@ -230,10 +233,12 @@ func (w *writer) replace(ctx context.Context, t *target, declared, have map[stri
 	if err := t.delete(ctx, metav1.DeleteOptions{}); ignoreNotFound(err) != nil {
 		return Change{}, fmt.Errorf("replacing %s: %w", t.inErrors(), err)
 	}
-	if err := t.apply(ctx, declared, w.applyOptions()); err != nil {
+	// Create, not apply: a binding someone made since the delete is not
+	// join's to take over.
+	if err := t.create(ctx, declared, w.createOptions()); err != nil {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 		defer cancel()
-		if rerr := t.apply(ctx, previous(declared, have, t.exact), w.applyOptions()); rerr != nil {
+		if rerr := t.create(ctx, previous(declared, have, t.exact), w.createOptions()); rerr != nil {
 			return Change{}, fmt.Errorf("replacing %s: %w; putting the old binding back failed too, so the member has none: %w", t.inErrors(), err, rerr)
 		}
 		return Change{}, fmt.Errorf("replacing %s: %w; the old binding is back", t.inErrors(), err)

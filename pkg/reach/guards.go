@@ -106,6 +106,9 @@ func (g *credentialGuard) WrappedRoundTripper() http.RoundTripper { return g.del
 // read: code hears it (101, or the member's refusal), and a 401 is
 // replaced with the 503 Status that AsCaller would answer.
 func (m *Member) GuardUpgrade(w http.ResponseWriter, req *http.Request, code func(int)) http.ResponseWriter {
+	if code == nil {
+		code = func(int) {}
+	}
 	return &upgradeGuard{ResponseWriter: w, member: m, req: req, code: code}
 }
 

@@ -181,8 +181,11 @@ func listTable(ctx context.Context, kube kubernetes.Interface, clusters rest.Int
 	}
 	data, _ := result.Raw()
 	table := &metav1.Table{}
-	if err := json.Unmarshal(data, table); err != nil || table.Kind != "Table" {
-		return fmt.Errorf("the hub answered the list of Clusters with no table (kind %q, %w)", table.Kind, err)
+	if err := json.Unmarshal(data, table); err != nil {
+		return fmt.Errorf("the hub answered the list of Clusters with no table: %w", err)
+	}
+	if table.Kind != "Table" {
+		return fmt.Errorf("the hub answered the list of Clusters with no table (kind %q)", table.Kind)
 	}
 	if len(table.Rows) == 0 {
 		fmt.Fprintln(streams.ErrOut, "No clusters are joined.")

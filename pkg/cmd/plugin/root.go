@@ -34,8 +34,6 @@ import (
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
 )
 
-// hubFlags are kubectl's flags, for the hub: what every command completes
-// its options from, as kubectl's commands do from their Factory.
 // options is what each command's options do, in kubectl's order.
 type options interface {
 	Complete(hub hubFlags, cmd *cobra.Command, args []string) error
@@ -56,6 +54,8 @@ func runE(hub hubFlags, o options) func(*cobra.Command, []string) error {
 	}
 }
 
+// hubFlags are kubectl's flags, for the hub: what every command completes
+// its options from, as kubectl's commands do from their Factory.
 type hubFlags struct {
 	*genericclioptions.ConfigFlags
 }
