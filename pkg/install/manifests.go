@@ -76,8 +76,8 @@ func CheckImage(image string) error {
 
 // ServingDNSNames are the names the hub's aggregator may dial.
 var ServingDNSNames = []string{
-	ServiceName + "." + Namespace + ".svc",
-	ServiceName + "." + Namespace + ".svc.cluster.local",
+	names.ServiceDNSName,
+	names.ServiceDNSName + ".cluster.local",
 }
 
 // Render renders one variant of the embedded kustomization, as kubectl

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/switchboard-io/switchboard/pkg/names"
 	"github.com/switchboard-io/switchboard/test/testcerts"
 )
 
@@ -236,4 +237,4 @@ func SwitchboardServingPair(ca *testcerts.CA) (*testcerts.Pair, error) {
 
 // SwitchboardServerName is the name in switchboard's serving certificate
 // that the hub's aggregator verifies: the Service's DNS name.
-const SwitchboardServerName = serviceName + "." + systemNamespace + ".svc"
+const SwitchboardServerName = names.ServiceDNSName
