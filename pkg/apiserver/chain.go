@@ -19,6 +19,7 @@ package apiserver
 import (
 	"net/http"
 
+	"k8s.io/apiserver/pkg/endpoints/request"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 
 	"github.com/switchboard-io/switchboard/pkg/proxy"
@@ -37,4 +38,6 @@ func HandlerChain(storage *StorageHealth) func(http.Handler, *genericapiserver.C
 // IsLongRunning is the server's LongRunningFunc: proxied watches, logs -f,
 // exec and port-forward are not cut by the request timeout and do not
 // count against max-in-flight (see proxy.IsLongRunning).
-var IsLongRunning = proxy.IsLongRunning
+func IsLongRunning(r *http.Request, info *request.RequestInfo) bool {
+	return proxy.IsLongRunning(r, info)
+}
