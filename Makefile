@@ -33,7 +33,7 @@ LDFLAGS := -s -w \
 	-X $(MODULE)/pkg/version.gitTreeState=$(GIT_TREE_STATE) \
 	-X $(MODULE)/pkg/version.buildDate=$(BUILD_DATE)
 
-BINARIES := switchboard-apiserver kubectl-switchboard
+BINARIES := switchboard-apiserver switchboard-agent kubectl-switchboard
 # The image kubectl switchboard install runs by default: pkg/install's
 # ImageRepository, tagged with the version the binaries report.
 IMAGE    ?= ghcr.io/switchboard-io/switchboard-apiserver:$(GIT_VERSION)

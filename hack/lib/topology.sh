@@ -9,7 +9,11 @@ topology::prepare() {
   "${SWITCHBOARD_ROOT}/hack/install-deps.sh" >/dev/null
   make -C "${SWITCHBOARD_ROOT}" --no-print-directory build
   export SWITCHBOARD_APISERVER_BIN="${SWITCHBOARD_ROOT}/_output/bin/switchboard-apiserver"
+  export SWITCHBOARD_AGENT_BIN="${SWITCHBOARD_ROOT}/_output/bin/switchboard-agent"
   export SWITCHBOARD_RUN_DIR="${SWITCHBOARD_RUN_DIR:-${SWITCHBOARD_ROOT}/_output/local-up}"
+  # The hub forwarder of isolated members (topology forward).
+  SWITCHBOARD_TOPOLOGY_BIN="$(topology::tool)"
+  export SWITCHBOARD_TOPOLOGY_BIN
 }
 
 # topology::tool builds the Go program that starts and stops the topology.

@@ -41,6 +41,7 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/names"
 	"github.com/switchboard-io/switchboard/pkg/proxy"
 	clusterstorage "github.com/switchboard-io/switchboard/pkg/registry/cluster/storage"
+	"github.com/switchboard-io/switchboard/pkg/tunnel"
 )
 
 var (
@@ -171,6 +172,9 @@ func (c CompletedConfig) New() (*Server, error) {
 		"clusters":        clusters.Cluster,
 		"clusters/status": clusters.Status,
 		"clusters/proxy":  &clusterstorage.ProxyREST{Proxier: proxier},
+		"clusters/" + tunnel.Subresource: &clusterstorage.AttachREST{
+			Clusters: c.Members.Clusters, Synced: c.Members.Synced, Tunnels: c.Members.Tunnels,
+		},
 	}
 	if err := genericServer.InstallAPIGroup(&apiGroupInfo); err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 
 	"github.com/switchboard-io/switchboard/pkg/proxy"
+	"github.com/switchboard-io/switchboard/pkg/tunnel"
 )
 
 // HandlerChain is the server's handler chain: the generic server's, with
@@ -37,7 +38,8 @@ func HandlerChain(storage *StorageHealth) func(http.Handler, *genericapiserver.C
 
 // IsLongRunning is the server's LongRunningFunc: proxied watches, logs -f,
 // exec and port-forward are not cut by the request timeout and do not
-// count against max-in-flight (see proxy.IsLongRunning).
+// count against max-in-flight (see proxy.IsLongRunning), and neither is an
+// agent's tunnel (clusters/<name>/attach).
 func IsLongRunning(r *http.Request, info *request.RequestInfo) bool {
-	return proxy.IsLongRunning(r, info)
+	return proxy.IsLongRunning(r, info) || tunnel.IsAttach(info)
 }

@@ -63,6 +63,7 @@ type Controller struct {
 	clusters   listers.ClusterLister
 	secrets    corev1listers.SecretNamespaceLister
 	transports *reach.TransportCache
+	agents     Agents
 	tracker    *Tracker
 	status     typedclient.ClustersGetter
 	recorder   events.EventRecorder
@@ -84,6 +85,9 @@ type Config struct {
 	Secrets corev1listers.SecretNamespaceLister
 	// Transports holds the pooled transports the probes share with the proxy.
 	Transports *reach.TransportCache
+	// Agents says which tunnelled members have an agent connected; nil
+	// when none can.
+	Agents Agents
 	// Tracker keeps the latest probe of each member; nil is a new one.
 	Tracker *Tracker
 	// Status writes Cluster status.
@@ -92,6 +96,12 @@ type Config struct {
 	Recorder events.EventRecorder
 	// IsLeader says whether this replica writes status and events; nil is always.
 	IsLeader func() bool
+}
+
+// Agents says whether a tunnelled member's agent holds a tunnel to this
+// replica, and since when it has or has not (see tunnel.Server.Connected).
+type Agents interface {
+	Connected(cluster string) (connected bool, since time.Time, never bool)
 }
 
 // NewController returns a controller.
@@ -107,6 +117,7 @@ func NewController(cfg Config) *Controller {
 		clusters:   cfg.Clusters,
 		secrets:    cfg.Secrets,
 		transports: cfg.Transports,
+		agents:     cfg.Agents,
 		tracker:    cfg.Tracker,
 		status:     cfg.Status,
 		recorder:   cfg.Recorder,
@@ -253,6 +264,29 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 }
 
 func (c *Controller) probe(ctx context.Context, cl *v1alpha1.Cluster) Result {
+	if cl.Spec.Connection != v1alpha1.ConnectionTunnel {
+		return c.probeMember(ctx, cl)
+	}
+	if c.agents == nil {
+		return agentDisconnected(c.now(), &reach.NoAgentError{Cluster: cl.Name, Since: c.now(), Never: true})
+	}
+	connected, since, never := c.agents.Connected(cl.Name)
+	if !connected {
+		return agentDisconnected(c.now(), &reach.NoAgentError{Cluster: cl.Name, Since: since, Never: never})
+	}
+	r := c.probeMember(ctx, cl)
+	if r.ReadyReason == v1alpha1.ReasonAgentDisconnected {
+		// The agent went away while the probe ran.
+		r.Agent, r.AgentMessage = metav1.ConditionFalse, r.Message
+		return r
+	}
+	r.Agent = metav1.ConditionTrue
+	r.AgentMessage = "a switchboard-agent has held a tunnel to this replica since " + since.UTC().Format(time.RFC3339)
+	return r
+}
+
+// probeMember probes the member through its transport.
+func (c *Controller) probeMember(ctx context.Context, cl *v1alpha1.Cluster) Result {
 	if c.secrets == nil {
 		return credentialsMissing(c.now(), "switchboard runs without a hub connection, so it cannot read credentials Secrets")
 	}
@@ -285,6 +319,17 @@ func (c *Controller) writeStatus(ctx context.Context, cl *v1alpha1.Cluster, stat
 	meta.SetStatusCondition(&desired.Conditions, metav1.Condition{
 		Type: v1alpha1.ConditionCredentialsValid, Status: r.CredentialsValid, Reason: r.CredentialsReason, Message: r.Message, ObservedGeneration: cl.Generation,
 	})
+	if r.Agent != "" && cl.Spec.Connection == v1alpha1.ConnectionTunnel {
+		reason := v1alpha1.ReasonAgentConnected
+		if r.Agent != metav1.ConditionTrue {
+			reason = v1alpha1.ReasonAgentDisconnected
+		}
+		meta.SetStatusCondition(&desired.Conditions, metav1.Condition{
+			Type: v1alpha1.ConditionAgentConnected, Status: r.Agent, Reason: reason, Message: r.AgentMessage, ObservedGeneration: cl.Generation,
+		})
+	} else {
+		meta.RemoveStatusCondition(&desired.Conditions, v1alpha1.ConditionAgentConnected)
+	}
 	if r.Version != "" {
 		desired.KubernetesVersion = r.Version
 	}

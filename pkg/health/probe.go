@@ -55,12 +55,32 @@ type Result struct {
 	Message string
 	// Version is the member's gitVersion, when it answered /version.
 	Version string
+	// Agent and AgentMessage make the AgentConnected condition of a
+	// tunnelled member; Agent is empty for the others.
+	Agent        metav1.ConditionStatus
+	AgentMessage string
 }
 
 // Down says whether the member could not be reached at all; the proxy
 // refuses requests to such a member at once.
 func (r *Result) Down() bool {
-	return r.ReadyReason == v1alpha1.ReasonUnreachable || r.ReadyReason == v1alpha1.ReasonTLSError
+	return r.ReadyReason == v1alpha1.ReasonUnreachable || r.ReadyReason == v1alpha1.ReasonTLSError ||
+		r.ReadyReason == v1alpha1.ReasonAgentDisconnected
+}
+
+// agentDisconnected is the result for a tunnelled member with no agent:
+// nothing is probed, and whether the credential is valid is not known.
+func agentDisconnected(now time.Time, err *reach.NoAgentError) Result {
+	return Result{
+		Time:              now,
+		Ready:             metav1.ConditionFalse,
+		ReadyReason:       v1alpha1.ReasonAgentDisconnected,
+		CredentialsValid:  metav1.ConditionUnknown,
+		CredentialsReason: v1alpha1.ReasonAgentDisconnected,
+		Message:           err.Error(),
+		Agent:             metav1.ConditionFalse,
+		AgentMessage:      err.Error(),
+	}
 }
 
 // credentialsMissing is the result for a Cluster whose Secret is unusable.
@@ -149,8 +169,12 @@ func classify(err error) (reason, message string) {
 	}
 	failure := reach.Classify(err)
 	reason = v1alpha1.ReasonUnreachable
-	if failure == reach.TLS {
+	switch failure {
+	case reach.TLS:
 		reason = v1alpha1.ReasonTLSError
+	case reach.NoAgent:
+		// The agent went away between the check and the probe.
+		reason = v1alpha1.ReasonAgentDisconnected
 	}
 	return reason, "the member cannot be reached: " + failure.Hint() + ": " + err.Error()
 }

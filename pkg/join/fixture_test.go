@@ -382,14 +382,14 @@ func (f *fixture) binding() *rbacv1.ClusterRoleBinding {
 // memberObjects are the member objects join declares, as join leaves
 // them, but the token Secret.
 func memberObjects() (*corev1.Namespace, *corev1.ServiceAccount, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding) {
-	objs := objects(testName, memberHost, "", false, nil)
+	objs := objects(testName, memberHost, "", false, "", nil)
 	return as[corev1.Namespace](objs[0]), as[corev1.ServiceAccount](objs[1]), as[rbacv1.ClusterRole](objs[2]), as[rbacv1.ClusterRoleBinding](objs[3])
 }
 
 // tokenSecretObject is the token Secret join declares, before the API
 // server names it.
 func tokenSecretObject() *corev1.Secret {
-	return as[corev1.Secret](objects(testName, memberHost, "", false, nil)[4])
+	return as[corev1.Secret](objects(testName, memberHost, "", false, "", nil)[4])
 }
 
 // as is a declared object as the typed object T.

@@ -63,6 +63,10 @@ type Options struct {
 	TokenTimeout time.Duration
 	// VerifyTimeout bounds the end-to-end check through the hub.
 	VerifyTimeout time.Duration
+	// Connection is how switchboard reaches the member; empty is Direct.
+	// For Tunnel, the member's switchboard-agent must hold its tunnel for
+	// the check through the hub to pass.
+	Connection v1alpha1.Connection
 	// Overwrite lets join re-point an existing Cluster at another
 	// endpoint; without it, join refuses.
 	Overwrite bool
@@ -233,7 +237,7 @@ func (o *Options) objects(cred *Credential) []object {
 	if cred != nil && len(o.memberCA) > 0 {
 		cred = &Credential{Token: cred.Token, CACert: o.memberCA}
 	}
-	return objects(o.Name, o.Endpoint, o.HubNamespace, o.MemberConfig != nil && o.MemberConfig.Insecure, cred)
+	return objects(o.Name, o.Endpoint, o.HubNamespace, o.MemberConfig != nil && o.MemberConfig.Insecure, o.Connection, cred)
 }
 
 // write applies the declared objects in order, recording each change in

@@ -267,7 +267,7 @@ func TestJoinFirstTime(t *testing.T) {
 			}
 			cluster := f.cluster()
 			assertManaged(t, cluster)
-			wantSpec := v1alpha1.ClusterSpec{
+			wantSpec := v1alpha1.ClusterSpec{Connection: v1alpha1.ConnectionDirect,
 				Endpoint:              tc.wantEndpoint,
 				CredentialsSecretRef:  v1alpha1.SecretReference{Name: "prod-credentials"},
 				InsecureSkipTLSVerify: tc.wantInsecure,
@@ -417,7 +417,7 @@ func TestJoinCorrectsDrift(t *testing.T) {
 		overwrite:  true,
 		check: func(t *testing.T, f *fixture) {
 			c := f.cluster()
-			want := v1alpha1.ClusterSpec{
+			want := v1alpha1.ClusterSpec{Connection: v1alpha1.ConnectionDirect,
 				Endpoint:             memberHost,
 				CredentialsSecretRef: v1alpha1.SecretReference{Name: "prod-credentials"},
 				TLSServerName:        "member.internal",
@@ -439,7 +439,7 @@ func TestJoinCorrectsDrift(t *testing.T) {
 		changed:    "Cluster prod",
 		wantWrites: []string{"patch clusters prod"},
 		check: func(t *testing.T, f *fixture) {
-			want := v1alpha1.ClusterSpec{Endpoint: memberHost, CredentialsSecretRef: v1alpha1.SecretReference{Name: "prod-credentials"}}
+			want := v1alpha1.ClusterSpec{Connection: v1alpha1.ConnectionDirect, Endpoint: memberHost, CredentialsSecretRef: v1alpha1.SecretReference{Name: "prod-credentials"}}
 			if c := f.cluster(); c.Spec != want {
 				t.Errorf("Cluster spec %+v, want %+v", c.Spec, want)
 			}

@@ -81,7 +81,10 @@ type object struct {
 // objects declares what join sets up for Cluster name, in the order it
 // applies them; rollbacks and unjoin go the other way. Without a
 // credential (a plan, unjoin), the hub Secret holds placeholders.
-func objects(name, endpoint, hubNamespace string, insecure bool, cred *Credential) []object {
+func objects(name, endpoint, hubNamespace string, insecure bool, connection v1alpha1.Connection, cred *Credential) []object {
+	if connection == "" {
+		connection = v1alpha1.ConnectionDirect
+	}
 	if hubNamespace == "" {
 		hubNamespace = DefaultHubNamespace
 	}
@@ -124,6 +127,7 @@ func objects(name, endpoint, hubNamespace string, insecure bool, cred *Credentia
 		// certificate beside the token.
 		{where: onHub, config: hubSecret, exact: []string{"data"}},
 		{where: onHub, config: clusterac.Cluster(name).WithLabels(labels).WithSpec(clusterac.ClusterSpec().
+			WithConnection(connection).
 			WithEndpoint(endpoint).
 			WithCredentialsSecretRef(clusterac.SecretReference().WithName(SecretName(name))).
 			WithInsecureSkipTLSVerify(insecure))},
@@ -140,7 +144,7 @@ type PlannedObject struct {
 // Plan lists the objects Join applies, with the token left as a placeholder.
 func Plan(name, endpoint, hubNamespace string, insecure bool) []PlannedObject {
 	var planned []PlannedObject
-	for _, obj := range objects(name, endpoint, hubNamespace, insecure, nil) {
+	for _, obj := range objects(name, endpoint, hubNamespace, insecure, v1alpha1.ConnectionDirect, nil) {
 		planned = append(planned, PlannedObject{Where: obj.where, Object: obj.config})
 	}
 	return planned

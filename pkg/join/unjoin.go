@@ -72,7 +72,7 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 	// Join's objects the other way round, the hub's first. The binding and
 	// the role go before the tokens, which go with their ServiceAccount.
 	var hub, member []*target
-	for _, obj := range slices.Backward(objects(o.Name, "", o.HubNamespace, false, nil)) {
+	for _, obj := range slices.Backward(objects(o.Name, "", o.HubNamespace, false, "", nil)) {
 		switch {
 		case obj.where == onHub:
 			hub = append(hub, c.target(obj))

@@ -37,15 +37,10 @@ import (
 // leaderElection returns who writes Cluster status. With leader election on
 // and a hub, replicas elect one through a Lease on the hub; otherwise this
 // replica always writes.
-func leaderElection(le componentbaseconfig.LeaderElectionConfiguration, hub kubernetes.Interface) (isLeader func() bool, run func(context.Context), err error) {
+func leaderElection(le componentbaseconfig.LeaderElectionConfiguration, hub kubernetes.Interface, identity string) (isLeader func() bool, run func(context.Context), err error) {
 	if !le.LeaderElect || hub == nil {
 		return func() bool { return true }, func(context.Context) {}, nil
 	}
-	host, err := os.Hostname()
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading the host name for the leader election identity: %w", err)
-	}
-	identity := host + "_" + string(uuid.NewUUID())
 	lock, err := resourcelock.New(le.ResourceLock, le.ResourceNamespace, le.ResourceName,
 		hub.CoreV1(), hub.CoordinationV1(),
 		resourcelock.ResourceLockConfig{Identity: identity})
@@ -92,4 +87,15 @@ func eventRecorder(hub kubernetes.Interface) (events.EventRecorder, func(context
 			klog.FromContext(ctx).Error(err, "Cannot record events on the hub")
 		}
 	}
+}
+
+// replicaIdentity names this replica, in its leader election and to the
+// agents that hold tunnels to it: the host name and a UUID, unique to the
+// process.
+func replicaIdentity() (string, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("reading the host name for this replica's identity: %w", err)
+	}
+	return host + "_" + string(uuid.NewUUID()), nil
 }

@@ -44,6 +44,7 @@ import (
 	listers "github.com/switchboard-io/switchboard/pkg/generated/listers/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/health"
 	"github.com/switchboard-io/switchboard/pkg/reach"
+	"github.com/switchboard-io/switchboard/pkg/tunnel"
 )
 
 // Config configures the members component.
@@ -81,6 +82,9 @@ type Members struct {
 	Transports *reach.TransportCache
 	// Health probes the members; the proxy asks it which are down.
 	Health *health.Controller
+	// Tunnels holds the tunnels that agents of tunnelled members hold to
+	// this replica; the transports dial those members through it.
+	Tunnels *tunnel.Server
 
 	clusterFactory informers.SharedInformerFactory
 	secretFactory  kubeinformers.SharedInformerFactory
@@ -91,11 +95,25 @@ type Members struct {
 
 // New builds the members component. Nothing runs until Start.
 func New(cfg Config) (*Members, error) {
+	identity, err := replicaIdentity()
+	if err != nil {
+		return nil, err
+	}
 	m := &Members{
 		Namespace:      cfg.Namespace,
-		Transports:     reach.NewTransportCache(reach.Config{DialTimeout: cfg.DialTimeout, OnFailure: cfg.OnFailure}),
 		clusterFactory: informers.NewSharedInformerFactory(cfg.Loopback, 0),
 	}
+	m.Tunnels = tunnel.NewServer(tunnel.Config{
+		ID: identity,
+		// An agent that comes or goes is probed again at once, so the
+		// Cluster's status and the proxy's fast failure follow it.
+		OnChange: func(cluster string) { m.Health.ProbeSoon(cluster) },
+	})
+	m.Transports = reach.NewTransportCache(reach.Config{
+		DialTimeout: cfg.DialTimeout,
+		Dialers:     tunnel.Dialers{Tunnels: m.Tunnels, Network: reach.Network{Timeout: cfg.DialTimeout}},
+		OnFailure:   cfg.OnFailure,
+	})
 	clusterInformer := m.clusterFactory.Cluster().V1alpha1().Clusters()
 	m.Clusters = clusterInformer.Lister()
 	m.synced = []cache.InformerSynced{clusterInformer.Informer().HasSynced}
@@ -106,6 +124,7 @@ func New(cfg Config) (*Members, error) {
 		DeleteFunc: func(obj any) {
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 				m.Transports.Forget(key)
+				m.Tunnels.Forget(key)
 				if cfg.OnDelete != nil {
 					cfg.OnDelete(key)
 				}
@@ -124,7 +143,7 @@ func New(cfg Config) (*Members, error) {
 		m.synced = append(m.synced, secretInformer.HasSynced)
 	}
 
-	isLeader, runElection, err := leaderElection(cfg.LeaderElection, cfg.Hub)
+	isLeader, runElection, err := leaderElection(cfg.LeaderElection, cfg.Hub, identity)
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +156,7 @@ func New(cfg Config) (*Members, error) {
 		Clusters:   m.Clusters,
 		Secrets:    m.Secrets,
 		Transports: m.Transports,
+		Agents:     m.Tunnels,
 		Status:     cfg.Loopback.ClusterV1alpha1(),
 		Recorder:   recorder,
 		IsLeader:   isLeader,
@@ -174,6 +194,11 @@ func (m *Members) Start(hookCtx genericapiserver.PostStartHookContext) error {
 	}
 	m.startEvents(ctx)
 	go m.runElection(ctx)
+	go func() {
+		// Agents reconnect, to another replica if there is one.
+		<-ctx.Done()
+		m.Tunnels.Close()
+	}()
 	go func() {
 		if cache.WaitForCacheSync(ctx.Done(), m.synced...) {
 			m.Health.Run(ctx)

@@ -48,3 +48,14 @@ const (
 	// ImpersonatorTokenPrefix begins the name of the impersonator's token Secret.
 	ImpersonatorTokenPrefix = Impersonator + "-token-"
 )
+
+// For members reached through a tunnel.
+const (
+	// Agent is the agent's binary, and its Deployment and container in
+	// the member.
+	Agent = "switchboard-agent"
+)
+
+// AgentRole is the hub ClusterRole, and its ClusterRoleBinding, that lets
+// the agent of one Cluster open that Cluster's tunnel and nothing else.
+func AgentRole(cluster string) string { return "switchboard:agent:" + cluster }

@@ -77,7 +77,11 @@ func (r *errorResponder) status(req *http.Request, err error) error {
 	var status apierrors.APIStatus
 	var idErr *reach.IdentityError
 	var credErr *reach.CredentialsError
+	var noAgent *reach.NoAgentError
 	switch {
+	case errors.As(err, &noAgent):
+		RecordUpstreamError(r.cluster, string(reach.NoAgent))
+		return reach.Unavailable(r.cluster, noAgent.Error())
 	case errors.As(err, &idErr) && idErr.Unsendable:
 		logger.Info("Refused to forward a request", "cluster", klog.KRef("", r.cluster), "err", err)
 		return apierrors.NewForbidden(cluster.Resource("clusters/proxy"), r.cluster, idErr)

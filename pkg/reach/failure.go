@@ -50,6 +50,8 @@ const (
 	TLS Failure = "tls"
 	// Timeout: the server did not answer in time.
 	Timeout Failure = "timeout"
+	// NoAgent: the member is reached through a tunnel, and no agent holds one.
+	NoAgent Failure = "no-agent"
 	// Other is every other failure to connect or to get an answer.
 	Other Failure = "other"
 )
@@ -64,7 +66,10 @@ func Classify(err error) Failure {
 	var recordHeader tls.RecordHeaderError
 	var certVerify *tls.CertificateVerificationError
 	var netErr net.Error
+	var noAgent *NoAgentError
 	switch {
+	case errors.As(err, &noAgent):
+		return NoAgent
 	case errors.As(err, &dnsErr):
 		return DNS
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -97,6 +102,8 @@ func (f Failure) Hint() string {
 		return "the TLS handshake failed or its certificate was not accepted"
 	case Timeout:
 		return "it did not answer in time"
+	case NoAgent:
+		return "no switchboard-agent is connected for it"
 	}
 	return "the request failed"
 }

@@ -28,6 +28,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // timeoutError is a net.Error that timed out.
@@ -64,6 +65,7 @@ func TestClassify(t *testing.T) {
 		{"wrapped deadline", fmt.Errorf("probing: %w", urlError(context.DeadlineExceeded)), Timeout},
 		{"net.Error timeout", urlError(dial(timeoutError{})), Timeout},
 		{"os deadline", urlError(os.ErrDeadlineExceeded), Timeout},
+		{"no agent", urlError(dial(&NoAgentError{Cluster: "edge1", Since: time.Unix(0, 0)})), NoAgent},
 		{"other transport failure", urlError(errors.New("EOF")), Other},
 		{"plain error", errors.New("something"), Other},
 	} {
@@ -77,7 +79,7 @@ func TestClassify(t *testing.T) {
 
 func TestEveryFailureHasItsOwnHint(t *testing.T) {
 	seen := map[string]Failure{}
-	for _, f := range []Failure{DNS, Refused, Reset, TLS, Timeout, Other} {
+	for _, f := range []Failure{DNS, Refused, Reset, TLS, Timeout, NoAgent, Other} {
 		hint := f.Hint()
 		if other, ok := seen[hint]; ok || hint == "" {
 			t.Errorf("%s and %s share the hint %q", f, other, hint)

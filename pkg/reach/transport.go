@@ -231,6 +231,7 @@ func fingerprintOf(spec *v1alpha1.ClusterSpec, creds *credentials) string {
 		h.Write([]byte{':'})
 		h.Write([]byte(s))
 	}
+	write(string(spec.Connection))
 	write(spec.Endpoint)
 	write(spec.TLSServerName)
 	write(spec.ProxyURL)

@@ -150,21 +150,27 @@ func TestProxyRBACJourney(t *testing.T) {
 // TestMemberKubeconfigEveryCommand uses a kubeconfig whose server is the
 // hub plus member1's proxy path, and runs the kubectl commands people use.
 func TestMemberKubeconfigEveryCommand(t *testing.T) {
-	m, err := f.State.Member("member1")
+	testEveryCommand(t, "member1")
+}
+
+// testEveryCommand runs the kubectl commands people use through a
+// kubeconfig whose server is the hub plus the member's proxy path.
+func testEveryCommand(t *testing.T, member string) {
+	m, err := f.State.Member(member)
 	if err != nil {
 		t.Fatal(err)
 	}
 	name := fmt.Sprintf("dev-%d", time.Now().UnixNano())
 	dev := f.CertificateUser(t, name, "developers")
-	f.Grant(t, dev.Name, proxyRule("member1"))
-	f.GrantInMember(t, "member1", dev.Name, rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}})
-	kc := dev.MemberKubeconfig(t, "member1")
+	f.Grant(t, dev.Name, proxyRule(member))
+	f.GrantInMember(t, member, dev.Name, rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}})
+	kc := dev.MemberKubeconfig(t, member)
 	ns := m.PodNamespace
-	memberAdmin := f.Member(t, "member1")
+	memberAdmin := f.Member(t, member)
 	ctx := context.Background()
 
 	eventually(t, 30*time.Second, func() error {
-		if r := framework.Kubectl(t, kc, "get", "nodes"); r.Err != nil || !strings.Contains(r.Stdout, "member1-node-0") {
+		if r := framework.Kubectl(t, kc, "get", "nodes"); r.Err != nil || !strings.Contains(r.Stdout, member+"-node-0") {
 			return &kubectlError{r}
 		}
 		return nil
@@ -200,31 +206,31 @@ func TestMemberKubeconfigEveryCommand(t *testing.T) {
 			t.Errorf("apply: %s", out)
 		}
 		if _, err := memberAdmin.CoreV1().ConfigMaps(ns).Get(ctx, applied, metav1.GetOptions{}); err != nil {
-			t.Errorf("applied ConfigMap not in member1: %v", err)
+			t.Errorf("applied ConfigMap not in %s: %v", member, err)
 		}
 		out = framework.MustKubectl(t, kc, "apply", "--dry-run=server", "-f", write(dry))
 		if !strings.Contains(out, "configmap/"+dry+" created (server dry run)") {
 			t.Errorf("apply --dry-run=server: %s", out)
 		}
 		if _, err := memberAdmin.CoreV1().ConfigMaps(ns).Get(ctx, dry, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Errorf("dry-run ConfigMap reached member1: %v", err)
+			t.Errorf("dry-run ConfigMap reached %s: %v", member, err)
 		}
 		out = framework.MustKubectl(t, kc, "delete", "configmap", applied, "-n", ns)
 		if !strings.Contains(out, `configmap "`+applied+`" deleted`) {
 			t.Errorf("delete: %s", out)
 		}
 		if _, err := memberAdmin.CoreV1().ConfigMaps(ns).Get(ctx, applied, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Errorf("deleted ConfigMap still in member1: %v", err)
+			t.Errorf("deleted ConfigMap still in %s: %v", member, err)
 		}
 	})
 
 	t.Run("logs and logs -f", func(t *testing.T) {
 		out := framework.MustKubectl(t, kc, "logs", "-n", ns, m.Pods[0])
-		if !strings.Contains(out, topology.LogLine+" 1 of member1") {
+		if !strings.Contains(out, topology.LogLine+" 1 of "+member) {
 			t.Errorf("logs: %q", out)
 		}
 		_, follow := framework.StartKubectl(t, kc, nil, "logs", "-f", "-n", ns, m.Pods[0])
-		framework.WaitForOutput(t, follow, topology.LogLine+" 5 of member1", time.Minute)
+		framework.WaitForOutput(t, follow, topology.LogLine+" 5 of "+member, time.Minute)
 	})
 
 	t.Run("exec", func(t *testing.T) {
@@ -265,7 +271,7 @@ func TestMemberKubeconfigEveryCommand(t *testing.T) {
 	})
 
 	t.Run("a watch outlives the request timeout", func(t *testing.T) {
-		client := kubernetes.NewForConfigOrDie(dev.MemberConfig(t, "member1"))
+		client := kubernetes.NewForConfigOrDie(dev.MemberConfig(t, member))
 		w, err := client.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{LabelSelector: "e2e=long-watch"})
 		if err != nil {
 			t.Fatal(err)

@@ -30,13 +30,18 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// RESTConfig returns an admin (system:masters) client configuration for the cluster.
+// RESTConfig returns an admin (system:masters) client configuration for the
+// cluster. For an isolated member, its Dial connects from inside the
+// member's network namespace.
 func (c *Cluster) RESTConfig() (*rest.Config, error) {
 	config, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
 		return nil, err
 	}
 	config.QPS, config.Burst = 50, 100
+	if c.NetNS != "" {
+		config.Dial = NetNSDialer(c.NetNS)
+	}
 	return config, nil
 }
 
@@ -71,9 +76,13 @@ func (s *State) process(name string) *Process {
 func (u *upper) startAPIServer(c *Cluster) error {
 	s := u.state
 	isHub := c == &s.Hub
+	etcd := s.EtcdURL
+	if c.EtcdURL != "" {
+		etcd = c.EtcdURL
+	}
 	args := []string{
 		u.cfg.Binaries.KubeAPIServer,
-		"--etcd-servers=" + s.EtcdURL,
+		"--etcd-servers=" + etcd,
 		// Several clusters share one etcd, each under its own prefix.
 		"--etcd-prefix=/" + c.Name,
 		"--bind-address=127.0.0.1",
@@ -126,7 +135,7 @@ func (u *upper) startAPIServer(c *Cluster) error {
 			"--kubelet-client-key="+c.PKI.KubeletClientKey,
 		)
 	}
-	_, err := u.start(c.apiserverName(), args)
+	_, err := u.startIn(c.NetNS, c.apiserverName(), args)
 	return err
 }
 
@@ -155,7 +164,7 @@ func (u *upper) waitAPIServer(ctx context.Context, c *Cluster) error {
 }
 
 func (u *upper) startControllerManager(c *Cluster) error {
-	_, err := u.start(c.controllerManagerName(), []string{
+	_, err := u.startIn(c.NetNS, c.controllerManagerName(), []string{
 		u.cfg.Binaries.KubeControllerManager,
 		"--kubeconfig=" + c.Kubeconfig,
 		"--authentication-kubeconfig=" + c.Kubeconfig,

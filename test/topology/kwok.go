@@ -150,7 +150,7 @@ func (u *upper) startKwok(m *Cluster) error {
 		"--tls-cert-file="+m.PKI.KubeletServingCert,
 		"--tls-private-key-file="+m.PKI.KubeletServingKey,
 	)
-	_, err = u.start(kwokName(m), args)
+	_, err = u.startIn(m.NetNS, kwokName(m), args)
 	return err
 }
 

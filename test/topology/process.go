@@ -40,9 +40,16 @@ type Process struct {
 	// (field 22 of /proc/<pid>/stat). With PID it names one process: a
 	// recycled pid has another start time. Zero in state files written
 	// before it was recorded.
-	StartTime uint64   `json:"startTime,omitempty"`
-	Args      []string `json:"args"`
-	Log       string   `json:"log"`
+	StartTime uint64 `json:"startTime,omitempty"`
+	// Args is the command line of the binary, as /proc/<pid>/cmdline
+	// shows it once the process runs.
+	Args []string `json:"args"`
+	// NetNS is the network namespace the process runs in, empty for the
+	// machine's own. Such a process is started as ip netns exec NetNS
+	// Args..., and ip execs the binary in the same process: the pid stays,
+	// and the command line becomes Args.
+	NetNS string `json:"netns,omitempty"`
+	Log   string `json:"log"`
 
 	// child is set for a process this program started, nil for one read
 	// from a state file.
@@ -74,6 +81,12 @@ const killWait = 5 * time.Second
 // command that started it and a terminal's signals do not reach it. Its
 // output goes to logDir/name.log.
 func startProcess(name, logDir string, args []string, env ...string) (*Process, error) {
+	return startProcessIn("", name, logDir, args, env...)
+}
+
+// startProcessIn is startProcess inside the network namespace netns, or in
+// the machine's own when netns is empty.
+func startProcessIn(netns, name, logDir string, args []string, env ...string) (*Process, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -81,7 +94,11 @@ func startProcess(name, logDir string, args []string, env ...string) (*Process, 
 	}
 	defer func() { _ = logFile.Close() }()
 
-	cmd := exec.Command(args[0], args[1:]...)
+	command := args
+	if netns != "" {
+		command = netnsCommand(netns, args)
+	}
+	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Env = append(baseEnv(), env...)
@@ -96,7 +113,7 @@ func startProcess(name, logDir string, args []string, env ...string) (*Process, 
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("starting %s: reading its start time: %w", name, err)
 	}
-	p := &Process{Name: name, PID: cmd.Process.Pid, StartTime: stat.startTime, Args: args, Log: logPath}
+	p := &Process{Name: name, PID: cmd.Process.Pid, StartTime: stat.startTime, Args: args, NetNS: netns, Log: logPath}
 	c := &child{proc: cmd.Process, exited: make(chan struct{})}
 	p.child.Store(c)
 	// Reap the child when it exits while this process still runs, so that
@@ -201,7 +218,9 @@ func (p *Process) Alive() bool {
 // command line counts when the start time matches: the process is then
 // inside execve, before its arguments are in place. Without a recorded
 // start time, an empty command line cannot be told from another program's
-// and does not count.
+// and does not count. A process in a network namespace also counts while
+// its command line is still that of ip netns exec, before ip has exec'd
+// the binary.
 func (p *Process) aliveInProc(stat procStat, cmdline []byte) bool {
 	switch {
 	case stat.state == 'Z' || stat.state == 'X' || stat.state == 'x':
@@ -214,7 +233,11 @@ func (p *Process) aliveInProc(stat procStat, cmdline []byte) bool {
 		return p.StartTime != 0
 	}
 	got := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
-	return slices.Equal(got, p.Args)
+	if slices.Equal(got, p.Args) {
+		return true
+	}
+	return p.NetNS != "" && len(got) > 4 && filepath.Base(got[0]) == "ip" &&
+		slices.Equal(got[1:4], []string{"netns", "exec", p.NetNS}) && slices.Equal(got[4:], p.Args)
 }
 
 // procStat is what Alive needs of /proc/<pid>/stat.

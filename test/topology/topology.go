@@ -56,6 +56,12 @@ type Binaries struct {
 	// KwokStages is a directory of kwok Stage definitions.
 	KwokStages  string
 	Switchboard string
+	// Topology is this package's command (test/cmd/topology), run as the
+	// forwarder that lets isolated members reach the hub. Only
+	// Config.IsolatedMembers needs it; it may be empty otherwise.
+	Topology string
+	// Agent is switchboard-agent, which isolated members run.
+	Agent string
 }
 
 // BinariesFromEnv reads the binaries' paths from the environment that
@@ -68,8 +74,18 @@ func BinariesFromEnv() (Binaries, error) {
 		Kwok:                  os.Getenv("KWOK_BIN"),
 		KwokStages:            os.Getenv("KWOK_STAGES_DIR"),
 		Switchboard:           os.Getenv("SWITCHBOARD_APISERVER_BIN"),
+		Topology:              os.Getenv("SWITCHBOARD_TOPOLOGY_BIN"),
+		Agent:                 os.Getenv("SWITCHBOARD_AGENT_BIN"),
 	}
 	var errs []error
+	for name, path := range map[string]string{"SWITCHBOARD_TOPOLOGY_BIN": b.Topology, "SWITCHBOARD_AGENT_BIN": b.Agent} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%s: %w", name, path, err))
+		}
+	}
 	for name, path := range map[string]string{
 		"KUBE_APISERVER_BIN":          b.KubeAPIServer,
 		"KUBE_CONTROLLER_MANAGER_BIN": b.KubeControllerManager,
@@ -97,8 +113,13 @@ type Config struct {
 	// RunDir holds certificates, kubeconfigs, data, logs and the state file.
 	RunDir string
 	// Members is the number of member clusters, named member1, member2, ...
-	Members  int
-	Binaries Binaries
+	Members int
+	// IsolatedMembers is the number of member clusters, named edge1,
+	// edge2, ..., that each run in a network namespace of their own, which
+	// nothing in the machine's namespace (switchboard, the hub) can reach.
+	// Each is joined through a switchboard-agent that runs in its namespace.
+	IsolatedMembers int
+	Binaries        Binaries
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
 }
@@ -120,6 +141,30 @@ type Cluster struct {
 	PodNamespace string `json:"podNamespace,omitempty"`
 	// AuditLog records every request the member serves (members only).
 	AuditLog string `json:"auditLog,omitempty"`
+
+	// The fields below are set for isolated members only.
+
+	// NetNS is the network namespace (ip netns) the cluster's processes
+	// run in, all on its 127.0.0.1: URL is an address inside NetNS.
+	// RESTConfig, Client and DialContext connect from inside it.
+	NetNS string `json:"netns,omitempty"`
+	// HostIP and NetNSIP are the addresses of the two ends of the veth
+	// pair between the machine's namespace (HostVeth) and NetNS, in one /30.
+	// Nothing listens on NetNSIP; processes in NetNS reach the hub's
+	// forwarder on HostIP.
+	HostIP   string `json:"hostIP,omitempty"`
+	NetNSIP  string `json:"netnsIP,omitempty"`
+	HostVeth string `json:"hostVeth,omitempty"`
+	// EtcdURL is the cluster's own etcd, in NetNS. Other clusters share
+	// State.EtcdURL.
+	EtcdURL string `json:"etcdURL,omitempty"`
+	// HubURL is where processes in NetNS reach the hub's kube-apiserver
+	// (see State.HubURLFrom), and HubKubeconfig an admin kubeconfig for
+	// the hub at that address.
+	HubURL        string `json:"hubURL,omitempty"`
+	HubKubeconfig string `json:"hubKubeconfig,omitempty"`
+	// AgentKubeconfig is the hub kubeconfig of its switchboard-agent.
+	AgentKubeconfig string `json:"agentKubeconfig,omitempty"`
 }
 
 // Switchboard describes the running switchboard-apiserver.
@@ -133,10 +178,12 @@ type Switchboard struct {
 // State is everything Up started, saved in the run directory so that
 // another process (make local-down, a later test run) can find and stop it.
 type State struct {
-	RunDir      string         `json:"runDir"`
-	EtcdURL     string         `json:"etcdURL"`
-	Hub         Cluster        `json:"hub"`
-	Members     []Cluster      `json:"members"`
+	RunDir  string    `json:"runDir"`
+	EtcdURL string    `json:"etcdURL"`
+	Hub     Cluster   `json:"hub"`
+	Members []Cluster `json:"members"`
+	// Isolated are the isolated members, each in its own network namespace.
+	Isolated    []Cluster      `json:"isolated,omitempty"`
 	FrontProxy  frontProxyPKI  `json:"frontProxy"`
 	Switchboard Switchboard    `json:"switchboard"`
 	Processes   []*Process     `json:"processes"`
@@ -147,14 +194,29 @@ type State struct {
 // LogDir is where every process writes its log.
 func (s *State) LogDir() string { return filepath.Join(s.RunDir, "logs") }
 
-// Member returns the member cluster with the given name.
+// Member returns the member cluster with the given name, isolated or not.
 func (s *State) Member(name string) (*Cluster, error) {
 	for i := range s.Members {
 		if s.Members[i].Name == name {
 			return &s.Members[i], nil
 		}
 	}
+	for i := range s.Isolated {
+		if s.Isolated[i].Name == name {
+			return &s.Isolated[i], nil
+		}
+	}
 	return nil, fmt.Errorf("no member cluster %q in the topology at %s", name, s.RunDir)
+}
+
+// IsolatedMember returns the isolated member cluster with the given name.
+func (s *State) IsolatedMember(name string) (*Cluster, error) {
+	for i := range s.Isolated {
+		if s.Isolated[i].Name == name {
+			return &s.Isolated[i], nil
+		}
+	}
+	return nil, fmt.Errorf("no isolated member cluster %q in the topology at %s, which has %d (topology up --isolated-members N starts them)", name, s.RunDir, len(s.Isolated))
 }
 
 // dead returns the recorded processes that no longer run.
@@ -203,10 +265,22 @@ func (s *State) Healthy(ctx context.Context) error {
 	return s.APIServiceAvailable(ctx)
 }
 
-// Down stops every process recorded in runDir, by pid, and removes the run
-// directory. It is safe to call when nothing runs there.
+// Down stops every process recorded in runDir, by pid, removes the network
+// namespaces of its isolated members, and removes the run directory. It is
+// safe to call when nothing runs there.
 func Down(runDir string, progress io.Writer) error {
 	out := progressWriter(progress)
+	if abs, err := filepath.Abs(runDir); err == nil {
+		runDir = abs
+	}
+	err := stopAndRemove(runDir, out)
+	// After the processes, which keep a namespace alive while they run.
+	// Also when no state is left: a run that crashed may have made some.
+	return errors.Join(err, removeNetNS(runDir, out))
+}
+
+// stopAndRemove stops what runs in runDir and removes the directory.
+func stopAndRemove(runDir string, out io.Writer) error {
 	s, err := Load(runDir)
 	if errors.Is(err, os.ErrNotExist) {
 		if _, statErr := os.Stat(runDir); statErr == nil {
@@ -276,6 +350,10 @@ func (s *State) Summary() string {
 	for _, m := range s.Members {
 		fmt.Fprintf(&b, "%-11s %s\n            kubectl --kubeconfig %s get nodes\n", m.Name+":", m.URL, m.Kubeconfig)
 	}
+	for _, m := range s.Isolated {
+		fmt.Fprintf(&b, "%-11s %s in network namespace %s, reached through its switchboard-agent, which reaches the hub at %s\n            ip netns exec %s kubectl --kubeconfig %s get nodes\n",
+			m.Name+":", m.URL, m.NetNS, m.HubURL, m.NetNS, m.Kubeconfig)
+	}
 	fmt.Fprintf(&b, "Switchboard: %s, registered as APIService %s\n", s.Switchboard.URL, apiServiceName)
 	fmt.Fprintf(&b, "Logs:       %s\n\nTry:\n", s.LogDir())
 	fmt.Fprintf(&b, "  kubectl --kubeconfig %s get apiservice %s\n", s.Hub.Kubeconfig, apiServiceName)
@@ -305,7 +383,7 @@ func (s *State) RestartProcess(name string) error {
 	if p.Alive() {
 		return fmt.Errorf("%s (pid %d) still runs", name, p.PID)
 	}
-	started, err := startProcess(name, s.LogDir(), p.Args)
+	started, err := startProcessIn(p.NetNS, name, s.LogDir(), p.Args)
 	if err != nil {
 		return err
 	}

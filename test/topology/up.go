@@ -41,6 +41,15 @@ func Up(ctx context.Context, cfg Config) (state *State, already bool, err error)
 	if cfg.Members < 1 {
 		return nil, false, fmt.Errorf("the topology needs at least one member cluster, not %d", cfg.Members)
 	}
+	if cfg.IsolatedMembers < 0 || cfg.IsolatedMembers > maxIsolatedMembers {
+		return nil, false, fmt.Errorf("the topology runs 0 to %d isolated member clusters, not %d", maxIsolatedMembers, cfg.IsolatedMembers)
+	}
+	if cfg.IsolatedMembers > 0 && cfg.Binaries.Agent == "" {
+		return nil, false, errors.New("isolated member clusters run switchboard-agent: set Binaries.Agent (SWITCHBOARD_AGENT_BIN)")
+	}
+	if cfg.IsolatedMembers > 0 && cfg.Binaries.Topology == "" {
+		return nil, false, errors.New("isolated member clusters need the topology command as their hub forwarder: set Binaries.Topology (SWITCHBOARD_TOPOLOGY_BIN)")
+	}
 	runDir, err := filepath.Abs(cfg.RunDir)
 	if err != nil {
 		return nil, false, err
@@ -65,12 +74,19 @@ func Up(ctx context.Context, cfg Config) (state *State, already bool, err error)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, false, err
 	}
+	// Network namespaces that a run in the same directory left behind.
+	if err := removeNetNS(runDir, out); err != nil {
+		return nil, false, err
+	}
 
 	u := &upper{cfg: cfg, out: out, state: &State{RunDir: runDir, Started: time.Now()}}
 	if err := u.run(ctx); err != nil {
 		// Stop what was started; keep the logs and certificates for a look.
 		for i := len(u.state.Processes) - 1; i >= 0; i-- {
 			_ = u.state.Processes[i].Stop(stopGrace)
+		}
+		if netnsErr := removeNetNS(runDir, out); netnsErr != nil {
+			err = errors.Join(err, netnsErr)
 		}
 		return nil, false, fmt.Errorf("%w\n(logs are in %s)", err, u.state.LogDir())
 	}
@@ -92,7 +108,13 @@ func (u *upper) step(format string, args ...any) {
 // start starts a process and records it in the state file at once, so that
 // Down can stop it whatever happens next.
 func (u *upper) start(name string, args []string, env ...string) (*Process, error) {
-	p, err := startProcess(name, u.state.LogDir(), args, env...)
+	return u.startIn("", name, args, env...)
+}
+
+// startIn is start inside the network namespace netns, or in the
+// machine's own when netns is empty.
+func (u *upper) startIn(netns, name string, args []string, env ...string) (*Process, error) {
+	p, err := startProcessIn(netns, name, u.state.LogDir(), args, env...)
 	if err != nil {
 		return nil, err
 	}
@@ -110,8 +132,11 @@ func (u *upper) run(ctx context.Context) error {
 		}
 	}
 	// Ports: etcd client and peer, one kube-apiserver per cluster, one kwok
-	// per member, switchboard.
-	ports, err := freePorts(2 + (1 + u.cfg.Members) + u.cfg.Members + 1)
+	// per member, switchboard, and for each isolated member its etcd's
+	// client and peer, its kube-apiserver, its kwok and its hub forwarder.
+	// The isolated members' ports are free in the machine's namespace
+	// too, so that a dial there cannot meet a listener by chance.
+	ports, err := freePorts(2 + (1 + u.cfg.Members) + u.cfg.Members + 1 + 5*u.cfg.IsolatedMembers)
 	if err != nil {
 		return err
 	}
@@ -126,9 +151,17 @@ func (u *upper) run(ctx context.Context) error {
 	if err := u.startEtcd(ctx, next(), next()); err != nil {
 		return err
 	}
+	if len(s.Isolated) > 0 {
+		u.step("Making a network namespace for each of %d isolated members, with its own etcd", len(s.Isolated))
+		if err := u.isolate(ctx, next); err != nil {
+			return err
+		}
+	}
 
-	u.step("Starting the kube-apiservers of hub and %d members", u.cfg.Members)
-	clusters := append([]*Cluster{&s.Hub}, memberPointers(s)...)
+	u.step("Starting the kube-apiservers of hub, %d members and %d isolated members", u.cfg.Members, len(s.Isolated))
+	clusters := append(append([]*Cluster{&s.Hub}, memberPointers(s)...), isolatedPointers(s)...)
+	// Every member, isolated or not, gets kwok nodes and pods.
+	allMembers := append(memberPointers(s), isolatedPointers(s)...)
 	for _, c := range clusters {
 		if err := u.startAPIServer(c); err != nil {
 			return err
@@ -149,7 +182,7 @@ func (u *upper) run(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, m := range memberPointers(s) {
+	for _, m := range allMembers {
 		if err := u.startKwok(m); err != nil {
 			return err
 		}
@@ -169,7 +202,7 @@ func (u *upper) run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := eachCluster(ctx, memberPointers(s), func(ctx context.Context, c *Cluster) error {
+	if err := eachCluster(ctx, allMembers, func(ctx context.Context, c *Cluster) error {
 		return u.populateMember(ctx, c)
 	}); err != nil {
 		return err
@@ -180,6 +213,20 @@ func (u *upper) run(ctx context.Context) error {
 		return u.joinMember(ctx, c)
 	}); err != nil {
 		return err
+	}
+	if len(s.Isolated) > 0 {
+		u.step("Forwarding the hub into the isolated members' namespaces")
+		if err := eachCluster(ctx, isolatedPointers(s), func(ctx context.Context, c *Cluster) error {
+			return u.startHubForwarder(ctx, c)
+		}); err != nil {
+			return err
+		}
+		u.step("Joining the isolated members through tunnels: an agent in each namespace, its hub identity, a Cluster")
+		if err := eachCluster(ctx, isolatedPointers(s), func(ctx context.Context, c *Cluster) error {
+			return u.joinIsolated(ctx, c)
+		}); err != nil {
+			return err
+		}
 	}
 	if err := s.save(); err != nil {
 		return err
@@ -209,35 +256,52 @@ func (u *upper) makePKI(next func() int) error {
 		}
 		s.Members = append(s.Members, Cluster{Name: name, PKI: *p})
 	}
+	for i := 0; i < u.cfg.IsolatedMembers; i++ {
+		name := isolatedName(i)
+		p, err := newClusterPKI(filepath.Join(pkiDir, name), name)
+		if err != nil {
+			return err
+		}
+		s.Isolated = append(s.Isolated, Cluster{Name: name, PKI: *p})
+	}
 	sb, err := newSwitchboardPKI(filepath.Join(pkiDir, "switchboard"), hubPKI)
 	if err != nil {
 		return err
 	}
 	s.Switchboard = Switchboard{CACert: sb.CACert, PKI: *sb}
 
-	// Ports and kubeconfigs.
-	for _, c := range append([]*Cluster{&s.Hub}, memberPointers(s)...) {
+	// Ports and kubeconfigs. An isolated member's kubeconfig names its
+	// address inside its namespace.
+	for _, c := range append(append([]*Cluster{&s.Hub}, memberPointers(s)...), isolatedPointers(s)...) {
 		c.URL = "https://127.0.0.1:" + strconv.Itoa(next())
 		c.Kubeconfig = filepath.Join(s.RunDir, "kubeconfig", c.Name+".kubeconfig")
 		if err := writeKubeconfig(c.Kubeconfig, c.Name, c.URL, c.PKI.CACert, c.PKI.AdminCert, c.PKI.AdminKey); err != nil {
 			return err
 		}
 	}
-	for _, m := range memberPointers(s) {
+	for _, m := range append(memberPointers(s), isolatedPointers(s)...) {
 		m.KubeletPort = next()
 	}
 	return nil
 }
 
 func (u *upper) startEtcd(ctx context.Context, clientPort, peerPort int) error {
-	s := u.state
-	client := "http://127.0.0.1:" + strconv.Itoa(clientPort)
+	u.state.EtcdURL = etcdURL(clientPort)
+	return u.startEtcdIn(ctx, "", "etcd", filepath.Join(u.state.RunDir, "etcd"), clientPort, peerPort)
+}
+
+func etcdURL(clientPort int) string { return "http://127.0.0.1:" + strconv.Itoa(clientPort) }
+
+// startEtcdIn starts an etcd named name in the network namespace netns
+// (empty: the machine's), at etcdURL(clientPort), and waits until it is
+// healthy.
+func (u *upper) startEtcdIn(ctx context.Context, netns, name, dataDir string, clientPort, peerPort int) error {
+	client := etcdURL(clientPort)
 	peer := "http://127.0.0.1:" + strconv.Itoa(peerPort)
-	s.EtcdURL = client
-	p, err := u.start("etcd", []string{
+	p, err := u.startIn(netns, name, []string{
 		u.cfg.Binaries.Etcd,
 		"--name=local",
-		"--data-dir=" + filepath.Join(s.RunDir, "etcd"),
+		"--data-dir=" + dataDir,
 		"--listen-client-urls=" + client,
 		"--advertise-client-urls=" + client,
 		"--listen-peer-urls=" + peer,
@@ -250,9 +314,14 @@ func (u *upper) startEtcd(ctx context.Context, clientPort, peerPort int) error {
 	if err != nil {
 		return err
 	}
-	return waitFor(ctx, p, "etcd", func(ctx context.Context) error {
+	httpClient := http.DefaultClient
+	if netns != "" {
+		httpClient = &http.Client{Transport: &http.Transport{DialContext: NetNSDialer(netns)}}
+		defer httpClient.CloseIdleConnections()
+	}
+	return waitFor(ctx, p, name, func(ctx context.Context) error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, client+"/health", nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := httpClient.Do(req)
 		if err != nil {
 			return err
 		}
@@ -308,6 +377,14 @@ func memberPointers(s *State) []*Cluster {
 	out := make([]*Cluster, 0, len(s.Members))
 	for i := range s.Members {
 		out = append(out, &s.Members[i])
+	}
+	return out
+}
+
+func isolatedPointers(s *State) []*Cluster {
+	out := make([]*Cluster, 0, len(s.Isolated))
+	for i := range s.Isolated {
+		out = append(out, &s.Isolated[i])
 	}
 	return out
 }

@@ -33,6 +33,8 @@ type Cluster struct {
 
 // ClusterSpec says how to reach a member's API server.
 type ClusterSpec struct {
+	// Connection says how the member is reached: Direct or Tunnel.
+	Connection Connection
 	// Endpoint is the https URL of the member's API server.
 	Endpoint string
 	// CredentialsSecretRef names the hub Secret with the member credential and CA bundle.
@@ -44,6 +46,17 @@ type ClusterSpec struct {
 	// ProxyURL is the URL of an http, https or socks5 proxy on the way to the member.
 	ProxyURL string
 }
+
+// Connection says how switchboard reaches a member's API server.
+type Connection string
+
+// The ways to reach a member.
+const (
+	// ConnectionDirect: switchboard dials the endpoint.
+	ConnectionDirect Connection = "Direct"
+	// ConnectionTunnel: through the member's switchboard-agent.
+	ConnectionTunnel Connection = "Tunnel"
+)
 
 // SecretReference names a Secret in switchboard's own namespace.
 type SecretReference struct {

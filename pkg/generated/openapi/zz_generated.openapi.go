@@ -239,9 +239,18 @@ func schema_pkg_apis_cluster_v1alpha1_ClusterSpec(ref common.ReferenceCallback) 
 				Description: "ClusterSpec says how switchboard reaches a member's API server.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
+					"connection": {
+						SchemaProps: spec.SchemaProps{
+							Description: "connection says how switchboard reaches the member: Direct (the default), by dialing endpoint; or Tunnel, through the connection the member's switchboard-agent opens to the hub. A tunnelled Cluster takes no proxyURL.\n\nPossible enum values:\n - `\"Direct\"` means switchboard dials the endpoint, directly or through proxyURL.\n - `\"Tunnel\"` means the member's switchboard-agent connects out to the hub's API (clusters/<name>/attach) and switchboard reaches the member through that connection. The hub never dials the member.",
+							Default:     "Direct",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"Direct", "Tunnel"},
+						},
+					},
 					"endpoint": {
 						SchemaProps: spec.SchemaProps{
-							Description: "endpoint is the URL of the member's API server as switchboard reaches it: https, a host, an optional port and an optional path prefix, with no user info, query or fragment. For example https://10.0.0.12:6443.",
+							Description: "endpoint is the URL of the member's API server as switchboard reaches it: https, a host, an optional port and an optional path prefix, with no user info, query or fragment. For example https://10.0.0.12:6443. For a tunnelled Cluster, its host is the name the member's serving certificate is verified against (unless tlsServerName says otherwise) and the agent dials its own fixed address, whatever the host.",
 							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",

@@ -30,6 +30,7 @@ import (
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/install"
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 )
 
 func testStrategy() Strategy {
@@ -43,6 +44,7 @@ func sampleCluster() *cluster.Cluster {
 	return &cluster.Cluster{
 		ObjectMeta: metav1.ObjectMeta{Name: "member1", ResourceVersion: "7", Generation: 3, Labels: map[string]string{"env": "prod"}},
 		Spec: cluster.ClusterSpec{
+			Connection:           cluster.ConnectionDirect,
 			Endpoint:             "https://10.0.0.12:6443",
 			CredentialsSecretRef: cluster.SecretReference{Name: "member1-credentials"},
 		},
@@ -201,7 +203,25 @@ func TestTableConvertor(t *testing.T) {
 	fresh.Status = cluster.ClusterStatus{}
 	fresh.CreationTimestamp = metav1.NewTime(time.Now().Add(-90 * time.Second))
 
-	list := &cluster.ClusterList{ListMeta: metav1.ListMeta{ResourceVersion: "42", Continue: "next"}, Items: []cluster.Cluster{*ready, *fresh}}
+	tunnelled := sampleCluster()
+	tunnelled.Name = "edge1"
+	tunnelled.Spec.Connection = cluster.ConnectionTunnel
+	tunnelled.CreationTimestamp = ready.CreationTimestamp
+	tunnelled.Status.Conditions = []metav1.Condition{
+		{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAgentDisconnected},
+		{Type: v1alpha1.ConditionAgentConnected, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAgentDisconnected},
+	}
+	connected := tunnelled.DeepCopy()
+	connected.Name = "edge2"
+	connected.Status.Conditions = []metav1.Condition{
+		{Type: v1alpha1.ConditionAgentConnected, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonAgentConnected},
+	}
+	unobserved := tunnelled.DeepCopy()
+	unobserved.Name = "edge3"
+	unobserved.Status.Conditions = nil
+
+	list := &cluster.ClusterList{ListMeta: metav1.ListMeta{ResourceVersion: "42", Continue: "next"},
+		Items: []cluster.Cluster{*ready, *fresh, *tunnelled, *connected, *unobserved}}
 	table, err := TableConvertor{}.ConvertToTable(context.Background(), list, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -210,12 +230,15 @@ func TestTableConvertor(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		names = append(names, c.Name)
 	}
-	if got := strings.Join(names, ","); got != "Name,Endpoint,Ready,Version,Age,Latency,Reason" {
+	if got := strings.Join(names, ","); got != "Name,Endpoint,Ready,Version,Age,Latency,Reason,Connection,Agent" {
 		t.Errorf("columns = %s", got)
 	}
 	want := [][]any{
-		{"member1", "https://10.0.0.12:6443", "True", "v1.37.2", "2d1h", "2.5ms", "Probed"},
-		{"member2", "https://10.0.0.12:6443", "Unknown", "<unknown>", "90s", "<unknown>", ""},
+		{"member1", "https://10.0.0.12:6443", "True", "v1.37.2", "2d1h", "2.5ms", "Probed", "Direct", ""},
+		{"member2", "https://10.0.0.12:6443", "Unknown", "<unknown>", "90s", "<unknown>", "", "Direct", ""},
+		{"edge1", "https://10.0.0.12:6443", "False", "v1.37.2", "2d1h", "2.5ms", "AgentDisconnected", "Tunnel", "Disconnected"},
+		{"edge2", "https://10.0.0.12:6443", "Unknown", "v1.37.2", "2d1h", "2.5ms", "", "Tunnel", "Connected"},
+		{"edge3", "https://10.0.0.12:6443", "Unknown", "v1.37.2", "2d1h", "2.5ms", "", "Tunnel", "<unknown>"},
 	}
 	for i, row := range table.Rows {
 		for j, cell := range row.Cells {

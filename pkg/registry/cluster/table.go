@@ -41,6 +41,8 @@ var clusterColumns = []metav1.TableColumnDefinition{
 	{Name: "Age", Type: "string", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]},
 	{Name: "Latency", Type: "string", Priority: 1, Description: "The smoothed time the member takes to answer a probe."},
 	{Name: "Reason", Type: "string", Priority: 1, Description: "The reason of the Ready condition."},
+	{Name: "Connection", Type: "string", Priority: 1, Description: "How switchboard reaches the member: Direct or Tunnel."},
+	{Name: "Agent", Type: "string", Priority: 1, Description: "For a tunnelled member, whether its switchboard-agent is connected: Connected, Disconnected, or <unknown> before the first observation."},
 }
 
 // TableConvertor prints Clusters for kubectl get: NAME, ENDPOINT, READY, VERSION, AGE.
@@ -72,9 +74,21 @@ func (TableConvertor) ConvertToTable(_ context.Context, obj runtime.Object, _ ru
 
 func clusterRow(c *cluster.Cluster, now time.Time) metav1.TableRow {
 	ready, reason := string(metav1.ConditionUnknown), ""
+	agent := ""
+	if c.Spec.Connection == cluster.ConnectionTunnel {
+		agent = unknown
+	}
 	for _, cond := range c.Status.Conditions {
-		if cond.Type == v1alpha1.ConditionReady {
+		switch {
+		case cond.Type == v1alpha1.ConditionReady:
 			ready, reason = string(cond.Status), cond.Reason
+		case cond.Type == v1alpha1.ConditionAgentConnected && agent != "":
+			switch cond.Status {
+			case metav1.ConditionTrue:
+				agent = "Connected"
+			case metav1.ConditionFalse:
+				agent = "Disconnected"
+			}
 		}
 	}
 	latency := unknown
@@ -90,7 +104,7 @@ func clusterRow(c *cluster.Cluster, now time.Time) metav1.TableRow {
 		age = duration.HumanDuration(now.Sub(c.CreationTimestamp.Time))
 	}
 	return metav1.TableRow{
-		Cells:  []any{c.Name, c.Spec.Endpoint, ready, version, age, latency, reason},
+		Cells:  []any{c.Name, c.Spec.Endpoint, ready, version, age, latency, reason, string(c.Spec.Connection), agent},
 		Object: runtime.RawExtension{Object: c},
 	}
 }

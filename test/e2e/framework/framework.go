@@ -49,6 +49,10 @@ import (
 // Members is how many member clusters the suite starts when none runs.
 const Members = 2
 
+// IsolatedMembers is how many members it starts in network namespaces of
+// their own, reached only through their agents' tunnels.
+const IsolatedMembers = 1
+
 // Framework is the topology the suite runs against.
 type Framework struct {
 	State *topology.State
@@ -86,8 +90,12 @@ func Setup(ctx context.Context) (*Framework, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := topology.Config{RunDir: RunDir(), Members: Members, Binaries: binaries, Progress: os.Stderr}
+	cfg := topology.Config{RunDir: RunDir(), Members: Members, IsolatedMembers: IsolatedMembers, Binaries: binaries, Progress: os.Stderr}
 	state, already, err := topology.Up(ctx, cfg)
+	if err == nil && already && len(state.Isolated) < IsolatedMembers {
+		// A make local-up without --isolated-members: the suite needs them.
+		err = fmt.Errorf("it runs %d isolated members, and the suite needs %d", len(state.Isolated), IsolatedMembers)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "The topology in %s cannot be reused (%v); starting a new one\n", cfg.RunDir, err)
 		if downErr := topology.Down(cfg.RunDir, os.Stderr); downErr != nil {

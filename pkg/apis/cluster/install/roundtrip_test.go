@@ -24,18 +24,31 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	runtimeserializer "k8s.io/apimachinery/pkg/runtime/serializer"
 
+	"sigs.k8s.io/randfill"
+
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 )
 
-// noCustomFuzzing: every field of the internal and v1alpha1 types converts
+// clusterFuzzing: every field of the internal and v1alpha1 types converts
 // one to one, so the stock fillers (with apimachinery's own for metadata and
-// conditions) cover them.
-func noCustomFuzzing(runtimeserializer.CodecFactory) []any { return nil }
+// conditions) cover them; only spec.connection is never empty, because
+// decoding defaults an empty one to Direct.
+func clusterFuzzing(runtimeserializer.CodecFactory) []any {
+	return []any{
+		func(s *cluster.ClusterSpec, c randfill.Continue) {
+			c.FillNoCustom(s)
+			if s.Connection == "" {
+				s.Connection = cluster.ConnectionDirect
+			}
+		},
+	}
+}
 
 // TestRoundTripTypes fills every type of the group with random values and
 // checks that internal -> v1alpha1 -> JSON/CBOR -> internal loses nothing.
 func TestRoundTripTypes(t *testing.T) {
-	roundtrip.RoundTripTestForAPIGroup(t, Install, noCustomFuzzing)
+	roundtrip.RoundTripTestForAPIGroup(t, Install, clusterFuzzing)
 }
 
 func TestInstallPrefersV1alpha1(t *testing.T) {

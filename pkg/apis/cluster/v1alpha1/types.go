@@ -60,6 +60,32 @@ const (
 	ReasonCredentialsMissing = "CredentialsMissing"
 	// ReasonProbing: no probe has finished yet.
 	ReasonProbing = "Probing"
+	// ReasonAgentDisconnected: the Cluster is reached through a tunnel, and
+	// no switchboard-agent of the member holds one (Ready and
+	// AgentConnected False).
+	ReasonAgentDisconnected = "AgentDisconnected"
+	// ReasonAgentConnected: an agent of the member holds a tunnel
+	// (AgentConnected True).
+	ReasonAgentConnected = "AgentConnected"
+)
+
+// ConditionAgentConnected says whether a switchboard-agent of a member
+// reached through a tunnel holds a tunnel to switchboard. Direct Clusters
+// have no such condition.
+const ConditionAgentConnected = "AgentConnected"
+
+// Connection says how switchboard reaches a member's API server.
+// +enum
+type Connection string
+
+const (
+	// ConnectionDirect means switchboard dials the endpoint, directly or
+	// through proxyURL.
+	ConnectionDirect Connection = "Direct"
+	// ConnectionTunnel means the member's switchboard-agent connects out to the
+	// hub's API (clusters/<name>/attach) and switchboard reaches the member
+	// through that connection. The hub never dials the member.
+	ConnectionTunnel Connection = "Tunnel"
 )
 
 // +genclient
@@ -87,9 +113,20 @@ type Cluster struct {
 
 // ClusterSpec says how switchboard reaches a member's API server.
 type ClusterSpec struct {
+	// connection says how switchboard reaches the member: Direct (the
+	// default), by dialing endpoint; or Tunnel, through the connection the
+	// member's switchboard-agent opens to the hub. A tunnelled Cluster takes
+	// no proxyURL.
+	// +optional
+	// +default="Direct"
+	Connection Connection `json:"connection,omitempty"`
+
 	// endpoint is the URL of the member's API server as switchboard reaches it:
 	// https, a host, an optional port and an optional path prefix, with no user
-	// info, query or fragment. For example https://10.0.0.12:6443.
+	// info, query or fragment. For example https://10.0.0.12:6443. For a
+	// tunnelled Cluster, its host is the name the member's serving
+	// certificate is verified against (unless tlsServerName says otherwise)
+	// and the agent dials its own fixed address, whatever the host.
 	// +required
 	Endpoint string `json:"endpoint"`
 

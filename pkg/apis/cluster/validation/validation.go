@@ -40,6 +40,9 @@ const maxKubernetesVersionLength = 256
 // proxySchemes are the proxy URL schemes client-go's transport can dial through.
 var proxySchemes = []string{"http", "https", "socks5"}
 
+// connections are the values of spec.connection.
+var connections = []cluster.Connection{cluster.ConnectionDirect, cluster.ConnectionTunnel}
+
 // ValidateClusterName checks a Cluster name: a DNS-1123 subdomain, as for
 // most Kubernetes objects. It is the name users put in the proxy path.
 var ValidateClusterName = apimachineryvalidation.NameIsDNSSubdomain
@@ -70,6 +73,16 @@ func ValidateClusterStatusUpdate(newCluster, oldCluster *cluster.Cluster) field.
 // ValidateClusterSpec checks every field of a ClusterSpec.
 func ValidateClusterSpec(spec *cluster.ClusterSpec, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
+	switch spec.Connection {
+	case cluster.ConnectionDirect:
+	case cluster.ConnectionTunnel:
+		if spec.ProxyURL != "" {
+			allErrs = append(allErrs, field.Forbidden(fldPath.Child("proxyURL"),
+				"must be empty when connection is Tunnel: the member's switchboard-agent connects out to the hub, and switchboard dials no proxy"))
+		}
+	default:
+		allErrs = append(allErrs, field.NotSupported(fldPath.Child("connection"), spec.Connection, connections))
+	}
 	allErrs = append(allErrs, ValidateEndpoint(spec.Endpoint, fldPath.Child("endpoint"))...)
 	allErrs = append(allErrs, validateSecretReference(&spec.CredentialsSecretRef, fldPath.Child("credentialsSecretRef"))...)
 	if spec.TLSServerName != "" {

@@ -31,6 +31,7 @@ func validCluster() *cluster.Cluster {
 	return &cluster.Cluster{
 		ObjectMeta: metav1.ObjectMeta{Name: "member1", ResourceVersion: "1"},
 		Spec: cluster.ClusterSpec{
+			Connection:           cluster.ConnectionDirect,
 			Endpoint:             "https://10.0.0.12:6443",
 			CredentialsSecretRef: cluster.SecretReference{Name: "member1-credentials"},
 		},
@@ -67,6 +68,19 @@ func TestValidateCluster(t *testing.T) {
 			c.Spec.ProxyURL = "http://Proxy.Example.com:3128/"
 			c.Spec.TLSServerName = "10.0.0.1"
 		}},
+		{name: "valid tunnel", mutate: func(c *cluster.Cluster) {
+			c.Spec.Connection = cluster.ConnectionTunnel
+			c.Spec.Endpoint = "https://kubernetes.default.svc"
+			c.Spec.TLSServerName = "kubernetes"
+		}},
+		{name: "tunnel with proxyURL", mutate: func(c *cluster.Cluster) {
+			c.Spec.Connection = cluster.ConnectionTunnel
+			c.Spec.ProxyURL = "http://proxy:3128"
+		}, want: []string{"FieldValueForbidden spec.proxyURL"}, detail: "connection is Tunnel"},
+		{name: "unknown connection", mutate: func(c *cluster.Cluster) { c.Spec.Connection = "Carrier-Pigeon" },
+			want: []string{"FieldValueNotSupported spec.connection"}, detail: `"Direct", "Tunnel"`},
+		{name: "empty connection", mutate: func(c *cluster.Cluster) { c.Spec.Connection = "" },
+			want: []string{"FieldValueNotSupported spec.connection"}},
 		{name: "valid insecureSkipTLSVerify", mutate: func(c *cluster.Cluster) { c.Spec.InsecureSkipTLSVerify = true }},
 		{name: "missing name", mutate: func(c *cluster.Cluster) { c.Name = "" },
 			want: []string{"FieldValueRequired metadata.name"}},
@@ -137,6 +151,7 @@ func TestValidateCluster(t *testing.T) {
 			"FieldValueInvalid spec.endpoint",
 			"FieldValueInvalid spec.proxyURL",
 			"FieldValueInvalid spec.tlsServerName",
+			"FieldValueNotSupported spec.connection",
 			"FieldValueRequired metadata.name",
 			"FieldValueRequired spec.credentialsSecretRef.name",
 		}},

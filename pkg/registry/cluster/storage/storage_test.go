@@ -63,6 +63,7 @@ func newCluster(name string) *cluster.Cluster {
 	return &cluster.Cluster{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"env": "prod"}},
 		Spec: cluster.ClusterSpec{
+			Connection:           cluster.ConnectionDirect,
 			Endpoint:             "https://10.0.0.12:6443",
 			CredentialsSecretRef: cluster.SecretReference{Name: name + "-credentials"},
 		},

@@ -18,14 +18,26 @@ limitations under the License.
 
 package v1alpha1
 
+import (
+	clusterv1alpha1 "github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+)
+
 // ClusterSpecApplyConfiguration represents a declarative configuration of the ClusterSpec type for use
 // with apply.
 //
 // ClusterSpec says how switchboard reaches a member's API server.
 type ClusterSpecApplyConfiguration struct {
+	// connection says how switchboard reaches the member: Direct (the
+	// default), by dialing endpoint; or Tunnel, through the connection the
+	// member's switchboard-agent opens to the hub. A tunnelled Cluster takes
+	// no proxyURL.
+	Connection *clusterv1alpha1.Connection `json:"connection,omitempty"`
 	// endpoint is the URL of the member's API server as switchboard reaches it:
 	// https, a host, an optional port and an optional path prefix, with no user
-	// info, query or fragment. For example https://10.0.0.12:6443.
+	// info, query or fragment. For example https://10.0.0.12:6443. For a
+	// tunnelled Cluster, its host is the name the member's serving
+	// certificate is verified against (unless tlsServerName says otherwise)
+	// and the agent dials its own fixed address, whatever the host.
 	Endpoint *string `json:"endpoint,omitempty"`
 	// credentialsSecretRef names the Secret, in the namespace switchboard runs
 	// in (switchboard-system), that holds the member credential and CA bundle.
@@ -54,6 +66,14 @@ type ClusterSpecApplyConfiguration struct {
 // apply.
 func ClusterSpec() *ClusterSpecApplyConfiguration {
 	return &ClusterSpecApplyConfiguration{}
+}
+
+// WithConnection sets the Connection field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Connection field is set to the value of the last call.
+func (b *ClusterSpecApplyConfiguration) WithConnection(value clusterv1alpha1.Connection) *ClusterSpecApplyConfiguration {
+	b.Connection = &value
+	return b
 }
 
 // WithEndpoint sets the Endpoint field in the declarative configuration to the given value
