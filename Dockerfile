@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Builds switchboard-apiserver exactly as `make build` does (CGO_ENABLED=0,
-# -trimpath, version from -ldflags) and ships it alone on distroless static,
-# as a non-root user.
+# -trimpath, version from -ldflags) and ships it and switchboard-agent on
+# distroless static, as a non-root user.
 ARG GO_VERSION=1.26
 
 FROM golang:${GO_VERSION} AS build
@@ -16,5 +16,8 @@ RUN make build GIT_VERSION="${GIT_VERSION}" GIT_COMMIT="${GIT_COMMIT}" GIT_TREE_
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /src/_output/bin/switchboard-apiserver /usr/local/bin/switchboard-apiserver
+# The agent of tunnelled members ships in the same image; its Deployment
+# (artifacts/agent/member) runs it as the command.
+COPY --from=build /src/_output/bin/switchboard-agent /usr/local/bin/switchboard-agent
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/switchboard-apiserver"]

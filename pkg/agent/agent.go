@@ -57,6 +57,10 @@ type Config struct {
 	// Backoff spaces reconnects: it starts at Backoff.Duration, grows by
 	// Factor up to Cap, with Jitter. Zero is DefaultBackoff.
 	Backoff wait.Backoff
+	// ServerCount is how many tunnels the agent holds, each to a different
+	// switchboard replica: the number of replicas, so that a request that
+	// lands on any of them finds a tunnel there. Zero is one.
+	ServerCount int
 }
 
 // DefaultBackoff reconnects after one to one and a half seconds, then
@@ -70,14 +74,21 @@ type Agent struct {
 	mux    *yamux.Config
 	dialer *net.Dialer
 	// dial connects to the hub; tests replace it.
-	dial func(ctx context.Context) (net.Conn, string, error)
+	dial func(ctx context.Context) (io.ReadWriteCloser, string, error)
 
 	// relays counts the streams being relayed, for tests.
 	relays sync.WaitGroup
-	// stats
-	mu        sync.Mutex
-	connected bool
+
+	mu sync.Mutex
+	// servers are the replicas the agent holds a tunnel to, by ID, with
+	// how many it holds to each (more than one only for a replica that
+	// names no ID).
+	servers map[string]int
 }
+
+// errSameServer: the hub's Service sent a new tunnel to a replica that
+// already has one of this agent's.
+var errSameServer = errors.New("reached a switchboard replica that already holds one of this agent's tunnels")
 
 // New checks the configuration and returns an Agent.
 func New(cfg Config) (*Agent, error) {
@@ -103,10 +114,14 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Backoff == (wait.Backoff{}) {
 		cfg.Backoff = DefaultBackoff
 	}
+	if cfg.ServerCount <= 0 {
+		cfg.ServerCount = 1
+	}
 	a := &Agent{
-		cfg:    cfg,
-		mux:    tunnel.MuxConfig(cfg.KeepAlive),
-		dialer: &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
+		servers: map[string]int{},
+		cfg:     cfg,
+		mux:     tunnel.MuxConfig(cfg.KeepAlive),
+		dialer:  &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
 	}
 	hub, err := newHubDialer(cfg.Hub, cfg.Cluster, a.dialer)
 	if err != nil {
@@ -117,25 +132,61 @@ func New(cfg Config) (*Agent, error) {
 }
 
 // Connected says whether the agent holds a tunnel now.
-func (a *Agent) Connected() bool {
+func (a *Agent) Connected() bool { return a.Tunnels() > 0 }
+
+// Tunnels is how many tunnels the agent holds now.
+func (a *Agent) Tunnels() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.connected
+	n := 0
+	for _, c := range a.servers {
+		n += c
+	}
+	return n
 }
 
-func (a *Agent) setConnected(v bool) {
+// claim records a tunnel to server, unless the agent holds one there.
+// A replica that names no ID is never taken for another.
+func (a *Agent) claim(server string) bool {
 	a.mu.Lock()
-	a.connected = v
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	if server != "" && a.servers[server] > 0 {
+		return false
+	}
+	a.servers[server]++
+	return true
 }
 
-// Run holds the tunnel until ctx ends, reconnecting with backoff and
-// jitter whenever it drops or cannot be opened. It returns when ctx ends
-// and every stream it relays has ended.
+func (a *Agent) release(server string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.servers[server]--; a.servers[server] <= 0 {
+		delete(a.servers, server)
+	}
+}
+
+// Run holds ServerCount tunnels until ctx ends, each to a different
+// replica, reconnecting with backoff and jitter whenever one drops or
+// cannot be opened. It returns when ctx ends and every stream it relays
+// has ended.
 func (a *Agent) Run(ctx context.Context) {
 	logger := klog.FromContext(ctx).WithValues("cluster", a.cfg.Cluster)
 	ctx = klog.NewContext(ctx, logger)
 	defer a.relays.Wait()
+	var wg sync.WaitGroup
+	for range a.cfg.ServerCount {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.holdOne(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// holdOne holds one tunnel, to a replica none of the others holds.
+func (a *Agent) holdOne(ctx context.Context) {
+	logger := klog.FromContext(ctx)
 	backoff := a.cfg.Backoff
 	for ctx.Err() == nil {
 		start := time.Now()
@@ -143,16 +194,24 @@ func (a *Agent) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if time.Since(start) > backoff.Cap {
-			// It held a while: the next failure starts from the bottom.
-			backoff = a.cfg.Backoff
+		var pause time.Duration
+		if errors.Is(err, errSameServer) {
+			// Not a failure: try again soon for another replica, without
+			// growing the backoff of real failures.
+			pause = wait.Jitter(a.cfg.Backoff.Duration, 1)
+			logger.V(2).Info("Reached a replica this agent already holds a tunnel to; trying for another", "in", pause.Round(time.Millisecond))
+		} else {
+			if time.Since(start) > backoff.Cap {
+				// It held a while: the next failure starts from the bottom.
+				backoff = a.cfg.Backoff
+			}
+			pause = backoff.Step()
+			logger.Info("The tunnel is down; reconnecting", "err", err, "in", pause.Round(time.Millisecond))
 		}
-		wait := backoff.Step()
-		logger.Info("The tunnel is down; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-time.After(pause):
 		}
 	}
 }
@@ -164,14 +223,17 @@ func (a *Agent) serveOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if !a.claim(server) {
+		_ = conn.Close()
+		return errSameServer
+	}
+	defer a.release(server)
 	session, err := yamux.Server(conn, a.mux)
 	if err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("starting the tunnel: %w", err)
 	}
-	logger.Info("Connected to switchboard through the hub", "server", server, "member", a.cfg.MemberAddress)
-	a.setConnected(true)
-	defer a.setConnected(false)
+	logger.Info("Connected to switchboard through the hub", "server", server, "member", a.cfg.MemberAddress, "tunnels", a.Tunnels())
 	stop := context.AfterFunc(ctx, func() { _ = session.Close() })
 	defer stop()
 	// Ends the relays of this tunnel when it ends: a member connection
@@ -211,14 +273,23 @@ func (a *Agent) relay(ctx context.Context, stream *yamux.Stream) {
 	Splice(stream, member)
 }
 
+// halfCloseGrace is how long one direction of a relay may go on once the
+// other has ended. The streams carry TLS connections, whose writing side
+// ends only when the whole connection closes, so the other side follows
+// within moments; a member that never does is cut off after this.
+const halfCloseGrace = time.Minute
+
 // Splice copies between a and b until both directions end, passing on
 // each side's end of writing to the other, then closes both.
 func Splice(a, b net.Conn) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); copyHalf(a, b) }()
-	go func() { defer wg.Done(); copyHalf(b, a) }()
-	wg.Wait()
+	done := make(chan struct{}, 2)
+	go func() { copyHalf(a, b); done <- struct{}{} }()
+	go func() { copyHalf(b, a); done <- struct{}{} }()
+	<-done
+	deadline := time.Now().Add(halfCloseGrace)
+	_ = a.SetDeadline(deadline)
+	_ = b.SetDeadline(deadline)
+	<-done
 	_ = a.Close()
 	_ = b.Close()
 }

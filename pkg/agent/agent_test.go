@@ -17,6 +17,7 @@ limitations under the License.
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -47,7 +48,9 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/tunnel"
 )
 
-// fastKeepAlive finds a dead tunnel in well under a second.
+// fastKeepAlive finds a dead tunnel in well under a second; only the test
+// of keepalives uses it, since a loaded machine can miss so short a
+// deadline on a live tunnel.
 var fastKeepAlive = tunnel.KeepAlive{Interval: 100 * time.Millisecond, Timeout: 300 * time.Millisecond}
 
 // fastBackoff reconnects at once, for tests.
@@ -56,8 +59,13 @@ var fastBackoff = wait.Backoff{Duration: 20 * time.Millisecond, Factor: 1.5, Jit
 // hub stands for the hub's aggregator in front of a tunnel.Server: an
 // HTTP/1.1 TLS server whose every request is an agent's for cluster.
 type hub struct {
+	// tunnels is the first of replicas, to which most tests talk.
 	tunnels *tunnel.Server
-	server  *httptest.Server
+	// replicas take the tunnel requests in turn, as the replicas behind
+	// the hub's Service of switchboard would.
+	replicas []*tunnel.Server
+	next     atomic.Int32
+	server   *httptest.Server
 	// requests counts the tunnel requests the hub got.
 	requests atomic.Int32
 	// refuse, when set, answers requests with this Status instead.
@@ -66,7 +74,16 @@ type hub struct {
 
 func newHub(t *testing.T, cluster string) *hub {
 	t.Helper()
-	h := &hub{tunnels: tunnel.NewServer(tunnel.Config{ID: "replica-a", KeepAlive: fastKeepAlive})}
+	return newHubWith(t, cluster, tunnel.DefaultKeepAlive, "replica-a")
+}
+
+func newHubWith(t *testing.T, cluster string, keepAlive tunnel.KeepAlive, ids ...string) *hub {
+	t.Helper()
+	h := &hub{}
+	for _, id := range ids {
+		h.replicas = append(h.replicas, tunnel.NewServer(tunnel.Config{ID: id, KeepAlive: keepAlive}))
+	}
+	h.tunnels = h.replicas[0]
 	h.server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		h.requests.Add(1)
 		want := "/apis/cluster.switchboard.io/v1alpha1/clusters/" + cluster + "/attach"
@@ -78,13 +95,16 @@ func newHub(t *testing.T, cluster string) *hub {
 			writeStatus(w, refused)
 			return
 		}
-		if err := h.tunnels.Serve(w, req, cluster); err != nil {
+		replica := h.replicas[int(h.next.Add(1)-1)%len(h.replicas)]
+		if err := replica.Serve(w, req, cluster); err != nil {
 			writeStatus(w, err)
 		}
 	}))
 	h.server.StartTLS()
 	t.Cleanup(func() {
-		h.tunnels.Close()
+		for _, r := range h.replicas {
+			r.Close()
+		}
 		h.server.Close()
 	})
 	return h
@@ -110,7 +130,7 @@ func (h *hub) config() *rest.Config {
 // startAgent runs an agent for cluster until the test ends.
 func startAgent(t *testing.T, h *hub, cluster, member string) *Agent {
 	t.Helper()
-	a, err := New(Config{Hub: h.config(), Cluster: cluster, MemberAddress: member, KeepAlive: fastKeepAlive, Backoff: fastBackoff, DialTimeout: 5 * time.Second})
+	a, err := New(Config{Hub: h.config(), Cluster: cluster, MemberAddress: member, Backoff: fastBackoff, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +342,7 @@ func TestNoAgent(t *testing.T) {
 
 	member, _ := echoMember(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := New(Config{Hub: h.config(), Cluster: "edge1", MemberAddress: member, KeepAlive: fastKeepAlive, Backoff: fastBackoff})
+	a, err := New(Config{Hub: h.config(), Cluster: "edge1", MemberAddress: member, Backoff: fastBackoff})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +394,7 @@ func TestReconnectsAfterADrop(t *testing.T) {
 // bytes without closing (a dead NAT entry, a cut cable) ends the tunnel on
 // both sides, and the agent reconnects.
 func TestKeepAliveFindsADeadConnection(t *testing.T) {
-	h := newHub(t, "edge1")
+	h := newHubWith(t, "edge1", fastKeepAlive, "replica-a")
 	member, _ := echoMember(t)
 	// The agent reaches the hub through a relay that can freeze.
 	relay := newFreezingRelay(t, h.server.Listener.Addr().String())
@@ -516,6 +536,13 @@ func TestServerCloseEndsStreamsAndRefusesTunnels(t *testing.T) {
 	if connected, _, _ := h.tunnels.Connected("edge1"); connected {
 		t.Error("a closed server took a tunnel")
 	}
+	a, err := New(Config{Hub: h.config(), Cluster: "edge1", MemberAddress: member})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.dial(context.Background()); err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "shutting down") {
+		t.Errorf("a tunnel request to a closed server: %v, want a 503 that says it is shutting down", err)
+	}
 }
 
 // silentMember accepts connections and never writes.
@@ -607,10 +634,11 @@ func TestTheServerRefusesWhatIsNotATunnel(t *testing.T) {
 }
 
 // TestTheServerRefusesStreamsFromTheAgent: only switchboard opens
-// streams; one the agent opens is closed at once.
+// streams; an agent that opens one loses its tunnel at once, so it cannot
+// make switchboard hold what it writes.
 func TestTheServerRefusesStreamsFromTheAgent(t *testing.T) {
 	h := newHub(t, "edge1")
-	a, err := New(Config{Hub: h.config(), Cluster: "edge1", MemberAddress: "127.0.0.1:1", KeepAlive: fastKeepAlive})
+	a, err := New(Config{Hub: h.config(), Cluster: "edge1", MemberAddress: "127.0.0.1:1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -623,13 +651,115 @@ func TestTheServerRefusesStreamsFromTheAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = session.Close() }()
-	stream, err := session.OpenStream()
+	// The server may end the tunnel before yamux here hears that its
+	// request to open went out: then OpenStream fails, as it should.
+	if stream, err := session.OpenStream(); err == nil {
+		_, _ = stream.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+		if n, err := stream.Read(make([]byte, 16)); err == nil || n > 0 {
+			t.Errorf("a stream the agent opened was answered: %d bytes, %v", n, err)
+		}
+	} else if !errors.Is(err, yamux.ErrSessionShutdown) {
+		t.Fatal(err)
+	}
+	// Well before yamux's own 75s open timeout would end it.
+	select {
+	case <-session.CloseChan():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the tunnel of an agent that opened a stream is still up")
+	}
+	waitConnected(t, h, "edge1", false)
+}
+
+// TestTheServerReadsBytesSentWithTheRequest: yamux frames that arrive in
+// the same packet as the upgrade request are not lost.
+func TestTheServerReadsBytesSentWithTheRequest(t *testing.T) {
+	h := newHub(t, "edge1")
+	pool := x509.NewCertPool()
+	pool.AddCert(h.server.Certificate())
+	conn, err := tls.Dial("tcp", h.server.Listener.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "example.com", MinVersion: tls.VersionTLS12})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = stream.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
-	if n, err := stream.Read(make([]byte, 16)); err == nil || n > 0 {
-		t.Errorf("a stream the agent opened was answered: %d bytes, %v", n, err)
+	defer func() { _ = conn.Close() }()
+	request := "POST /apis/cluster.switchboard.io/v1alpha1/clusters/edge1/attach HTTP/1.1\r\nHost: hub\r\n" +
+		"Connection: Upgrade\r\nUpgrade: " + tunnel.Protocol + "\r\nContent-Length: 0\r\n\r\n"
+	// A yamux ping (version 0, type 2, flag SYN, stream 0, opaque 42),
+	// written with the request.
+	ping := []byte{0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 42}
+	if _, err := conn.Write(append([]byte(request), ping...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	reader := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(reader, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	pong := make([]byte, 12)
+	if _, err := io.ReadFull(reader, pong); err != nil {
+		t.Fatalf("no answer to the ping sent with the request: %v", err)
+	}
+	if want := []byte{0, 2, 0, 2, 0, 0, 0, 0, 0, 0, 0, 42}; !bytes.Equal(pong, want) {
+		t.Errorf("answer %v, want the ping's ACK %v", pong, want)
+	}
+}
+
+// TestTheAgentHoldsATunnelToEveryReplica: with two replicas behind the
+// hub's Service, an agent with ServerCount 2 holds a tunnel to each, so a
+// request that lands on either reaches the member.
+func TestTheAgentHoldsATunnelToEveryReplica(t *testing.T) {
+	h := newHubWith(t, "edge1", tunnel.DefaultKeepAlive, "replica-a", "replica-b")
+	member, _ := echoMember(t)
+	a, err := New(Config{Hub: h.config(), Cluster: "edge1", MemberAddress: member, Backoff: fastBackoff, ServerCount: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	for _, r := range h.replicas {
+		err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+			connected, _, _ := r.Connected("edge1")
+			return connected, nil
+		})
+		if err != nil {
+			t.Fatal("a replica has no tunnel")
+		}
+		conn, err := r.Dial(context.Background(), "edge1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := roundTrip(conn, []byte("hi")); err != nil || string(got) != "2:hi" {
+			t.Fatalf("through a replica: %q, %v", got, err)
+		}
+	}
+	waitTunnels(t, a, 2)
+
+	// One replica drops its tunnel, and the agent's next request lands on
+	// the other: the agent holds no second tunnel there, and tries again
+	// until it is back on the first.
+	h.next.Store(1)
+	h.replicas[0].Forget("edge1")
+	err = wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		connected, _, _ := h.replicas[0].Connected("edge1")
+		return connected, nil
+	})
+	if err != nil {
+		t.Fatal("the agent did not come back to the replica that dropped it")
+	}
+	waitTunnels(t, a, 2)
+}
+
+func TestOneTunnelByDefault(t *testing.T) {
+	h := newHubWith(t, "edge1", tunnel.DefaultKeepAlive, "replica-a", "replica-b")
+	member, _ := echoMember(t)
+	a := startAgent(t, h, "edge1", member)
+	waitConnected(t, h, "edge1", true)
+	waitTunnels(t, a, 1)
+	if connected, _, _ := h.replicas[1].Connected("edge1"); connected {
+		t.Error("the second replica has a tunnel too")
 	}
 }
 
@@ -729,6 +859,18 @@ func TestNoGoroutineLeftAfterAThousandStreams(t *testing.T) {
 
 // newAgentSession is the agent's end of a tunnel, for a test that plays
 // the agent itself.
-func newAgentSession(conn net.Conn, a *Agent) (*yamux.Session, error) {
+func newAgentSession(conn io.ReadWriteCloser, a *Agent) (*yamux.Session, error) {
 	return yamux.Server(conn, a.mux)
+}
+
+// waitTunnels waits until the agent holds want tunnels. A replica counts a
+// tunnel once it sent its 101, the agent once it read it.
+func waitTunnels(t *testing.T, a *Agent, want int) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return a.Tunnels() == want, nil
+	})
+	if err != nil {
+		t.Fatalf("the agent holds %d tunnels, want %d", a.Tunnels(), want)
+	}
 }

@@ -17,7 +17,6 @@ limitations under the License.
 package agent
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -27,7 +26,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -40,12 +38,13 @@ import (
 // hubDialer opens the agent's upgrade request to the hub.
 type hubDialer struct {
 	url     *url.URL
-	tls     *tls.Config
-	dialer  *net.Dialer
 	cluster string
-	// wrap adds the hub credential (bearer token, refreshed from its file,
-	// or exec plugin), impersonation and user agent, as client-go would.
-	wrap http.RoundTripper
+	// upgrade sends the request: client-go's wrappers (the hub credential,
+	// a bearer token refreshed from its file or an exec plugin, and the
+	// user agent) around an HTTP/1.1 transport that dials the hub directly,
+	// or through the kubeconfig's proxy-url or HTTPS_PROXY, as kubectl
+	// would, and hands back the connection of a 101.
+	upgrade http.RoundTripper
 }
 
 func newHubDialer(config *rest.Config, cluster string, dialer *net.Dialer) (*hubDialer, error) {
@@ -65,18 +64,26 @@ func newHubDialer(config *rest.Config, cluster string, dialer *net.Dialer) (*hub
 	}
 	// An upgrade is HTTP/1.1 only.
 	tlsConfig.NextProtos = []string{"http/1.1"}
-	if tlsConfig.ServerName == "" {
-		tlsConfig.ServerName = host.Hostname()
+	proxy := config.Proxy
+	if proxy == nil {
+		proxy = http.ProxyFromEnvironment
+	}
+	transport := &http.Transport{
+		Proxy:                 proxy,
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       tlsConfig,
+		TLSHandshakeTimeout:   dialer.Timeout,
+		ResponseHeaderTimeout: dialer.Timeout,
+		// Each tunnel is a connection of its own, never pooled.
+		DisableKeepAlives: true,
+		// Not nil: no HTTP/2, whatever the environment says.
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}
 	h := &hubDialer{
-		url: host.JoinPath("apis", v1alpha1.GroupName, v1alpha1.SchemeGroupVersion.Version,
-			"clusters", cluster, tunnel.Subresource),
-		tls:     tlsConfig,
-		dialer:  dialer,
+		url:     host.JoinPath("apis", v1alpha1.GroupName, v1alpha1.SchemeGroupVersion.Version, "clusters", cluster, tunnel.Subresource),
 		cluster: cluster,
 	}
-	upgrade := &upgradeRoundTripper{h: h}
-	if h.wrap, err = rest.HTTPWrappersForConfig(config, upgrade); err != nil {
+	if h.upgrade, err = rest.HTTPWrappersForConfig(config, transport); err != nil {
 		return nil, fmt.Errorf("the hub's credentials: %w", err)
 	}
 	return h, nil
@@ -84,64 +91,32 @@ func newHubDialer(config *rest.Config, cluster string, dialer *net.Dialer) (*hub
 
 // connect sends the upgrade request and returns the upgraded connection
 // and the ID of the switchboard replica that took it.
-func (h *hubDialer) connect(ctx context.Context) (net.Conn, string, error) {
+func (h *hubDialer) connect(ctx context.Context) (io.ReadWriteCloser, string, error) {
+	// The context ends the request, never the connection it upgrades.
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url.String(), nil)
 	if err != nil {
 		return nil, "", err
 	}
 	req.Header.Set(httpstream.HeaderConnection, httpstream.HeaderUpgrade)
 	req.Header.Set(httpstream.HeaderUpgrade, tunnel.Protocol)
-	resp, err := h.wrap.RoundTrip(req) //nolint:bodyclose // the body is the upgraded connection, which the tunnel closes.
+	resp, err := h.upgrade.RoundTrip(req)
 	if err != nil {
-		return nil, "", err
-	}
-	conn := resp.Body.(*upgradedBody).conn
-	return conn, resp.Header.Get(tunnel.HeaderServerID), nil
-}
-
-// upgradeRoundTripper writes the request on a new TLS connection to the
-// hub and reads the answer; on 101 the connection is the body.
-type upgradeRoundTripper struct {
-	h *hubDialer
-}
-
-func (u *upgradeRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
-	h := u.h
-	ctx, cancel := context.WithTimeout(req.Context(), h.dialer.Timeout)
-	defer cancel()
-	d := &tls.Dialer{NetDialer: h.dialer, Config: h.tls}
-	conn, err := d.DialContext(ctx, "tcp", canonicalAddr(h.url))
-	if err != nil {
-		return nil, fmt.Errorf("connecting to the hub at %s: %w", h.url.Host, err)
-	}
-	if deadline, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(deadline)
-	}
-	if err := req.Write(conn); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("sending the tunnel request to the hub: %w", err)
-	}
-	reader := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(reader, req)
-	if err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("reading the hub's answer to the tunnel request: %w", err)
+		return nil, "", fmt.Errorf("sending the tunnel request to the hub at %s: %w", h.url.Host, err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		defer func() { _ = conn.Close() }()
-		return nil, refusal(h.cluster, resp)
+		defer func() { _ = resp.Body.Close() }()
+		return nil, "", refusal(h.cluster, resp)
+	}
+	conn, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		_ = resp.Body.Close()
+		return nil, "", fmt.Errorf("the hub's 101 answer carries no connection (%T)", resp.Body)
 	}
 	if !strings.EqualFold(resp.Header.Get(httpstream.HeaderUpgrade), tunnel.Protocol) {
 		_ = conn.Close()
-		return nil, fmt.Errorf("the hub switched the tunnel request to %q, not %s", resp.Header.Get(httpstream.HeaderUpgrade), tunnel.Protocol)
+		return nil, "", fmt.Errorf("the hub switched the tunnel request to %q, not %s", resp.Header.Get(httpstream.HeaderUpgrade), tunnel.Protocol)
 	}
-	_ = conn.SetDeadline(time.Time{})
-	upgraded := conn
-	if reader.Buffered() > 0 {
-		upgraded = &bufferedConn{Conn: conn, reader: reader}
-	}
-	resp.Body = &upgradedBody{conn: upgraded}
-	return resp, nil
+	return conn, resp.Header.Get(tunnel.HeaderServerID), nil
 }
 
 // refusal says why the hub or switchboard refused the tunnel, from the
@@ -161,27 +136,4 @@ func refusal(cluster string, resp *http.Response) error {
 		hint = fmt.Sprintf(": the agent's hub identity may not create clusters/%s for %q", tunnel.Subresource, cluster)
 	}
 	return fmt.Errorf("the hub refused the tunnel for cluster %q with %s%s: %s", cluster, resp.Status, hint, message)
-}
-
-// upgradedBody carries the upgraded connection out of RoundTrip.
-type upgradedBody struct {
-	conn net.Conn
-}
-
-func (b *upgradedBody) Read([]byte) (int, error) { return 0, io.EOF }
-func (b *upgradedBody) Close() error             { return nil }
-
-// bufferedConn reads first what a bufio.Reader already holds.
-type bufferedConn struct {
-	net.Conn
-	reader *bufio.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.reader.Read(p) }
-
-func canonicalAddr(u *url.URL) string {
-	if u.Port() != "" {
-		return u.Host
-	}
-	return net.JoinHostPort(u.Hostname(), "443")
 }

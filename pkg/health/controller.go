@@ -206,6 +206,13 @@ func (c *Controller) ProbeSoon(cluster string) {
 	c.queue.Add(cluster)
 }
 
+// ProbeNow asks for a probe right away, with no rate limit: for events
+// that are rare and change what a probe finds, such as an agent's tunnel
+// coming or going.
+func (c *Controller) ProbeNow(cluster string) {
+	c.queue.Add(cluster)
+}
+
 // Run probes until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	defer utilruntime.HandleCrashWithContext(ctx)

@@ -63,9 +63,10 @@ type Options struct {
 	TokenTimeout time.Duration
 	// VerifyTimeout bounds the end-to-end check through the hub.
 	VerifyTimeout time.Duration
-	// Connection is how switchboard reaches the member; empty is Direct.
-	// For Tunnel, the member's switchboard-agent must hold its tunnel for
-	// the check through the hub to pass.
+	// Connection is how switchboard reaches the member. Empty leaves an
+	// existing Cluster's as it is (a new one defaults to Direct). For
+	// Tunnel, the member's switchboard-agent must hold its tunnel for the
+	// check through the hub to pass.
 	Connection v1alpha1.Connection
 	// Overwrite lets join re-point an existing Cluster at another
 	// endpoint; without it, join refuses.

@@ -267,7 +267,7 @@ func TestJoinFirstTime(t *testing.T) {
 			}
 			cluster := f.cluster()
 			assertManaged(t, cluster)
-			wantSpec := v1alpha1.ClusterSpec{Connection: v1alpha1.ConnectionDirect,
+			wantSpec := v1alpha1.ClusterSpec{
 				Endpoint:              tc.wantEndpoint,
 				CredentialsSecretRef:  v1alpha1.SecretReference{Name: "prod-credentials"},
 				InsecureSkipTLSVerify: tc.wantInsecure,
@@ -404,12 +404,14 @@ func TestJoinCorrectsDrift(t *testing.T) {
 			}
 		},
 	}, {
-		name: "Cluster endpoint changed; the admin's TLS server name and proxy are kept",
+		name: "Cluster endpoint changed; the admin's TLS server name, proxy and connection are kept",
 		drift: func(t *testing.T, f *fixture) {
 			c := f.cluster()
 			c.Spec.Endpoint = "https://elsewhere.example"
 			c.Spec.TLSServerName = "member.internal"
 			c.Spec.ProxyURL = "socks5://proxy.example:1080"
+			// A join that does not name a connection leaves the admin's.
+			c.Spec.Connection = v1alpha1.ConnectionTunnel
 			mustUpdate(t)(f.sb.ClusterV1alpha1().Clusters().Update(ctx, c, metav1.UpdateOptions{}))
 		},
 		changed:    "Cluster prod",
@@ -417,7 +419,8 @@ func TestJoinCorrectsDrift(t *testing.T) {
 		overwrite:  true,
 		check: func(t *testing.T, f *fixture) {
 			c := f.cluster()
-			want := v1alpha1.ClusterSpec{Connection: v1alpha1.ConnectionDirect,
+			want := v1alpha1.ClusterSpec{
+				Connection:           v1alpha1.ConnectionTunnel,
 				Endpoint:             memberHost,
 				CredentialsSecretRef: v1alpha1.SecretReference{Name: "prod-credentials"},
 				TLSServerName:        "member.internal",
@@ -439,7 +442,7 @@ func TestJoinCorrectsDrift(t *testing.T) {
 		changed:    "Cluster prod",
 		wantWrites: []string{"patch clusters prod"},
 		check: func(t *testing.T, f *fixture) {
-			want := v1alpha1.ClusterSpec{Connection: v1alpha1.ConnectionDirect, Endpoint: memberHost, CredentialsSecretRef: v1alpha1.SecretReference{Name: "prod-credentials"}}
+			want := v1alpha1.ClusterSpec{Endpoint: memberHost, CredentialsSecretRef: v1alpha1.SecretReference{Name: "prod-credentials"}}
 			if c := f.cluster(); c.Spec != want {
 				t.Errorf("Cluster spec %+v, want %+v", c.Spec, want)
 			}

@@ -82,9 +82,6 @@ type object struct {
 // applies them; rollbacks and unjoin go the other way. Without a
 // credential (a plan, unjoin), the hub Secret holds placeholders.
 func objects(name, endpoint, hubNamespace string, insecure bool, connection v1alpha1.Connection, cred *Credential) []object {
-	if connection == "" {
-		connection = v1alpha1.ConnectionDirect
-	}
 	if hubNamespace == "" {
 		hubNamespace = DefaultHubNamespace
 	}
@@ -97,6 +94,15 @@ func objects(name, endpoint, hubNamespace string, insecure bool, connection v1al
 		})
 	} else {
 		hubSecret.WithData(map[string][]byte{v1alpha1.SecretKeyToken: cred.Token, v1alpha1.SecretKeyCABundle: cred.CACert})
+	}
+	clusterSpec := clusterac.ClusterSpec().
+		WithEndpoint(endpoint).
+		WithCredentialsSecretRef(clusterac.SecretReference().WithName(SecretName(name))).
+		WithInsecureSkipTLSVerify(insecure)
+	if connection != "" {
+		// Declared only when asked for: a join that does not say keeps
+		// the Cluster's connection, and a new Cluster defaults to Direct.
+		clusterSpec.WithConnection(connection)
 	}
 	return []object{
 		{where: inMember, config: corev1ac.Namespace(Namespace).WithLabels(labels), usedAsFound: true},
@@ -126,11 +132,7 @@ func objects(name, endpoint, hubNamespace string, insecure bool, connection v1al
 		// No data but the credential: switchboard refuses a client
 		// certificate beside the token.
 		{where: onHub, config: hubSecret, exact: []string{"data"}},
-		{where: onHub, config: clusterac.Cluster(name).WithLabels(labels).WithSpec(clusterac.ClusterSpec().
-			WithConnection(connection).
-			WithEndpoint(endpoint).
-			WithCredentialsSecretRef(clusterac.SecretReference().WithName(SecretName(name))).
-			WithInsecureSkipTLSVerify(insecure))},
+		{where: onHub, config: clusterac.Cluster(name).WithLabels(labels).WithSpec(clusterSpec)},
 	}
 }
 
@@ -144,7 +146,7 @@ type PlannedObject struct {
 // Plan lists the objects Join applies, with the token left as a placeholder.
 func Plan(name, endpoint, hubNamespace string, insecure bool) []PlannedObject {
 	var planned []PlannedObject
-	for _, obj := range objects(name, endpoint, hubNamespace, insecure, v1alpha1.ConnectionDirect, nil) {
+	for _, obj := range objects(name, endpoint, hubNamespace, insecure, "", nil) {
 		planned = append(planned, PlannedObject{Where: obj.where, Object: obj.config})
 	}
 	return planned

@@ -38,6 +38,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	componentbaseconfig "k8s.io/component-base/config"
 
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/clusterlabel"
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
 	informers "github.com/switchboard-io/switchboard/pkg/generated/informers/externalversions"
@@ -107,7 +108,7 @@ func New(cfg Config) (*Members, error) {
 		ID: identity,
 		// An agent that comes or goes is probed again at once, so the
 		// Cluster's status and the proxy's fast failure follow it.
-		OnChange: func(cluster string) { m.Health.ProbeSoon(cluster) },
+		OnChange: func(cluster string) { m.Health.ProbeNow(cluster) },
 	})
 	m.Transports = reach.NewTransportCache(reach.Config{
 		DialTimeout: cfg.DialTimeout,
@@ -121,6 +122,14 @@ func New(cfg Config) (*Members, error) {
 	// cache; a deleted Cluster's transport and series go with it.
 	clusterlabel.Use(m.Clusters)
 	if _, err := clusterInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(oldObj, newObj any) {
+			before, ok1 := oldObj.(*v1alpha1.Cluster)
+			after, ok2 := newObj.(*v1alpha1.Cluster)
+			if ok1 && ok2 && before.Spec.Connection == v1alpha1.ConnectionTunnel && after.Spec.Connection != v1alpha1.ConnectionTunnel {
+				// No longer reached through a tunnel: its agents go.
+				m.Tunnels.Forget(after.Name)
+			}
+		},
 		DeleteFunc: func(obj any) {
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 				m.Transports.Forget(key)

@@ -100,8 +100,27 @@ func NewServer(cfg Config) *Server {
 // Close ends every tunnel and refuses new ones; the agents reconnect, to
 // another replica if there is one. It waits for the handlers to return.
 func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.stopped) })
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		close(s.stopped)
+		s.mu.Unlock()
+	})
 	s.wg.Wait()
+}
+
+// enter counts a handler in, unless the Server is closed. Counting in
+// under the lock that Close closes stopped under, no handler is counted
+// in once Close waits.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.stopped:
+		return false
+	default:
+	}
+	s.wg.Add(1)
+	return true
 }
 
 // Connected says whether an agent of the cluster holds a tunnel to this
@@ -139,7 +158,7 @@ func (s *Server) Dial(ctx context.Context, cluster string) (net.Conn, error) {
 				streamsOpened.WithLabelValues(cluster).Inc()
 				streamsOpen.WithLabelValues(cluster).Inc()
 			})
-			return &memberConn{Conn: stream, cluster: cluster}, nil
+			return &memberConn{Conn: stream, cluster: cluster, session: t.session}, nil
 		}
 		if ctx.Err() != nil {
 			return nil, err
@@ -192,12 +211,14 @@ func (s *Server) newest(cluster string) *tunnel {
 func (s *Server) add(t *tunnel) {
 	s.mu.Lock()
 	s.tunnels[t.cluster] = append(s.tunnels[t.cluster], t)
+	// The gauge is set under the lock, so that concurrent changes set it
+	// in the order they happened.
 	count := len(s.tunnels[t.cluster])
-	s.mu.Unlock()
 	record(t.cluster, func() {
 		agentsConnected.WithLabelValues(t.cluster).Set(float64(count))
 		tunnelsOpened.WithLabelValues(t.cluster).Inc()
 	})
+	s.mu.Unlock()
 	s.onChange(t.cluster)
 }
 
@@ -213,6 +234,12 @@ func (s *Server) drop(t *tunnel) bool {
 			break
 		}
 	}
+	if !found {
+		// Forgotten with its Cluster, or dropped already: nothing to
+		// remember.
+		s.mu.Unlock()
+		return false
+	}
 	if len(ts) == 0 {
 		delete(s.tunnels, t.cluster)
 		s.lost[t.cluster] = s.now()
@@ -220,12 +247,10 @@ func (s *Server) drop(t *tunnel) bool {
 		s.tunnels[t.cluster] = ts
 	}
 	count := len(ts)
+	record(t.cluster, func() { agentsConnected.WithLabelValues(t.cluster).Set(float64(count)) })
 	s.mu.Unlock()
-	if found {
-		record(t.cluster, func() { agentsConnected.WithLabelValues(t.cluster).Set(float64(count)) })
-		s.onChange(t.cluster)
-	}
-	return found
+	s.onChange(t.cluster)
+	return true
 }
 
 // Forget drops what the Server remembers of a deleted Cluster and ends its
@@ -251,11 +276,10 @@ func (s *Server) Serve(w http.ResponseWriter, req *http.Request, name string) er
 		return apierrors.NewBadRequest(fmt.Sprintf("clusters/%s/%s takes an upgrade to %s, as switchboard-agent sends; got Connection %q, Upgrade %q",
 			name, Subresource, Protocol, req.Header.Get("Connection"), req.Header.Get("Upgrade")))
 	}
-	select {
-	case <-s.stopped:
+	if !s.enter() {
 		return apierrors.NewServiceUnavailable("this switchboard replica is shutting down; connect again")
-	default:
 	}
+	defer s.wg.Done()
 	hijacker, ok := w.(http.Hijacker)
 	if !ok {
 		return apierrors.NewBadRequest(fmt.Sprintf("clusters/%s/%s needs an HTTP/1.1 connection to upgrade; this request came over %s", name, Subresource, req.Proto))
@@ -281,11 +305,9 @@ func (s *Server) Serve(w http.ResponseWriter, req *http.Request, name string) er
 		return fmt.Errorf("starting the tunnel of cluster %q: %w", name, err)
 	}
 	t := &tunnel{cluster: name, session: session, connected: s.now()}
-	s.wg.Add(1)
-	defer s.wg.Done()
 	s.add(t)
 	logger.Info("An agent connected", "cluster", klog.KRef("", name), "agent", agentOf(req))
-	go refuseStreams(session)
+	go refuseStreams(klog.FromContext(req.Context()), name, session)
 	select {
 	case <-session.CloseChan():
 	case <-s.stopped:
@@ -308,16 +330,17 @@ func agentOf(req *http.Request) string {
 	return ""
 }
 
-// refuseStreams closes every stream the agent opens: only switchboard
-// opens streams in a tunnel.
-func refuseStreams(session *yamux.Session) {
-	for {
-		stream, err := session.AcceptStream()
-		if err != nil {
-			return
-		}
-		_ = stream.Close()
+// refuseStreams ends the tunnel when the agent opens a stream: only
+// switchboard opens streams in a tunnel, and a stream nobody reads would
+// hold whatever the agent writes into it.
+func refuseStreams(logger klog.Logger, cluster string, session *yamux.Session) {
+	stream, err := session.AcceptStream()
+	if err != nil {
+		return
 	}
+	logger.Info("Ended a tunnel: its agent opened a stream, which agents never do", "cluster", klog.KRef("", cluster))
+	_ = stream.Close()
+	_ = session.Close()
 }
 
 // memberConn is a stream to a member. If the agent closes it before a byte
@@ -325,6 +348,7 @@ func refuseStreams(session *yamux.Session) {
 type memberConn struct {
 	net.Conn
 	cluster   string
+	session   *yamux.Session
 	read      bool
 	closeOnce sync.Once
 }
@@ -346,7 +370,14 @@ func (c *memberConn) Read(p []byte) (int, error) {
 	if n > 0 {
 		c.read = true
 	}
-	if errors.Is(err, io.EOF) && !c.read {
+	if !errors.Is(err, io.EOF) {
+		return n, err
+	}
+	if c.session.IsClosed() {
+		// yamux ends the streams of a dead tunnel as if they were done.
+		return n, fmt.Errorf("the tunnel of cluster %q ended: %w", c.cluster, io.ErrUnexpectedEOF)
+	}
+	if !c.read {
 		return n, fmt.Errorf("the switchboard-agent of cluster %q closed the stream before the member answered: "+
 			"the agent could not connect to the member's API server (see the agent's log): %w", c.cluster, io.ErrUnexpectedEOF)
 	}

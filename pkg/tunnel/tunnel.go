@@ -53,14 +53,19 @@ const (
 
 // KeepAlive says how the two ends of a tunnel find that it died: each pings
 // the other every Interval and gives up on the connection when a ping gets
-// no answer within Timeout.
+// no answer within Timeout. yamux applies Timeout to every frame it writes,
+// and a ping waits behind the data ahead of it (up to a 256 KiB window per
+// busy stream), so Timeout must also cover sending that much data over the
+// slowest link a tunnel runs on.
 type KeepAlive struct {
 	Interval time.Duration
 	Timeout  time.Duration
 }
 
-// DefaultKeepAlive finds a dead connection within about ten seconds.
-var DefaultKeepAlive = KeepAlive{Interval: 5 * time.Second, Timeout: 5 * time.Second}
+// DefaultKeepAlive finds a dead connection within 30s, and keeps a tunnel
+// up on a link that moves 1 MiB in 20s (about 400 kbit/s: four streams
+// each sending a full window at once).
+var DefaultKeepAlive = KeepAlive{Interval: 10 * time.Second, Timeout: 20 * time.Second}
 
 // MuxConfig is the yamux configuration of both ends.
 func MuxConfig(k KeepAlive) *yamux.Config {

@@ -21,8 +21,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+
+	"k8s.io/component-base/metrics/testutil"
 )
 
 // GoStats are a Go server's runtime figures from its /metrics: they say
@@ -73,4 +76,72 @@ func ReadGoStats(ctx context.Context, p *Path) (GoStats, error) {
 		return s, fmt.Errorf("/metrics lacks some of the Go runtime metrics")
 	}
 	return s, nil
+}
+
+// TunnelMetrics are switchboard's figures of one cluster's tunnel, from its
+// /metrics (pkg/tunnel).
+type TunnelMetrics struct {
+	// AgentsConnected and StreamsOpen are gauges; StreamsOpened and
+	// Connects are counters.
+	AgentsConnected, StreamsOpen, StreamsOpened, Connects float64
+}
+
+// tunnelMetrics maps the series' names to the field they fill.
+var tunnelMetrics = map[string]func(*TunnelMetrics) *float64{
+	"switchboard_tunnel_agents_connected":     func(m *TunnelMetrics) *float64 { return &m.AgentsConnected },
+	"switchboard_tunnel_streams_open":         func(m *TunnelMetrics) *float64 { return &m.StreamsOpen },
+	"switchboard_tunnel_streams_opened_total": func(m *TunnelMetrics) *float64 { return &m.StreamsOpened },
+	"switchboard_tunnel_connects_total":       func(m *TunnelMetrics) *float64 { return &m.Connects },
+}
+
+// ReadTunnelMetrics reads the tunnel metrics of cluster from /metrics on p
+// (whose base must be the server's root).
+func ReadTunnelMetrics(ctx context.Context, p *Path, cluster string) (TunnelMetrics, error) {
+	code, body, _, err := p.Get(ctx, "/metrics")
+	if err != nil {
+		return TunnelMetrics{}, err
+	}
+	if code != 200 {
+		return TunnelMetrics{}, fmt.Errorf("/metrics: status %d: %.200s", code, body)
+	}
+	return parseTunnelMetrics(body, cluster)
+}
+
+// parseTunnelMetrics reads the series of cluster in a Prometheus text
+// exposition. Each must be there: a tunnel that carried the health
+// prober's requests has them all.
+func parseTunnelMetrics(body []byte, cluster string) (TunnelMetrics, error) {
+	var m TunnelMetrics
+	families, err := testutil.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return m, fmt.Errorf("/metrics: %w", err)
+	}
+	series := map[string]string{"cluster": cluster}
+	var missing []string
+	for name, field := range tunnelMetrics {
+		found := false
+		for _, metric := range families[name].GetMetric() {
+			if !testutil.LabelsMatch(metric, series) {
+				continue
+			}
+			switch {
+			case metric.GetGauge() != nil:
+				*field(&m) = metric.GetGauge().GetValue()
+			case metric.GetCounter() != nil:
+				*field(&m) = metric.GetCounter().GetValue()
+			default:
+				return m, fmt.Errorf("/metrics: %s is neither a gauge nor a counter", name)
+			}
+			found = true
+			break
+		}
+		if !found {
+			missing = append(missing, fmt.Sprintf("%s{cluster=%q}", name, cluster))
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return m, fmt.Errorf("/metrics lacks %s: does switchboard hold a tunnel of %s?", strings.Join(missing, ", "), cluster)
+	}
+	return m, nil
 }

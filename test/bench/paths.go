@@ -27,6 +27,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -82,17 +83,34 @@ func (p *Path) Get(ctx context.Context, memberPath string) (int, []byte, string,
 	return resp.StatusCode, body, resp.Proto, err
 }
 
-// Paths are the three ways to member1 that the benchmark compares.
+// Paths are the ways to member1 that the benchmark compares, and the ways
+// to the tunnelled member when the run has one.
 type Paths struct {
 	Direct, Switchboard, Hub *Path
+	// TunnelDirect and Tunnel reach the tunnelled member (D and E); both
+	// are nil when the run measures no tunnel.
+	TunnelDirect, Tunnel *Path
 }
 
-// All returns the paths in table order.
+// All returns the paths to member1 in table order: those the LIST and the
+// watches measure too.
 func (ps *Paths) All() []*Path { return []*Path{ps.Direct, ps.Switchboard, ps.Hub} }
+
+// Tunnelled returns the paths to the tunnelled member in table order, or
+// none.
+func (ps *Paths) Tunnelled() []*Path {
+	if ps.Tunnel == nil {
+		return nil
+	}
+	return []*Path{ps.TunnelDirect, ps.Tunnel}
+}
+
+// Every returns every path, in table order: the small GETs measure them all.
+func (ps *Paths) Every() []*Path { return append(ps.All(), ps.Tunnelled()...) }
 
 // Close drops the idle connections of every path.
 func (ps *Paths) Close() {
-	for _, p := range ps.All() {
+	for _, p := range ps.Every() {
 		p.Client.CloseIdleConnections()
 	}
 }
@@ -102,7 +120,7 @@ func (ps *Paths) Close() {
 // and the member sees the same identity impersonated.
 var Impersonated = struct{ User, Group string }{"admin", "system:masters"}
 
-// NewPaths builds the three paths to member from the topology's state:
+// NewPaths builds the paths to member from the topology's state:
 //
 //   - A: straight to the member's kube-apiserver with its admin certificate;
 //   - B: straight to switchboard's port, authenticating the way the hub's
@@ -110,7 +128,16 @@ var Impersonated = struct{ User, Group string }{"admin", "system:masters"}
 //     X-Remote-User/X-Remote-Group headers), so the hub is not involved;
 //   - C: through the hub's kube-apiserver with the hub admin's certificate,
 //     as users do: hub, aggregator, switchboard, member.
-func NewPaths(s *topology.State, member string) (*Paths, error) {
+//
+// When tunnelled is not empty, it names an isolated member, reached
+// through its agent's tunnel, and two more paths go to it:
+//
+//   - D: straight to its kube-apiserver, dialed from inside its network
+//     namespace, as A;
+//   - E: straight to switchboard's port, as B: switchboard, then the
+//     tunnel (the hub's kube-apiserver, the member's hub forwarder and its
+//     agent), then the member.
+func NewPaths(s *topology.State, member, tunnelled string) (*Paths, error) {
 	m, err := s.Member(member)
 	if err != nil {
 		return nil, err
@@ -130,20 +157,39 @@ func NewPaths(s *topology.State, member string) (*Paths, error) {
 	frontHeader := http.Header{}
 	frontHeader.Set("X-Remote-User", Impersonated.User)
 	frontHeader.Set("X-Remote-Group", Impersonated.Group)
-	proxied := proxyPrefix + member + "/proxy"
-	return &Paths{
-		Direct:      &Path{Key: "A", Name: "direct to " + member, Base: m.URL, Client: newClient(direct)},
-		Switchboard: &Path{Key: "B", Name: "switchboard alone", Base: s.Switchboard.URL + proxied, Header: frontHeader, Client: newClient(front)},
-		Hub:         &Path{Key: "C", Name: "through the hub", Base: s.Hub.URL + proxied, Client: newClient(hub)},
-	}, nil
+	ps := &Paths{
+		Direct:      &Path{Key: "A", Name: "direct to " + member, Base: m.URL, Client: newClient(direct, nil)},
+		Switchboard: &Path{Key: "B", Name: "switchboard alone", Base: s.Switchboard.URL + proxied(member), Header: frontHeader, Client: newClient(front, nil)},
+		Hub:         &Path{Key: "C", Name: "through the hub", Base: s.Hub.URL + proxied(member), Client: newClient(hub, nil)},
+	}
+	if tunnelled == "" {
+		return ps, nil
+	}
+	edge, err := s.IsolatedMember(tunnelled)
+	if err != nil {
+		return nil, err
+	}
+	edgeTLS, err := kubeconfigTLS(edge)
+	if err != nil {
+		return nil, fmt.Errorf("member %s: %w", tunnelled, err)
+	}
+	ps.TunnelDirect = &Path{Key: "D", Name: "direct to " + tunnelled, Base: edge.URL, Client: newClient(edgeTLS, edge.DialContext)}
+	ps.Tunnel = &Path{Key: "E", Name: "switchboard alone through " + tunnelled + "'s tunnel", Base: s.Switchboard.URL + proxied(tunnelled),
+		Header: frontHeader, Client: newClient(front, nil)}
+	return ps, nil
 }
+
+// proxied is the path of a member's proxy on switchboard and on the hub.
+func proxied(member string) string { return proxyPrefix + member + "/proxy" }
 
 // newClient is the client every path uses: keep-alive, HTTP/2 when the
 // server offers it, and no compression, so that what is measured is the
 // proxying and not gzip. No overall timeout: requests carry deadlines in
-// their contexts, and watches have none.
-func newClient(tlsConfig *tls.Config) *http.Client {
+// their contexts, and watches have none. dial, when set, opens its
+// connections (from inside a network namespace).
+func newClient(tlsConfig *tls.Config, dial func(ctx context.Context, network, address string) (net.Conn, error)) *http.Client {
 	return &http.Client{Transport: &http.Transport{
+		DialContext:         dial,
 		TLSClientConfig:     tlsConfig,
 		ForceAttemptHTTP2:   true,
 		DisableCompression:  true,

@@ -19,7 +19,10 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -188,39 +191,68 @@ func EstablishedConns(pid, remotePort int) (int, error) {
 }
 
 // socketInodes returns the inodes of the sockets among a process's open
-// files (their /proc/<pid>/fd links read "socket:[<inode>]").
+// files.
 func socketInodes(pid int) (map[uint64]bool, error) {
+	fds, err := socketFDs(pid)
+	if err != nil {
+		return nil, err
+	}
+	inodes := make(map[uint64]bool, len(fds))
+	for inode := range fds {
+		inodes[inode] = true
+	}
+	return inodes, nil
+}
+
+// socketFDs returns the sockets among a process's open files: their
+// /proc/<pid>/fd links read "socket:[<inode>]". It maps each inode to the
+// descriptor's number.
+func socketFDs(pid int) (map[uint64]int, error) {
 	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	inodes := make(map[uint64]bool, len(entries))
+	fds := make(map[uint64]int, len(entries))
 	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
 		target, err := os.Readlink(filepath.Join(dir, e.Name()))
 		if err != nil {
 			continue // closed since ReadDir
 		}
 		if rest, ok := strings.CutPrefix(target, "socket:["); ok {
 			if inode, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 64); err == nil {
-				inodes[inode] = true
+				fds[inode] = fd
 			}
 		}
 	}
-	return inodes, nil
+	return fds, nil
 }
 
 // tcpEstablished is the state code of an established connection in /proc/net/tcp.
 const tcpEstablished = "01"
 
-// countEstablished counts the lines of a /proc/net/tcp table that are
-// established connections to remotePort owned by one of inodes. A line reads
+// tcpEntry is one socket of a /proc/net/tcp or tcp6 table.
+type tcpEntry struct {
+	Local, Remote netip.AddrPort
+	// State is the hex code of the TCP state: tcpEstablished for an
+	// established connection.
+	State string
+	Inode uint64
+}
+
+// parseTCPTable reads a /proc/net/tcp or tcp6 table. A line reads
 //
 //	sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
 //
-// with addresses as hex IP:port.
-func countEstablished(table []byte, remotePort int, inodes map[uint64]bool) (int, error) {
-	count := 0
+// with addresses as hex IP:port, the IP in 32-bit words of the machine's
+// byte order. IPv4 addresses mapped into IPv6 come out as IPv4, so that
+// the two ends of a connection compare equal whichever table they are in.
+func parseTCPTable(table []byte) ([]tcpEntry, error) {
+	var entries []tcpEntry
 	scanner := bufio.NewScanner(bytes.NewReader(table))
 	first := true
 	for scanner.Scan() {
@@ -232,26 +264,85 @@ func countEstablished(table []byte, remotePort int, inodes map[uint64]bool) (int
 		if len(fields) < 10 {
 			continue
 		}
-		if fields[3] != tcpEstablished {
-			continue
-		}
-		_, portHex, ok := strings.Cut(fields[2], ":")
-		if !ok {
-			return 0, fmt.Errorf("unexpected remote address %q", fields[2])
-		}
-		port, err := strconv.ParseUint(portHex, 16, 16)
+		local, err := parseProcAddr(fields[1])
 		if err != nil {
-			return 0, fmt.Errorf("unexpected remote address %q: %w", fields[2], err)
+			return nil, fmt.Errorf("unexpected local address %q: %w", fields[1], err)
+		}
+		remote, err := parseProcAddr(fields[2])
+		if err != nil {
+			return nil, fmt.Errorf("unexpected remote address %q: %w", fields[2], err)
 		}
 		inode, err := strconv.ParseUint(fields[9], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("unexpected inode %q: %w", fields[9], err)
+			return nil, fmt.Errorf("unexpected inode %q: %w", fields[9], err)
 		}
-		if int(port) == remotePort && inodes[inode] {
+		entries = append(entries, tcpEntry{Local: local, Remote: remote, State: fields[3], Inode: inode})
+	}
+	return entries, scanner.Err()
+}
+
+// parseProcAddr reads an address of /proc/net/tcp{,6}: 8 or 32 hex digits
+// of IP, in 32-bit words each in the machine's byte order, a colon and 4
+// hex digits of port.
+func parseProcAddr(s string) (netip.AddrPort, error) {
+	ipHex, portHex, ok := strings.Cut(s, ":")
+	if !ok {
+		return netip.AddrPort{}, errors.New("no port")
+	}
+	port, err := strconv.ParseUint(portHex, 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if len(ipHex) != 8 && len(ipHex) != 32 {
+		return netip.AddrPort{}, fmt.Errorf("an IP of %d hex digits", len(ipHex))
+	}
+	ip := make([]byte, 0, 16)
+	for word := range len(ipHex) / 8 {
+		v, err := strconv.ParseUint(ipHex[8*word:8*word+8], 16, 32)
+		if err != nil {
+			return netip.AddrPort{}, err
+		}
+		ip = binary.NativeEndian.AppendUint32(ip, uint32(v))
+	}
+	addr, _ := netip.AddrFromSlice(ip)
+	return netip.AddrPortFrom(addr.Unmap(), uint16(port)), nil
+}
+
+// tcpTables reads the entries of both TCP tables of process pid's network
+// namespace.
+func tcpTables(pid int) ([]tcpEntry, error) {
+	var entries []tcpEntry
+	for _, table := range []string{"tcp", "tcp6"} {
+		data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "net", table))
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		e, err := parseTCPTable(data)
+		if err != nil {
+			return nil, fmt.Errorf("/proc/%d/net/%s: %w", pid, table, err)
+		}
+		entries = append(entries, e...)
+	}
+	return entries, nil
+}
+
+// countEstablished counts the entries of a /proc/net/tcp table that are
+// established connections to remotePort owned by one of inodes.
+func countEstablished(table []byte, remotePort int, inodes map[uint64]bool) (int, error) {
+	entries, err := parseTCPTable(table)
+	if err != nil {
+		return 0, err
+	}
+	count := 0
+	for _, e := range entries {
+		if e.State == tcpEstablished && int(e.Remote.Port()) == remotePort && inodes[e.Inode] {
 			count++
 		}
 	}
-	return count, scanner.Err()
+	return count, nil
 }
 
 // ConnSampler polls the number of connections a process holds to a port.

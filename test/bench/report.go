@@ -63,13 +63,16 @@ type Report struct {
 	WatchErrors                               int
 	SwitchboardPath                           string // the key of the path that is switchboard alone
 	DirectPath                                string // the key of the direct path
+	// Tunnel is what the run measured of a member reached through a
+	// tunnel, shown in a second table; nil when it measured none.
+	Tunnel *TunnelReport
 }
 
 // cell formats a value for one path, or a dash when the path has none.
 type cell func(key string) string
 
 // Markdown renders the report: a few lines on the machine and the method,
-// then the table.
+// then the table, then the tunnel's table when the run measured one.
 func (r *Report) Markdown() string {
 	var b strings.Builder
 	m := r.Machine
@@ -232,6 +235,9 @@ func (r *Report) Markdown() string {
 		}
 		return fmt.Sprintf("%d", n)
 	}, "must be 0")
+	if r.Tunnel != nil {
+		r.tunnelMarkdown(&b)
+	}
 	return b.String()
 }
 

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -127,26 +128,139 @@ func TestTunnelRefusesAnotherClustersAgent(t *testing.T) {
 
 // runAgent runs switchboard-agent in c's namespace until its log says
 // want, and returns the log. The log quotes as klog does: \" for ".
-func runAgent(t *testing.T, c *topology.Cluster, cluster, kubeconfig, want string) string {
+func runAgent(t *testing.T, c *topology.Cluster, cluster, kubeconfig, want string, extra ...string) string {
 	t.Helper()
-	binaries, err := topology.BinariesFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := append([]string{"netns", "exec", c.NetNS},
-		f.State.AgentArgs(binaries.Agent, c, cluster, kubeconfig, strings.TrimPrefix(c.URL, "https://"))...)
-	cmd := exec.Command("ip", args...)
-	out := &framework.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startAgent(t, c, cluster, kubeconfig, extra...)
 	defer func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	}()
 	framework.WaitForOutput(t, out, want, time.Minute)
 	return out.String()
+}
+
+// startAgent starts switchboard-agent in c's namespace; the test's end
+// stops it.
+func startAgent(t *testing.T, c *topology.Cluster, cluster, kubeconfig string, extra ...string) (*exec.Cmd, *framework.SyncBuffer) {
+	t.Helper()
+	binaries, err := topology.BinariesFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"netns", "exec", c.NetNS},
+		f.State.AgentArgs(binaries.Agent, c, cluster, kubeconfig, strings.TrimPrefix(c.URL, "https://"), extra...)...)
+	cmd := exec.Command("ip", args...)
+	out := &framework.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd, out
+}
+
+// TestTunnelAcrossReplicas: with two switchboard replicas behind the hub,
+// an agent started with --server-count=2 holds a tunnel to each, so a
+// request that lands on either replica reaches the tunnelled member.
+func TestTunnelAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	s := f.State
+	c := edgeCluster(t)
+	clusters := f.Switchboard(t).ClusterV1alpha1().Clusters()
+	edgeSpec, err := clusters.Get(ctx, edge, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	reps, err := s.StartReplicas(ctx, topology.ReplicasConfig{
+		Name:       "switchboard-tunnel-ha",
+		Addresses:  haAddresses[:2],
+		EtcdPrefix: "/switchboard-tunnel-ha",
+		LeaseName:  "switchboard-tunnel-ha-status",
+	})
+	if err != nil {
+		t.Fatalf("starting the replicas: %v", err)
+	}
+	lb, err := topology.NewLoadBalancer(reps.Backends()...)
+	if err != nil {
+		_ = reps.Stop()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.RestoreAPIService(context.Background()); err != nil {
+			t.Errorf("pointing the hub back at the topology's switchboard: %v", err)
+		}
+		_ = lb.Close()
+		if err := reps.Stop(); err != nil {
+			t.Errorf("stopping the replicas: %v", err)
+		}
+	})
+	if err := s.PointAPIServiceAt(ctx, lb.Port()); err != nil {
+		t.Fatalf("pointing the hub at %s: %v", lb, err)
+	}
+
+	// The replicas' own store: the same member, as ha-edge1.
+	name := "ha-" + edge
+	cl := &v1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: edgeSpec.Spec}
+	eventually(t, haWait, func() error {
+		_, err := clusters.Create(ctx, cl, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		return err
+	})
+	user := topology.AgentUser(name)
+	if err := s.AllowAgent(ctx, name, user); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		hub := f.Hub(t)
+		_ = hub.RbacV1().ClusterRoleBindings().Delete(context.Background(), names.AgentRole(name), metav1.DeleteOptions{})
+		_ = hub.RbacV1().ClusterRoles().Delete(context.Background(), names.AgentRole(name), metav1.DeleteOptions{})
+	})
+	kubeconfig := filepath.Join(t.TempDir(), name+"-agent.kubeconfig")
+	if err := s.WriteAgentKubeconfig(c, user, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	_, out := startAgent(t, c, name, kubeconfig, "--server-count=2")
+
+	client, err := s.FrontProxyClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := `switchboard_tunnel_agents_connected{cluster="` + name + `"} 1`
+	for _, r := range reps.Replicas {
+		eventually(t, haWait, func() error {
+			code, body, err := topology.FrontProxyGet(ctx, client, r.URL+"/metrics")
+			if err != nil || code != http.StatusOK || !strings.Contains(body, series) {
+				return fmt.Errorf("%s has no tunnel of %s (%d, %w); agent log:\n%s", r.Name, name, code, err, lastLines(out.String(), 5))
+			}
+			return nil
+		})
+		// A request that lands on this replica reaches the member.
+		eventually(t, haWait, func() error {
+			code, body, err := topology.FrontProxyGet(ctx, client, r.URL+proxyPrefix+name+"/proxy/api/v1/namespaces/"+c.PodNamespace+"/pods")
+			if err != nil || code != http.StatusOK || !strings.Contains(body, c.Pods[0]) {
+				return fmt.Errorf("pods of %s through %s: %d %w %s", name, r.Name, code, err, body)
+			}
+			return nil
+		})
+	}
+	// And through the hub, as users go.
+	eventually(t, haWait, func() error {
+		code, body := rawThroughHub(t, proxyPrefix+name+"/proxy/api/v1/namespaces/"+c.PodNamespace+"/pods")
+		if code != http.StatusOK {
+			return fmt.Errorf("through the hub: %d %s", code, body)
+		}
+		return nil
+	})
+	waitForReady(t, name, metav1.ConditionTrue, v1alpha1.ReasonProbed)
+	if err := clusters.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Errorf("deleting %s: %v", name, err)
+	}
 }
 
 // TestTunnelAgentGoesAndComes: with its agent gone, the member turns
@@ -183,8 +297,10 @@ func TestTunnelAgentGoesAndComes(t *testing.T) {
 	code, body := rawThroughHub(t, proxyPrefix+edge+"/proxy/api/v1/namespaces")
 	took := time.Since(start)
 	t.Logf("a request to %s with no agent failed after %s", edge, took.Round(time.Millisecond))
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "no switchboard-agent is connected") {
-		t.Errorf("request with no agent: %d %s, want 503 saying no agent is connected", code, body)
+	// "its last probe": the proxy failed it at once, from the probe's
+	// finding, without trying to dial.
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "no switchboard-agent is connected") || !strings.Contains(body, "its last probe") {
+		t.Errorf("request with no agent: %d %s, want the fast 503 saying no agent is connected", code, body)
 	}
 	r := framework.Kubectl(t, f.State.Hub.Kubeconfig, "get", "--raw", proxyPrefix+edge+"/proxy/api")
 	if r.Err == nil || !strings.Contains(r.Stderr, "no switchboard-agent is connected") {

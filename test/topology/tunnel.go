@@ -86,9 +86,10 @@ func (u *upper) joinIsolated(ctx context.Context, c *Cluster) error {
 }
 
 // AgentArgs is the command line of a switchboard-agent in c's namespace
-// that serves cluster, as user's kubeconfig, and dials member.
-func (s *State) AgentArgs(bin string, c *Cluster, cluster, kubeconfig, member string) []string {
-	return []string{bin,
+// that serves cluster, as user's kubeconfig, and dials member; extra flags
+// go last.
+func (s *State) AgentArgs(bin string, c *Cluster, cluster, kubeconfig, member string, extra ...string) []string {
+	return append([]string{bin,
 		"--kubeconfig=" + kubeconfig,
 		"--cluster=" + cluster,
 		"--member-address=" + member,
@@ -96,7 +97,7 @@ func (s *State) AgentArgs(bin string, c *Cluster, cluster, kubeconfig, member st
 		"--health-probe-bind-address=",
 		"--keepalive-interval=" + tunnel.DefaultKeepAlive.Interval.String(),
 		"-v=2",
-	}
+	}, extra...)
 }
 
 // AllowAgent grants user exactly what an agent of cluster needs on the

@@ -59,6 +59,7 @@ type Options struct {
 	MemberAddress string
 	DialTimeout   time.Duration
 	KeepAlive     tunnel.KeepAlive
+	ServerCount   int
 	// HealthProbeBindAddress serves /healthz and /readyz; empty turns it off.
 	HealthProbeBindAddress string
 	Logs                   *logsapi.LoggingConfiguration
@@ -73,6 +74,7 @@ func NewOptions() *Options {
 	o := &Options{
 		DialTimeout:            10 * time.Second,
 		KeepAlive:              tunnel.DefaultKeepAlive,
+		ServerCount:            1,
 		HealthProbeBindAddress: ":8081",
 		Logs:                   logsapi.NewLoggingConfiguration(),
 		features:               featuregate.NewFeatureGate(),
@@ -97,6 +99,8 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	member.StringVar(&o.MemberAddress, "member-address", o.MemberAddress,
 		"host:port of the member's API server: the one address the agent dials. Default: the kubernetes Service, from KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT.")
 	tun := fss.FlagSet("tunnel")
+	tun.IntVar(&o.ServerCount, "server-count", o.ServerCount,
+		"How many tunnels to hold, each to a different switchboard replica: the number of replicas behind the hub's Service, so that a request that lands on any of them finds a tunnel there.")
 	tun.DurationVar(&o.DialTimeout, "dial-timeout", o.DialTimeout, "How long connecting to the hub, or to the member's API server, may take.")
 	tun.DurationVar(&o.KeepAlive.Interval, "keepalive-interval", o.KeepAlive.Interval, "How often the agent pings switchboard through the tunnel.")
 	tun.DurationVar(&o.KeepAlive.Timeout, "keepalive-timeout", o.KeepAlive.Timeout,
@@ -121,6 +125,9 @@ func (o *Options) Validate() error {
 		errs = append(errs, errors.New("--member-address is required outside a pod: host:port of the member's API server"))
 	} else if _, port, err := net.SplitHostPort(o.MemberAddress); err != nil || port == "" {
 		errs = append(errs, fmt.Errorf("--member-address %q must be host:port", o.MemberAddress))
+	}
+	if o.ServerCount < 1 {
+		errs = append(errs, fmt.Errorf("--server-count must be at least 1, not %d", o.ServerCount))
 	}
 	for name, d := range map[string]time.Duration{
 		"--dial-timeout": o.DialTimeout, "--keepalive-interval": o.KeepAlive.Interval, "--keepalive-timeout": o.KeepAlive.Timeout,
@@ -204,6 +211,7 @@ func Run(ctx context.Context, o *Options) error {
 		MemberAddress: o.MemberAddress,
 		DialTimeout:   o.DialTimeout,
 		KeepAlive:     o.KeepAlive,
+		ServerCount:   o.ServerCount,
 	})
 	if err != nil {
 		return err
@@ -219,7 +227,7 @@ func Run(ctx context.Context, o *Options) error {
 		defer func() { _ = server.Close() }()
 		logger.Info("Serving health probes", "address", listener.Addr().String())
 	}
-	logger.Info("Starting", "version", version.Get().GitVersion, "cluster", o.Cluster, "hub", hub.Host, "member", o.MemberAddress)
+	logger.Info("Starting", "version", version.Get().GitVersion, "cluster", o.Cluster, "hub", hub.Host, "member", o.MemberAddress, "serverCount", o.ServerCount)
 	a.Run(ctx)
 	logger.Info("Stopped")
 	return nil

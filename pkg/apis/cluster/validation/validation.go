@@ -80,6 +80,10 @@ func ValidateClusterSpec(spec *cluster.ClusterSpec, fldPath *field.Path) field.E
 			allErrs = append(allErrs, field.Forbidden(fldPath.Child("proxyURL"),
 				"must be empty when connection is Tunnel: the member's switchboard-agent connects out to the hub, and switchboard dials no proxy"))
 		}
+		if spec.InsecureSkipTLSVerify {
+			allErrs = append(allErrs, field.Forbidden(fldPath.Child("insecureSkipTLSVerify"),
+				"must be false when connection is Tunnel: the agent relays switchboard's TLS connection to the member, and only verifying the member's certificate keeps whoever holds the agent's credential from reading it; put the member's CA bundle in the credentials Secret under \"ca.crt\""))
+		}
 	default:
 		allErrs = append(allErrs, field.NotSupported(fldPath.Child("connection"), spec.Connection, connections))
 	}

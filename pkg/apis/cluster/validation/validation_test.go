@@ -77,6 +77,10 @@ func TestValidateCluster(t *testing.T) {
 			c.Spec.Connection = cluster.ConnectionTunnel
 			c.Spec.ProxyURL = "http://proxy:3128"
 		}, want: []string{"FieldValueForbidden spec.proxyURL"}, detail: "connection is Tunnel"},
+		{name: "tunnel without TLS verification", mutate: func(c *cluster.Cluster) {
+			c.Spec.Connection = cluster.ConnectionTunnel
+			c.Spec.InsecureSkipTLSVerify = true
+		}, want: []string{"FieldValueForbidden spec.insecureSkipTLSVerify"}, detail: "ca.crt"},
 		{name: "unknown connection", mutate: func(c *cluster.Cluster) { c.Spec.Connection = "Carrier-Pigeon" },
 			want: []string{"FieldValueNotSupported spec.connection"}, detail: `"Direct", "Tunnel"`},
 		{name: "empty connection", mutate: func(c *cluster.Cluster) { c.Spec.Connection = "" },

@@ -22,6 +22,11 @@ limitations under the License.
 // connections switchboard holds to the member, and switchboard's memory per
 // idle watch.
 //
+// A second table measures a member that switchboard reaches only through
+// its agent's tunnel (edge1, in a network namespace of its own), in the
+// same rounds of small GETs: D direct to it, E switchboard alone through the
+// tunnel, against B; and the tunnel's connections, streams and memory.
+//
 // It brings the topology up in --run-dir, or reuses one running there, and
 // takes it down at the end only if it started it (and --keep is not set).
 // Timed numbers are reported, never asserted; it exits non-zero when a
@@ -39,6 +44,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -52,11 +58,15 @@ import (
 
 // options are the command's flags.
 type options struct {
-	runDir  string
-	members int
-	keep    bool
-	out     string
-	member  string
+	runDir   string
+	members  int
+	isolated int
+	keep     bool
+	out      string
+	member   string
+	// tunnelMember is the isolated member of paths D and E; empty
+	// measures no tunnel.
+	tunnelMember string
 
 	getPath     string
 	workers     int
@@ -83,6 +93,8 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "leave a topology this run started running, to reuse it (and its objects) next time")
 	flag.StringVar(&o.out, "out", "", "also write the table to this file")
 	flag.StringVar(&o.member, "member", "member1", "the member cluster to measure")
+	flag.IntVar(&o.isolated, "isolated-members", 1, "isolated member clusters (edge1, ...) to start, each reached through its agent's tunnel, when starting a topology")
+	flag.StringVar(&o.tunnelMember, "tunnel-member", "edge1", "the isolated member to measure through its tunnel (paths D and E); empty measures no tunnel")
 	flag.StringVar(&o.getPath, "get-path", "/api/v1/namespaces/default", "the member path of the small GETs")
 	flag.IntVar(&o.workers, "workers", 16, "concurrent workers of the small-GET load")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the small-GET loads; the paths take turns within a round")
@@ -107,6 +119,10 @@ func main() {
 
 func run(ctx context.Context, o options) int {
 	begin := time.Now()
+	if o.tunnelMember != "" && o.isolated < 1 {
+		logf("error: --tunnel-member=%s needs an isolated member: set --isolated-members to 1 or more, or --tunnel-member= to measure no tunnel", o.tunnelMember)
+		return 1
+	}
 	state, started, err := up(ctx, o)
 	if err != nil {
 		logf("error: %v", err)
@@ -149,7 +165,7 @@ func up(ctx context.Context, o options) (*topology.State, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	cfg := topology.Config{RunDir: o.runDir, Members: o.members, Binaries: binaries, Progress: os.Stderr}
+	cfg := topology.Config{RunDir: o.runDir, Members: o.members, IsolatedMembers: o.isolated, Binaries: binaries, Progress: os.Stderr}
 	state, already, err := topology.Up(ctx, cfg)
 	if err != nil {
 		logf("The topology in %s cannot be reused (%v); starting a new one", o.runDir, err)
@@ -162,6 +178,13 @@ func up(ctx context.Context, o options) (*topology.State, bool, error) {
 	}
 	if already {
 		logf("Reusing the topology that runs in %s", o.runDir)
+		if o.tunnelMember != "" {
+			if _, err := state.IsolatedMember(o.tunnelMember); err != nil {
+				// Not taken down: it may be someone's make local-up.
+				return nil, false, fmt.Errorf("the running topology cannot measure a tunnel: %w; "+
+					"take it down (SWITCHBOARD_RUN_DIR=%s make local-down) for this run to start one with --isolated-members, or run with --tunnel-member=", err, o.runDir)
+			}
+		}
 	}
 	return state, !already, nil
 }
@@ -174,6 +197,10 @@ type benchmark struct {
 	// pid is switchboard's process; memberPort is where the member listens.
 	pid        int
 	memberPort int
+	// agentPID is the tunnelled member's agent and tunnelPort where that
+	// member listens (in its network namespace); zero without a tunnel.
+	agentPID   int
+	tunnelPort int
 	report     *bench.Report
 	failures   []error
 }
@@ -193,14 +220,19 @@ func (b *benchmark) run(ctx context.Context, begin time.Time) (*bench.Report, []
 	// The small GETs come first, so that the connections counted during
 	// them are theirs: the idle watches leave connections to the member
 	// that switchboard keeps for its transport's idle timeout (90 s).
-	steps := []struct {
+	type step struct {
 		name string
 		fn   func(context.Context) error
-	}{
-		{"small GETs", b.measureGets},
-		{"large LIST", b.measureList},
-		{"idle watches", b.measureWatches},
 	}
+	steps := []step{{"small GETs", b.measureGets}}
+	if b.paths.Tunnel != nil {
+		steps = []step{
+			{"idle tunnel before the small GETs", b.measureTunnelBefore},
+			{"small GETs", b.measureGets},
+			{"idle tunnel after the small GETs", b.measureTunnelAfter},
+		}
+	}
+	steps = append(steps, step{"large LIST", b.measureList}, step{"idle watches", b.measureWatches})
 	for _, step := range steps {
 		if err := step.fn(ctx); err != nil {
 			b.fail(fmt.Errorf("%s: %w", step.name, err))
@@ -248,7 +280,10 @@ func (b *benchmark) prepare(ctx context.Context) error {
 	if b.memberPort, err = strconv.Atoi(u.Port()); err != nil {
 		return fmt.Errorf("member URL %s: %w", m.URL, err)
 	}
-	if b.paths, err = bench.NewPaths(s, o.member); err != nil {
+	if b.paths, err = bench.NewPaths(s, o.member, o.tunnelMember); err != nil {
+		return err
+	}
+	if err := b.findTunnel(); err != nil {
 		return err
 	}
 	if limit, err := bench.RaiseOpenFilesLimit(); err != nil {
@@ -277,6 +312,14 @@ func (b *benchmark) prepare(ctx context.Context) error {
 		Watches:         o.watches,
 		DirectPath:      b.paths.Direct.Key,
 		SwitchboardPath: b.paths.Switchboard.Key,
+	}
+	if b.paths.Tunnel != nil {
+		b.report.Tunnel = &bench.TunnelReport{
+			Member:     o.tunnelMember,
+			Paths:      b.paths.Tunnelled(),
+			DirectPath: b.paths.TunnelDirect.Key,
+			TunnelPath: b.paths.Tunnel.Key,
+		}
 	}
 	if b.report.SwitchboardOpenFiles, err = bench.OpenFilesLimit(b.pid); err != nil {
 		return err
@@ -309,7 +352,7 @@ func (b *benchmark) prepare(ctx context.Context) error {
 // may still be syncing switchboard's caches.
 func (b *benchmark) preflight(ctx context.Context) error {
 	check := bench.ContainsAll(`"kind":"Namespace"`, `"name":"default"`)
-	for _, p := range b.paths.All() {
+	for _, p := range b.paths.Every() {
 		deadline := time.Now().Add(time.Minute)
 		for {
 			code, body, proto, err := p.Get(ctx, b.o.getPath)
@@ -335,6 +378,11 @@ func (b *benchmark) preflight(ctx context.Context) error {
 	}
 	if b.report.SwitchboardVersion, err = gitVersion(ctx, b.switchboardRoot()); err != nil {
 		return fmt.Errorf("switchboard's version: %w", err)
+	}
+	if t := b.report.Tunnel; t != nil {
+		if t.MemberVersion, err = gitVersion(ctx, b.paths.TunnelDirect); err != nil {
+			return fmt.Errorf("the version of %s: %w", t.Member, err)
+		}
 	}
 	return nil
 }
@@ -421,7 +469,7 @@ func (b *benchmark) measureGets(ctx context.Context) error {
 	o, r := b.o, b.report
 	check := bench.ContainsAll(`"kind":"Namespace"`, `"name":"default"`)
 	var errs []error
-	for _, p := range b.paths.All() {
+	for _, p := range b.paths.Every() {
 		logf("Warming up %s for %s", p.Key, o.warmup)
 		if w := bench.RunLoad(ctx, p, o.getPath, o.workers, o.warmup, check); w.Errors > 0 {
 			r.Load[p.Key] = &bench.LoadResult{Errors: w.Errors}
@@ -433,10 +481,17 @@ func (b *benchmark) measureGets(ctx context.Context) error {
 		return err
 	}
 	for round := range o.rounds {
-		for _, p := range b.paths.All() {
-			var conns *bench.ConnSampler
-			if p != b.paths.Direct {
+		for _, p := range b.paths.Every() {
+			var conns, tunnelConns *bench.ConnSampler
+			var traffic map[uint64]bench.ConnTraffic
+			switch p {
+			case b.paths.Switchboard, b.paths.Hub:
 				conns = bench.StartConnSampler(b.pid, b.memberPort, 100*time.Millisecond)
+			case b.paths.Tunnel:
+				tunnelConns = bench.StartConnSampler(b.pid, b.tunnelPort, 100*time.Millisecond)
+				if traffic, err = bench.ReadConnTraffic(b.pid); err != nil {
+					errs = append(errs, fmt.Errorf("switchboard's connections before %s's load: %w", p.Key, err))
+				}
 			}
 			cpuBefore, err := bench.TakeCPUSnapshot(pids)
 			if err != nil {
@@ -461,6 +516,11 @@ func (b *benchmark) measureGets(ctx context.Context) error {
 				r.ConnsPeak[p.Key] = max(r.ConnsPeak[p.Key], peak)
 				r.ConnsAtEnd[p.Key] = last
 			}
+			if tunnelConns != nil {
+				if err := b.afterTunnelLoad(ctx, tunnelConns, traffic, res); err != nil {
+					errs = append(errs, err)
+				}
+			}
 			add(r.Load, p.Key, res)
 			logf("Round %d/%d, %s, %d workers: %.0f requests/s, p50 %s, p99 %s, %d errors",
 				round+1, o.rounds, p.Key, o.workers, res.RPS(), res.Percentile(0.5), res.Percentile(0.99), res.Errors)
@@ -470,7 +530,7 @@ func (b *benchmark) measureGets(ctx context.Context) error {
 		}
 	}
 	for round := range o.rounds {
-		for _, p := range b.paths.All() {
+		for _, p := range b.paths.Every() {
 			res := bench.RunLoad(ctx, p, o.getPath, 1, o.serialRound, check)
 			add(r.Serial, p.Key, res)
 			logf("Round %d/%d, %s, 1 worker: %.0f requests/s, p50 %s, p99 %s, %d errors",
@@ -494,7 +554,30 @@ func (b *benchmark) cpuPIDs() (map[string]int, error) {
 		}
 	}
 	b.report.CPUOrder = []string{b.o.member, "switchboard", "hub", "etcd", "this client"}
-	for _, name := range b.report.CPUOrder {
+	want := b.report.CPUOrder
+	if t := b.report.Tunnel; t != nil {
+		edge := t.Member
+		// The names topology gives the isolated member's processes.
+		tunnelNames := map[string]string{
+			edge + "-kube-apiserver": edge,
+			edge + "-etcd":           edge + " etcd",
+			edge + "-hub-forwarder":  "hub forwarder",
+			topology.AgentProcess(&topology.Cluster{Name: edge}): "agent",
+		}
+		for _, p := range b.state.Processes {
+			if name, ok := tunnelNames[p.Name]; ok {
+				pids[name] = p.PID
+			}
+		}
+		t.CPURoles = []string{"the member", "switchboard", "agent", "hub", "hub forwarder", "the member's etcd", "this client"}
+		t.CPUProcesses = map[string][]string{
+			b.paths.Switchboard.Key:  {b.o.member, "switchboard", "agent", "hub", "hub forwarder", "etcd", "this client"},
+			b.paths.TunnelDirect.Key: {edge, "switchboard", "agent", "hub", "hub forwarder", edge + " etcd", "this client"},
+			b.paths.Tunnel.Key:       {edge, "switchboard", "agent", "hub", "hub forwarder", edge + " etcd", "this client"},
+		}
+		want = append(slices.Clone(want), t.CPUProcesses[t.DirectPath]...)
+	}
+	for _, name := range want {
 		if _, ok := pids[name]; !ok {
 			return nil, fmt.Errorf("no %s process in the topology", name)
 		}
@@ -582,4 +665,129 @@ func sleep(ctx context.Context, d time.Duration) {
 
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// findTunnel finds the tunnelled member's agent and port, if the run
+// measures a tunnel.
+func (b *benchmark) findTunnel() error {
+	if b.paths.Tunnel == nil {
+		return nil
+	}
+	edge, err := b.state.IsolatedMember(b.o.tunnelMember)
+	if err != nil {
+		return err
+	}
+	for _, p := range b.state.Processes {
+		if p.Name == topology.AgentProcess(edge) && p.Alive() {
+			b.agentPID = p.PID
+		}
+	}
+	if b.agentPID == 0 {
+		return fmt.Errorf("the switchboard-agent of %s does not run in the topology at %s", edge.Name, b.state.RunDir)
+	}
+	u, err := url.Parse(edge.URL)
+	if err != nil {
+		return err
+	}
+	if b.tunnelPort, err = strconv.Atoi(u.Port()); err != nil {
+		return fmt.Errorf("member URL %s: %w", edge.URL, err)
+	}
+	return nil
+}
+
+// afterTunnelLoad records what one of E's loads did to the tunnel: the
+// most connections switchboard held to the member's port, the connections
+// that carried the load (against traffic, read before it), and the
+// streams open right after it.
+func (b *benchmark) afterTunnelLoad(ctx context.Context, conns *bench.ConnSampler, traffic map[uint64]bench.ConnTraffic, res bench.LoadResult) error {
+	t := b.report.Tunnel
+	var errs []error
+	peak, _, err := conns.Stop()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	t.ConnsToMember = max(t.ConnsToMember, peak)
+	if traffic != nil {
+		carriers, err := b.carriers(traffic, res.Requests)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("switchboard's connections after %s's load: %w", t.TunnelPath, err))
+		} else {
+			t.Carriers = append(t.Carriers, carriers)
+			t.CarrierRequests = append(t.CarrierRequests, res.Requests)
+			logf("Connections of switchboard that carried %s's load: %v, bytes %v", t.TunnelPath, carriers.Conns, carriers.Bytes)
+		}
+	}
+	m, err := bench.ReadTunnelMetrics(ctx, b.switchboardRoot(), t.Member)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		t.StreamsAfterLoad = max(t.StreamsAfterLoad, m.StreamsOpen)
+	}
+	return errors.Join(errs...)
+}
+
+// carriers are switchboard's connections that carried a load of requests,
+// against their traffic before it, by the process at their other end.
+func (b *benchmark) carriers(before map[uint64]bench.ConnTraffic, requests int) (bench.Carriers, error) {
+	after, err := bench.ReadConnTraffic(b.pid)
+	if err != nil {
+		return bench.Carriers{}, err
+	}
+	hubPID := 0
+	for _, p := range b.state.Processes {
+		if p.Name == "hub-kube-apiserver" {
+			hubPID = p.PID
+		}
+	}
+	peers := map[string]map[bench.ConnPair]bool{}
+	for name, pid := range map[string]int{bench.HubPeer: hubPID, bench.ClientPeer: os.Getpid()} {
+		if peers[name], err = bench.EstablishedPairs(pid); err != nil {
+			return bench.Carriers{}, fmt.Errorf("the connections of %s (pid %d): %w", name, pid, err)
+		}
+	}
+	return bench.FindCarriers(before, after, uint64(requests)*bench.CarrierMinBytesPerRequest, peers), nil
+}
+
+// measureTunnelBefore reads the idle tunnel's memory and switchboard's
+// tunnel metrics before the small GETs.
+func (b *benchmark) measureTunnelBefore(ctx context.Context) error {
+	t := b.report.Tunnel
+	var err error
+	if t.IdleBefore, err = b.tunnelIdle(ctx); err != nil {
+		return err
+	}
+	t.MetricsBefore, err = bench.ReadTunnelMetrics(ctx, b.switchboardRoot(), t.Member)
+	return err
+}
+
+// measureTunnelAfter reads them again after the small GETs.
+func (b *benchmark) measureTunnelAfter(ctx context.Context) error {
+	t := b.report.Tunnel
+	var err error
+	if t.IdleAfter, err = b.tunnelIdle(ctx); err != nil {
+		return err
+	}
+	t.MetricsAfter, err = bench.ReadTunnelMetrics(ctx, b.switchboardRoot(), t.Member)
+	return err
+}
+
+// tunnelIdle reads the memory of switchboard and of the agent, once they
+// have settled.
+func (b *benchmark) tunnelIdle(ctx context.Context) (bench.TunnelIdle, error) {
+	var idle bench.TunnelIdle
+	logf("Letting switchboard and the agent settle for %s", b.o.settle)
+	sleep(ctx, b.o.settle)
+	var err error
+	if idle.SwitchboardRSS, err = bench.SettledRSS(b.pid); err != nil {
+		return idle, err
+	}
+	if idle.Switchboard, err = bench.ReadGoStats(ctx, b.switchboardRoot()); err != nil {
+		return idle, err
+	}
+	if idle.AgentRSS, err = bench.SettledRSS(b.agentPID); err != nil {
+		return idle, fmt.Errorf("the agent's RSS: %w", err)
+	}
+	logf("Idle tunnel: switchboard RSS %.1f MiB, heap in use %.1f MiB, %.0f goroutines; agent RSS %.1f MiB",
+		float64(idle.SwitchboardRSS)/(1<<20), idle.Switchboard.HeapInuse/(1<<20), idle.Switchboard.Goroutines, float64(idle.AgentRSS)/(1<<20))
+	return idle, nil
 }

@@ -1,0 +1,30 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package agent holds the manifests of a tunnelled member: member/, the
+// switchboard-agent Deployment and what it needs, applied in the member;
+// hub/, the agent's hub identity and its RBAC, applied on the hub.
+package agent
+
+import "embed"
+
+// Files are member/*.yaml and hub/*.yaml.
+//
+//go:embed member/*.yaml hub/*.yaml
+var Files embed.FS
+
+// ClusterPlaceholder stands for the member's Cluster name in the files.
+const ClusterPlaceholder = "CLUSTER_NAME"
