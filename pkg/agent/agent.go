@@ -228,7 +228,7 @@ func (a *Agent) serveOnce(ctx context.Context) error {
 		return errSameServer
 	}
 	defer a.release(server)
-	session, err := yamux.Server(conn, a.mux)
+	session, err := yamux.Server(tunnel.Coalesce(conn), a.mux)
 	if err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("starting the tunnel: %w", err)

@@ -299,7 +299,7 @@ func (s *Server) Serve(w http.ResponseWriter, req *http.Request, name string) er
 	if rw.Reader.Buffered() > 0 {
 		raw = &bufferedConn{Conn: conn, reader: rw.Reader}
 	}
-	session, err := yamux.Client(raw, s.mux)
+	session, err := yamux.Client(Coalesce(raw), s.mux)
 	if err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("starting the tunnel of cluster %q: %w", name, err)
