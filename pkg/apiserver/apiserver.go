@@ -77,6 +77,9 @@ type ExtraConfig struct {
 	CredentialsNamespace string
 	// MemberDialTimeout bounds connecting to a member.
 	MemberDialTimeout time.Duration
+	// TunnelKeepAlive is how agents' tunnels are found dead; zero is
+	// tunnel.DefaultKeepAlive.
+	TunnelKeepAlive tunnel.KeepAlive
 	// Health tunes the member prober.
 	Health health.Options
 	// LeaderElection decides which replica writes Cluster status; off, or
@@ -124,6 +127,7 @@ func (cfg *Config) Complete() (CompletedConfig, error) {
 		Hub:            cfg.ExtraConfig.HubClient,
 		Namespace:      cfg.ExtraConfig.CredentialsNamespace,
 		DialTimeout:    cfg.ExtraConfig.MemberDialTimeout,
+		KeepAlive:      cfg.ExtraConfig.TunnelKeepAlive,
 		OnFailure:      proxy.RecordUpstreamError,
 		OnDelete:       proxy.ForgetClusterMetrics,
 		Health:         cfg.ExtraConfig.Health,

@@ -59,6 +59,9 @@ type Config struct {
 	Namespace string
 	// DialTimeout bounds connecting to a member.
 	DialTimeout time.Duration
+	// KeepAlive is how agents' tunnels are found dead; zero is
+	// tunnel.DefaultKeepAlive.
+	KeepAlive tunnel.KeepAlive
 	// OnFailure hears of the member answers the transports' guards
 	// replace (see reach.Config).
 	OnFailure func(cluster, reason string)
@@ -105,7 +108,8 @@ func New(cfg Config) (*Members, error) {
 		clusterFactory: informers.NewSharedInformerFactory(cfg.Loopback, 0),
 	}
 	m.Tunnels = tunnel.NewServer(tunnel.Config{
-		ID: identity,
+		ID:        identity,
+		KeepAlive: cfg.KeepAlive,
 		// An agent that comes or goes is probed again at once, so the
 		// Cluster's status and the proxy's fast failure follow it.
 		OnChange: func(cluster string) { m.Health.ProbeNow(cluster) },

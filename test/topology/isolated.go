@@ -18,7 +18,6 @@ package topology
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -205,30 +204,4 @@ func (s *State) CheckIsolated(ctx context.Context, c *Cluster) error {
 		return fmt.Errorf("%s is not isolated: from the machine's network namespace, a connection to %s succeeded", c.Name, strings.Join(reached, " and "))
 	}
 	return nil
-}
-
-// ListenLoadBalancer is NewLoadBalancer listening on address (host:port)
-// instead of a free port of 127.0.0.1. With one backend it is a TCP
-// forwarder: topology forward runs one.
-func ListenLoadBalancer(address string, backends ...string) (*LoadBalancer, error) {
-	if len(backends) == 0 {
-		return nil, errors.New("a load balancer needs at least one backend")
-	}
-	l, err := net.Listen("tcp", address)
-	if err != nil {
-		return nil, err
-	}
-	lb := &LoadBalancer{
-		listener:    l,
-		backends:    append([]string(nil), backends...),
-		dialTimeout: 2 * time.Second,
-		stats:       map[string]*BackendStats{},
-		conns:       map[net.Conn]struct{}{},
-	}
-	for _, b := range backends {
-		lb.stats[b] = &BackendStats{}
-	}
-	lb.wg.Add(1)
-	go lb.serve()
-	return lb, nil
 }

@@ -76,10 +76,17 @@ type BackendStats struct {
 // NewLoadBalancer listens on a free port of 127.0.0.1 and spreads
 // connections over backends (host:port).
 func NewLoadBalancer(backends ...string) (*LoadBalancer, error) {
+	return ListenLoadBalancer("127.0.0.1:0", backends...)
+}
+
+// ListenLoadBalancer is NewLoadBalancer listening on address (host:port)
+// instead of a free port of 127.0.0.1. With one backend it is a TCP
+// forwarder: topology forward runs one.
+func ListenLoadBalancer(address string, backends ...string) (*LoadBalancer, error) {
 	if len(backends) == 0 {
 		return nil, errors.New("a load balancer needs at least one backend")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", address)
 	if err != nil {
 		return nil, err
 	}

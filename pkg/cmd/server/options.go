@@ -56,6 +56,7 @@ import (
 	generatedopenapi "github.com/switchboard-io/switchboard/pkg/generated/openapi"
 	"github.com/switchboard-io/switchboard/pkg/health"
 	"github.com/switchboard-io/switchboard/pkg/names"
+	"github.com/switchboard-io/switchboard/pkg/tunnel"
 	"github.com/switchboard-io/switchboard/pkg/version"
 )
 
@@ -104,6 +105,8 @@ type ProxyOptions struct {
 	CredentialsNamespace string
 	// MemberDialTimeout bounds connecting (and the TLS handshake) to a member.
 	MemberDialTimeout time.Duration
+	// TunnelKeepAlive is how this end of agents' tunnels finds a dead one.
+	TunnelKeepAlive tunnel.KeepAlive
 }
 
 // EmbeddedEtcdOptions configure the etcd that runs inside the server when no
@@ -135,7 +138,7 @@ func NewOptions() *Options {
 		Features:       genericoptions.NewFeatureOptions(),
 		Traces:         genericoptions.NewTracingOptions(),
 		Logs:           logsapi.NewLoggingConfiguration(),
-		Proxy:          &ProxyOptions{CredentialsNamespace: names.Namespace, MemberDialTimeout: 10 * time.Second},
+		Proxy:          &ProxyOptions{CredentialsNamespace: names.Namespace, MemberDialTimeout: 10 * time.Second, TunnelKeepAlive: tunnel.DefaultKeepAlive},
 		Health:         &health.Options{Interval: 10 * time.Second, Timeout: 5 * time.Second, Workers: 4, Heartbeat: time.Minute},
 		LeaderElection: &componentbaseconfig.LeaderElectionConfiguration{
 			LeaderElect:       true,
@@ -199,6 +202,10 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 		"Hub namespace of the Secrets that Clusters name in spec.credentialsSecretRef. Switchboard watches Secrets in this namespace only.")
 	proxyFlags.DurationVar(&o.Proxy.MemberDialTimeout, "member-dial-timeout", o.Proxy.MemberDialTimeout,
 		"How long connecting to a member's API server (TCP and TLS) may take before the request fails with 503.")
+	proxyFlags.DurationVar(&o.Proxy.TunnelKeepAlive.Interval, "tunnel-keepalive-interval", o.Proxy.TunnelKeepAlive.Interval,
+		"How often switchboard pings the switchboard-agents whose tunnels it holds.")
+	proxyFlags.DurationVar(&o.Proxy.TunnelKeepAlive.Timeout, "tunnel-keepalive-timeout", o.Proxy.TunnelKeepAlive.Timeout,
+		"How long a ping, or any write, in an agent's tunnel may go unanswered before switchboard takes the tunnel for dead. It must also cover sending a few hundred KiB over the slowest agent's link.")
 
 	healthFlags := fss.FlagSet("member health")
 	healthFlags.DurationVar(&o.Health.Interval, "cluster-probe-interval", o.Health.Interval,
@@ -257,6 +264,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Proxy.MemberDialTimeout <= 0 {
 		errs = append(errs, errors.New("--member-dial-timeout must be positive"))
+	}
+	if o.Proxy.TunnelKeepAlive.Interval <= 0 || o.Proxy.TunnelKeepAlive.Timeout <= 0 {
+		errs = append(errs, errors.New("--tunnel-keepalive-interval and --tunnel-keepalive-timeout must be positive"))
 	}
 	if o.Health.Interval <= 0 || o.Health.Timeout <= 0 || o.Health.Heartbeat <= 0 {
 		errs = append(errs, errors.New("--cluster-probe-interval, --cluster-probe-timeout and --cluster-status-heartbeat must be positive"))
@@ -350,6 +360,7 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 		StorageHealth:        storageHealth,
 		CredentialsNamespace: o.Proxy.CredentialsNamespace,
 		MemberDialTimeout:    o.Proxy.MemberDialTimeout,
+		TunnelKeepAlive:      o.Proxy.TunnelKeepAlive,
 		Health:               *o.Health,
 		LeaderElection:       *o.LeaderElection,
 	}

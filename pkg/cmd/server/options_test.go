@@ -60,6 +60,7 @@ func TestValidate(t *testing.T) {
 	}{
 		{"credentials namespace", []string{"--cluster-credentials-namespace=Not_A_Namespace"}, []string{`--cluster-credentials-namespace "Not_A_Namespace"`}},
 		{"dial timeout", []string{"--member-dial-timeout=0"}, []string{"--member-dial-timeout must be positive"}},
+		{"tunnel keepalive", []string{"--tunnel-keepalive-timeout=0"}, []string{"--tunnel-keepalive-interval and --tunnel-keepalive-timeout must be positive"}},
 		{"probe interval", []string{"--cluster-probe-interval=-1s"}, []string{"--cluster-probe-interval, --cluster-probe-timeout and --cluster-status-heartbeat must be positive"}},
 		{"probe workers", []string{"--cluster-probe-workers=0"}, []string{"--cluster-probe-workers must be at least 1"}},
 		{"renew not shorter than lease", []string{"--leader-elect-lease-duration=5s", "--leader-elect-renew-deadline=5s"},
