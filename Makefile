@@ -60,7 +60,7 @@ test: verify test-unit test-integration test-e2e
 
 .PHONY: test-unit
 test-unit:
-	$(GO) test $(GOFLAGS) -race -count=1 ./cmd/... ./pkg/... ./test/bench/... ./test/topology/...
+	$(GO) test $(GOFLAGS) -race -count=1 ./artifacts/... ./cmd/... ./pkg/... ./test/bench/... ./test/topology/...
 
 .PHONY: test-integration
 test-integration:

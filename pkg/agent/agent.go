@@ -184,10 +184,19 @@ func (a *Agent) Run(ctx context.Context) {
 	wg.Wait()
 }
 
+// sameServerWarning is how many tries in a row that reach replicas this
+// agent holds already make it say so.
+const sameServerWarning = 5
+
 // holdOne holds one tunnel, to a replica none of the others holds.
 func (a *Agent) holdOne(ctx context.Context) {
 	logger := klog.FromContext(ctx)
 	backoff := a.cfg.Backoff
+	// same spaces the tries that keep reaching replicas this agent holds
+	// already: soon at first, since the hub's Service picks a replica for
+	// each connection, then as slowly as failures, for when there are
+	// fewer replicas than --server-count.
+	same, sameInARow := a.cfg.Backoff, 0
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := a.serveOnce(ctx)
@@ -196,11 +205,16 @@ func (a *Agent) holdOne(ctx context.Context) {
 		}
 		var pause time.Duration
 		if errors.Is(err, errSameServer) {
-			// Not a failure: try again soon for another replica, without
-			// growing the backoff of real failures.
-			pause = wait.Jitter(a.cfg.Backoff.Duration, 1)
-			logger.V(2).Info("Reached a replica this agent already holds a tunnel to; trying for another", "in", pause.Round(time.Millisecond))
+			sameInARow++
+			pause = same.Step()
+			if sameInARow == sameServerWarning {
+				logger.Info("Every try reaches a switchboard replica this agent holds a tunnel to already: are there fewer replicas than --server-count?",
+					"serverCount", a.cfg.ServerCount, "tunnels", a.Tunnels(), "tries", sameInARow)
+			} else {
+				logger.V(2).Info("Reached a replica this agent already holds a tunnel to; trying for another", "in", pause.Round(time.Millisecond))
+			}
 		} else {
+			same, sameInARow = a.cfg.Backoff, 0
 			if time.Since(start) > backoff.Cap {
 				// It held a while: the next failure starts from the bottom.
 				backoff = a.cfg.Backoff

@@ -30,6 +30,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
+	"k8s.io/component-base/metrics/legacyregistry"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/reach"
@@ -96,7 +98,7 @@ func newHubWith(t *testing.T, cluster string, keepAlive tunnel.KeepAlive, ids ..
 			return
 		}
 		replica := h.replicas[int(h.next.Add(1)-1)%len(h.replicas)]
-		if err := replica.Serve(w, req, cluster); err != nil {
+		if err := replica.Serve(w, req, cluster, nil); err != nil {
 			writeStatus(w, err)
 		}
 	}))
@@ -695,13 +697,28 @@ func TestTheServerReadsBytesSentWithTheRequest(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %v %v", resp, err)
 	}
-	pong := make([]byte, 12)
-	if _, err := io.ReadFull(reader, pong); err != nil {
-		t.Fatalf("no answer to the ping sent with the request: %v", err)
+	// The server pings too, before it takes the tunnel: answer it, and
+	// find the answer to ours.
+	ack := []byte{0, 2, 0, 2, 0, 0, 0, 0, 0, 0, 0, 42}
+	for frames := 0; ; frames++ {
+		frame := make([]byte, 12)
+		if _, err := io.ReadFull(reader, frame); err != nil {
+			t.Fatalf("no answer to the ping sent with the request: %v", err)
+		}
+		if bytes.Equal(frame, ack) {
+			break
+		}
+		if frame[1] == 2 && frame[3] == 1 { // the server's ping
+			frame[3] = 2
+			if _, err := conn.Write(frame); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if frames > 4 {
+			t.Fatalf("no ACK of the ping sent with the request among %d frames; last %v", frames, frame)
+		}
 	}
-	if want := []byte{0, 2, 0, 2, 0, 0, 0, 0, 0, 0, 0, 42}; !bytes.Equal(pong, want) {
-		t.Errorf("answer %v, want the ping's ACK %v", pong, want)
-	}
+	waitConnected(t, h, "edge1", true)
 }
 
 // TestTheAgentHoldsATunnelToEveryReplica: with two replicas behind the
@@ -872,5 +889,137 @@ func waitTunnels(t *testing.T, a *Agent, want int) {
 	})
 	if err != nil {
 		t.Fatalf("the agent holds %d tunnels, want %d", a.Tunnels(), want)
+	}
+}
+
+// TestANewTunnelCarriesNothingUntilTheAgentAnswers: a tunnel whose agent
+// has not started its end (it may be about to close it, holding one to
+// this replica already) is not where streams go.
+func TestANewTunnelCarriesNothingUntilTheAgentAnswers(t *testing.T) {
+	h := newHub(t, "edge1")
+	member, _ := echoMember(t)
+	a := startAgent(t, h, "edge1", member)
+	waitConnected(t, h, "edge1", true)
+	waitTunnels(t, a, 1)
+
+	// A second upgrade that never runs yamux on its end.
+	stuck, err := New(Config{Hub: h.config(), Cluster: "edge1", MemberAddress: member})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, _, err := stuck.dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+
+	for i := 0; i < 5; i++ {
+		stream, err := h.tunnels.Dial(context.Background(), "edge1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = stream.SetDeadline(time.Now().Add(10 * time.Second))
+		if got, err := roundTrip(stream, []byte("hi")); err != nil || string(got) != "2:hi" {
+			t.Fatalf("stream %d went into the tunnel nobody answers: %q, %v", i, got, err)
+		}
+	}
+}
+
+// TestStreamGaugeAfterForget: a stream that outlives its tunnel's Forget
+// (its Cluster deleted, or switched to Direct) leaves the gauge of open
+// streams alone.
+func TestStreamGaugeAfterForget(t *testing.T) {
+	h := newHub(t, "gauge1")
+	member, _ := echoMember(t)
+	startAgent(t, h, "gauge1", member)
+	waitConnected(t, h, "gauge1", true)
+	conn, err := h.tunnels.Dial(context.Background(), "gauge1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := streamsOpen(t, "gauge1"); got != 1 {
+		t.Fatalf("streams open = %v, want 1", got)
+	}
+	h.tunnels.Forget("gauge1")
+	_ = conn.Close()
+	if got := streamsOpen(t, "gauge1"); got != 0 {
+		t.Errorf("streams open after the tunnel was forgotten and its stream closed = %v, want no series (0)", got)
+	}
+}
+
+// streamsOpen reads switchboard_tunnel_streams_open for cluster; 0 when
+// there is no series.
+func streamsOpen(t *testing.T, cluster string) float64 {
+	t.Helper()
+	families, err := legacyregistry.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "switchboard_tunnel_streams_open" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "cluster" && l.GetValue() == cluster {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestTheAgentGoesThroughAProxy: a site that allows only outbound traffic
+// through a proxy: the kubeconfig's proxy-url (or HTTPS_PROXY) carries the
+// tunnel, with a CONNECT.
+func TestTheAgentGoesThroughAProxy(t *testing.T) {
+	h := newHub(t, "edge1")
+	member, _ := echoMember(t)
+	var connects atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		connects.Add(1)
+		target, err := net.Dial("tcp", r.Host)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		client, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			_ = target.Close()
+			return
+		}
+		_, _ = client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
+		Splice(client, target)
+	}))
+	t.Cleanup(proxy.Close)
+	cfg := h.config()
+	proxyURL, err := url.Parse(proxy.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Proxy = http.ProxyURL(proxyURL)
+	a, err := New(Config{Hub: cfg, Cluster: "edge1", MemberAddress: member, Backoff: fastBackoff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitConnected(t, h, "edge1", true)
+	conn, err := h.tunnels.Dial(context.Background(), "edge1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := roundTrip(conn, []byte("hi")); err != nil || string(got) != "2:hi" {
+		t.Fatalf("through the proxied tunnel: %q, %v", got, err)
+	}
+	if got := connects.Load(); got != 1 {
+		t.Errorf("the proxy saw %d CONNECTs, want 1", got)
 	}
 }

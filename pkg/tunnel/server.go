@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -73,6 +74,9 @@ type tunnel struct {
 	cluster   string
 	session   *yamux.Session
 	connected time.Time
+	// forgotten: Forget dropped the tunnel with its Cluster's series, so
+	// its streams no longer count in them.
+	forgotten atomic.Bool
 }
 
 // NewServer returns a Server with no tunnels.
@@ -158,7 +162,7 @@ func (s *Server) Dial(ctx context.Context, cluster string) (net.Conn, error) {
 				streamsOpened.WithLabelValues(cluster).Inc()
 				streamsOpen.WithLabelValues(cluster).Inc()
 			})
-			return &memberConn{Conn: stream, cluster: cluster, session: t.session}, nil
+			return &memberConn{Conn: stream, cluster: cluster, tunnel: t}, nil
 		}
 		if ctx.Err() != nil {
 			return nil, err
@@ -262,6 +266,7 @@ func (s *Server) Forget(cluster string) {
 	delete(s.lost, cluster)
 	s.mu.Unlock()
 	for _, t := range ts {
+		t.forgotten.Store(true)
 		_ = t.session.Close()
 	}
 	forgetMetrics(cluster)
@@ -270,8 +275,11 @@ func (s *Server) Forget(cluster string) {
 // Serve takes an agent's upgrade request for the Cluster and holds the
 // tunnel until the agent, or this replica, goes away. The caller has
 // checked that the hub authorized the agent for this Cluster and that
-// the Cluster is reached through a tunnel.
-func (s *Server) Serve(w http.ResponseWriter, req *http.Request, name string) error {
+// the Cluster is reached through a tunnel; valid, when set, checks the
+// latter again once the tunnel is registered, so that a Cluster deleted or
+// switched to Direct meanwhile (whose Forget came before the tunnel) does
+// not keep it.
+func (s *Server) Serve(w http.ResponseWriter, req *http.Request, name string, valid func() bool) error {
 	if !httpstream.IsUpgradeRequest(req) || !strings.EqualFold(req.Header.Get("Upgrade"), Protocol) {
 		return apierrors.NewBadRequest(fmt.Sprintf("clusters/%s/%s takes an upgrade to %s, as switchboard-agent sends; got Connection %q, Upgrade %q",
 			name, Subresource, Protocol, req.Header.Get("Connection"), req.Header.Get("Upgrade")))
@@ -304,19 +312,35 @@ func (s *Server) Serve(w http.ResponseWriter, req *http.Request, name string) er
 		_ = conn.Close()
 		return fmt.Errorf("starting the tunnel of cluster %q: %w", name, err)
 	}
+	// This replica going away ends the tunnel: the streams in it end with
+	// it, and their callers see a closed connection at once rather than a
+	// hang. (A GoAway first could wait a keepalive timeout on a stuck
+	// agent.)
+	go func() {
+		select {
+		case <-s.stopped:
+			_ = session.Close()
+		case <-session.CloseChan():
+		}
+	}()
+	// An agent that already holds a tunnel to this replica closes the new
+	// one when it reads the 101, before yamux runs on its end: a ping
+	// tells such a tunnel from one the agent keeps, before any stream can
+	// be sent into it.
+	if _, err := session.Ping(); err != nil {
+		_ = session.Close()
+		logger.V(2).Info("An agent closed a new tunnel at once, holding one to this replica already", "cluster", klog.KRef("", name), "agent", agentOf(req))
+		return nil
+	}
 	t := &tunnel{cluster: name, session: session, connected: s.now()}
 	s.add(t)
-	logger.Info("An agent connected", "cluster", klog.KRef("", name), "agent", agentOf(req))
-	go refuseStreams(klog.FromContext(req.Context()), name, session)
-	select {
-	case <-session.CloseChan():
-	case <-s.stopped:
-		// Tell the agent no new streams come, then end the tunnel: the
-		// streams in it end with it, and their callers see a closed
-		// connection at once rather than a hang.
-		_ = session.GoAway()
+	if valid != nil && !valid() {
+		logger.Info("Ended a tunnel: its Cluster is gone or no longer reached through a tunnel", "cluster", klog.KRef("", name))
 		_ = session.Close()
 	}
+	logger.Info("An agent connected", "cluster", klog.KRef("", name), "agent", agentOf(req))
+	go refuseStreams(klog.FromContext(req.Context()), name, session)
+	<-session.CloseChan()
 	s.drop(t)
 	logger.Info("An agent disconnected", "cluster", klog.KRef("", name), "agent", agentOf(req), "connectedFor", s.now().Sub(t.connected).Round(time.Second))
 	return nil
@@ -348,7 +372,7 @@ func refuseStreams(logger klog.Logger, cluster string, session *yamux.Session) {
 type memberConn struct {
 	net.Conn
 	cluster   string
-	session   *yamux.Session
+	tunnel    *tunnel
 	read      bool
 	closeOnce sync.Once
 }
@@ -360,6 +384,11 @@ func (c *memberConn) CloseWrite() error { return c.Conn.Close() }
 // the agent, seeing that, ends the member connection and then the stream.
 func (c *memberConn) Close() error {
 	c.closeOnce.Do(func() {
+		if c.tunnel.forgotten.Load() {
+			// Its series went with the tunnel; a new Cluster of the same
+			// name, or the same one reached directly now, starts afresh.
+			return
+		}
 		record(c.cluster, func() { streamsOpen.WithLabelValues(c.cluster).Dec() })
 	})
 	return c.Conn.Close()
@@ -373,7 +402,7 @@ func (c *memberConn) Read(p []byte) (int, error) {
 	if !errors.Is(err, io.EOF) {
 		return n, err
 	}
-	if c.session.IsClosed() {
+	if c.tunnel.session.IsClosed() {
 		// yamux ends the streams of a dead tunnel as if they were done.
 		return n, fmt.Errorf("the tunnel of cluster %q ended: %w", c.cluster, io.ErrUnexpectedEOF)
 	}

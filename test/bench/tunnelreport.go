@@ -153,7 +153,7 @@ func (r *Report) tunnelMarkdown(b *strings.Builder) {
 	row(fmt.Sprintf("switchboard's TCP connections that carried E's %d-worker GETs (each ≥ %d bytes per request, from TCP_INFO), most in a round: "+
 		"with the hub · with this client · with others; and to %s's port", r.Workers, CarrierMinBytesPerRequest, t.Member),
 		only(fmt.Sprintf("%d · %d · %d; %d", conns[HubPeer], conns[ClientPeer], conns[OtherPeer], t.ConnsToMember)),
-		fmt.Sprintf("**%d** (the tunnel: the hub's connection switchboard took over), %.0f bytes per request on it; none to %s", conns[HubPeer], bytesPerRequest, t.Member))
+		fmt.Sprintf("**%d** (the tunnel: the hub's connection switchboard took over), %.0f bytes per request on it; %d to %s (want none)", conns[HubPeer], bytesPerRequest, t.ConnsToMember, t.Member))
 	before, after := t.MetricsBefore, t.MetricsAfter
 	row(fmt.Sprintf("switchboard_tunnel_streams_open{cluster=%q}: most right after an E load / idle after the GETs", t.Member),
 		only(fmt.Sprintf("%.0f / %.0f", t.StreamsAfterLoad, after.StreamsOpen)), fmt.Sprintf("for %d workers", r.Workers))

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -231,11 +232,11 @@ func TestTunnelAcrossReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	series := `switchboard_tunnel_agents_connected{cluster="` + name + `"} 1`
+	series := regexp.MustCompile(`(?m)^switchboard_tunnel_agents_connected\{cluster="` + name + `"\} 1$`)
 	for _, r := range reps.Replicas {
 		eventually(t, haWait, func() error {
 			code, body, err := topology.FrontProxyGet(ctx, client, r.URL+"/metrics")
-			if err != nil || code != http.StatusOK || !strings.Contains(body, series) {
+			if err != nil || code != http.StatusOK || !series.MatchString(body) {
 				return fmt.Errorf("%s has no tunnel of %s (%d, %w); agent log:\n%s", r.Name, name, code, err, lastLines(out.String(), 5))
 			}
 			return nil

@@ -76,8 +76,13 @@ func (r *AttachREST) Connect(_ context.Context, id string, _ runtime.Object, res
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("cluster %q is reached directly (spec.connection is %s), so it takes no agent; "+
 			"set spec.connection to Tunnel for its switchboard-agent to connect", id, cl.Spec.Connection))
 	}
+	uid := cl.UID
+	valid := func() bool {
+		now, err := r.Clusters.Get(id)
+		return err == nil && now.UID == uid && now.Spec.Connection == v1alpha1.ConnectionTunnel
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if err := r.Tunnels.Serve(w, req, id); err != nil {
+		if err := r.Tunnels.Serve(w, req, id, valid); err != nil {
 			responder.Error(err)
 		}
 	}), nil
