@@ -405,13 +405,17 @@ func TestTableOutput(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		columns = append(columns, c.Name)
 	}
-	if strings.Join(columns, ",") != "Name,Endpoint,Ready,Version,Age,Latency,Reason" {
+	if strings.Join(columns, ",") != "Name,Endpoint,Ready,Version,Age,Latency,Reason,Connection,Agent" {
 		t.Fatalf("columns = %v in %s", columns, raw)
 	}
 	// Ready is Unknown until the first probe, then False: without a hub
 	// there are no credentials (CredentialsMissing).
 	if len(table.Rows) != 1 || table.Rows[0].Cells[0] != "member1" || (table.Rows[0].Cells[2] != "Unknown" && table.Rows[0].Cells[2] != "False") {
 		t.Fatalf("rows = %+v", table.Rows)
+	}
+	// A Cluster that names no connection is reached directly; it has no agent.
+	if cells := table.Rows[0].Cells; cells[7] != "Direct" || cells[8] != "" {
+		t.Errorf("connection and agent = %v, %v; want Direct and nothing", cells[7], cells[8])
 	}
 }
 
