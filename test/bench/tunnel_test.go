@@ -251,7 +251,7 @@ func TestTunnelMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"| GET /api/v1/namespaces/default, 16 workers: requests/s | 1800 | 900 (50% of D) | 1000 | **90%** (≥ 85%) |",
 		"| 0.00 · 0.00 | 0.70 · 0.30 | 0.50 · 0.00 | per request: switchboard +0.20, agent +0.30, hub +0.00, hub forwarder +0.00 ms |",
-		"| — | 1 · 1 · 0; 0 | — | **1** (the tunnel: the hub's connection switchboard took over), 800 bytes per request on it; none to edge1 |",
+		"| — | 1 · 1 · 0; 0 | — | **1** (the tunnel: the hub's connection switchboard took over), 800 bytes per request on it; 0 to edge1 (want none) |",
 	} {
 		if !strings.Contains(with, want) {
 			t.Errorf("the tunnel table lacks %q:\n%s", want, with[len(without):])
