@@ -699,20 +699,23 @@ func TestTheServerReadsBytesSentWithTheRequest(t *testing.T) {
 	}
 	// The server pings too, before it takes the tunnel: answer it, and
 	// find the answer to ours.
+	// The two come in either order.
 	ack := []byte{0, 2, 0, 2, 0, 0, 0, 0, 0, 0, 0, 42}
-	for frames := 0; ; frames++ {
+	acked, answered := false, false
+	for frames := 0; !acked || !answered; frames++ {
 		frame := make([]byte, 12)
 		if _, err := io.ReadFull(reader, frame); err != nil {
-			t.Fatalf("no answer to the ping sent with the request: %v", err)
+			t.Fatalf("after %d frames (our ping acknowledged: %v, the server's answered: %v): %v", frames, acked, answered, err)
 		}
-		if bytes.Equal(frame, ack) {
-			break
-		}
-		if frame[1] == 2 && frame[3] == 1 { // the server's ping
+		switch {
+		case bytes.Equal(frame, ack):
+			acked = true
+		case frame[1] == 2 && frame[3] == 1: // the server's ping
 			frame[3] = 2
 			if _, err := conn.Write(frame); err != nil {
 				t.Fatal(err)
 			}
+			answered = true
 		}
 		if frames > 4 {
 			t.Fatalf("no ACK of the ping sent with the request among %d frames; last %v", frames, frame)
