@@ -77,10 +77,14 @@ type fixture struct {
 	hubDenied    map[string]bool
 
 	tokens *tokenController
+	// hubTokens fills the token Secrets of agents' hub identities.
+	hubTokens *tokenController
 
 	// checkToken stands for the SelfSubjectReview with a token; nil accepts.
-	checkToken  tokenChecker
-	checkedWith [][]byte
+	checkToken tokenChecker
+	// checkAgentToken stands for the same check of an agent's hub token.
+	checkAgentToken tokenChecker
+	checkedWith     [][]byte
 	// verifyErr is what the check through the hub returns.
 	verifyErr error
 }
@@ -111,6 +115,7 @@ func newFixture(t *testing.T, memberObjects ...runtime.Object) *fixture {
 		APIResources: []metav1.APIResource{{Name: "clusters", Kind: "Cluster"}, {Name: "clusters/proxy", Kind: "ClusterProxyOptions"}},
 	}}
 	f.tokens = newTokenController(f.member)
+	f.hubTokens = newTokenController(f.hub)
 	return f
 }
 
@@ -287,7 +292,7 @@ func newTokenController(c *k8sfake.Clientset) *tokenController {
 			tc.reads[name] = reads + 1
 			return false, nil, nil
 		}
-		obj, err := tc.tracker.Get(secretsGVR, Namespace, name)
+		obj, err := tc.tracker.Get(secretsGVR, action.GetNamespace(), name)
 		if err != nil {
 			return false, nil, nil
 		}
@@ -296,7 +301,7 @@ func newTokenController(c *k8sfake.Clientset) *tokenController {
 			corev1.ServiceAccountTokenKey:  tokenFor(name),
 			corev1.ServiceAccountRootCAKey: []byte(tokenSecretCA),
 		}
-		if err := tc.tracker.Update(secretsGVR, s, Namespace, metav1.UpdateOptions{FieldManager: "kube-controller-manager"}); err != nil {
+		if err := tc.tracker.Update(secretsGVR, s, action.GetNamespace(), metav1.UpdateOptions{FieldManager: "kube-controller-manager"}); err != nil {
 			return true, nil, err
 		}
 		delete(tc.reads, name)
@@ -318,7 +323,7 @@ func tokenFor(secretName string) []byte { return []byte("token-of-" + secretName
 
 func (f *fixture) tokenSecret() *corev1.Secret {
 	f.t.Helper()
-	s, err := findTokenSecret(context.Background(), f.member)
+	s, err := findTokenSecret(context.Background(), impersonator(f.member, nil))
 	if err != nil {
 		f.t.Fatalf("finding the token Secret: %v", err)
 	}
@@ -382,14 +387,14 @@ func (f *fixture) binding() *rbacv1.ClusterRoleBinding {
 // memberObjects are the member objects join declares, as join leaves
 // them, but the token Secret.
 func memberObjects() (*corev1.Namespace, *corev1.ServiceAccount, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding) {
-	objs := objects(testName, memberHost, "", false, "", nil)
+	objs := objects(declaration{name: testName, endpoint: memberHost})
 	return as[corev1.Namespace](objs[0]), as[corev1.ServiceAccount](objs[1]), as[rbacv1.ClusterRole](objs[2]), as[rbacv1.ClusterRoleBinding](objs[3])
 }
 
 // tokenSecretObject is the token Secret join declares, before the API
 // server names it.
 func tokenSecretObject() *corev1.Secret {
-	return as[corev1.Secret](objects(testName, memberHost, "", false, "", nil)[4])
+	return as[corev1.Secret](objects(declaration{name: testName, endpoint: memberHost})[4])
 }
 
 // as is a declared object as the typed object T.

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -41,7 +42,7 @@ func (o *Options) inspect(ctx context.Context) ([]*target, error) {
 	}
 	c := clients{member: o.MemberClient, hub: o.HubClient, sb: o.Switchboard}
 	var targets []*target
-	for _, obj := range o.objects(nil) {
+	for _, obj := range o.objects(nil, nil) {
 		t := c.target(obj)
 		targets = append(targets, t)
 		if obj.generated() {
@@ -60,6 +61,11 @@ func (o *Options) inspect(ctx context.Context) ([]*target, error) {
 		if c, ok := t.current.(*v1alpha1.Cluster); ok && !sameEndpoint(c.Spec.Endpoint, o.Endpoint) && !o.Overwrite {
 			return nil, fmt.Errorf("%s already points at %s, and this join would point it at %s: "+
 				"run join with --overwrite to re-point it there, or choose another name", t.inErrors(), c.Spec.Endpoint, o.Endpoint)
+		}
+		if d, ok := t.current.(*appsv1.Deployment); ok && agentCluster(d) != o.Name {
+			// One agent per member: it holds one Cluster's hub identity.
+			return nil, fmt.Errorf("%s in the member serves Cluster %q: a member has one agent, for one Cluster; "+
+				"unjoin %s first, or join this member under that name", t.inErrors(), agentCluster(d), agentCluster(d))
 		}
 	}
 	return targets, nil

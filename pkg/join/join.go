@@ -40,6 +40,8 @@ import (
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
 	"github.com/switchboard-io/switchboard/pkg/kubeconfig"
 	"github.com/switchboard-io/switchboard/pkg/names"
+	"github.com/switchboard-io/switchboard/pkg/reach"
+	"github.com/switchboard-io/switchboard/pkg/tunnel"
 )
 
 // DefaultHubNamespace holds switchboard and the credentials Secrets on the hub.
@@ -68,6 +70,9 @@ type Options struct {
 	// Tunnel, the member's switchboard-agent must hold its tunnel for the
 	// check through the hub to pass.
 	Connection v1alpha1.Connection
+	// Agent, when set, sets up the member's switchboard-agent and its hub
+	// identity, and the Cluster's connection is Tunnel.
+	Agent *Agent
 	// Overwrite lets join re-point an existing Cluster at another
 	// endpoint; without it, join refuses.
 	Overwrite bool
@@ -78,11 +83,13 @@ type Options struct {
 	MemberClient kubernetes.Interface
 	HubClient    kubernetes.Interface
 	Switchboard  clientset.Interface
-	// checkToken and verify replace the real checks in tests.
-	checkToken tokenChecker
-	verify     func(ctx context.Context) (string, error)
-	// memberCA is the CA bundle the member kubeconfig trusts, if any.
-	memberCA []byte
+	// checkToken, checkAgentToken and verify replace the real checks in
+	// tests.
+	checkToken      tokenChecker
+	checkAgentToken tokenChecker
+	verify          func(ctx context.Context) (string, error)
+	// memberCA and hubCA are the CA bundles the kubeconfigs trust, if any.
+	memberCA, hubCA []byte
 }
 
 // Result is what Join did.
@@ -126,8 +133,26 @@ func (o *Options) complete() error {
 	if o.Endpoint == "" && o.MemberConfig != nil {
 		o.Endpoint = o.MemberConfig.Host
 	}
+	if o.Agent != nil {
+		switch o.Connection {
+		case "":
+			o.Connection = v1alpha1.ConnectionTunnel
+		case v1alpha1.ConnectionTunnel:
+		default:
+			return fmt.Errorf("a switchboard-agent serves only a Cluster reached through a tunnel, not with connection %s", o.Connection)
+		}
+		if o.Agent.Image == "" {
+			return errors.New("the agent's container image is not set")
+		}
+		if o.Agent.HubServer == "" && o.HubConfig != nil {
+			o.Agent.HubServer = o.HubConfig.Host
+		}
+	}
 	var err error
-	if o.memberCA, err = memberCA(o.MemberConfig); err != nil {
+	if o.memberCA, err = caBundle(o.MemberConfig, "member"); err != nil {
+		return err
+	}
+	if o.hubCA, err = caBundle(o.HubConfig, "hub"); err != nil {
 		return err
 	}
 	if o.MemberClient == nil {
@@ -146,7 +171,10 @@ func (o *Options) complete() error {
 		}
 	}
 	if o.checkToken == nil {
-		o.checkToken = selfSubjectReviewChecker(o.MemberConfig)
+		o.checkToken = selfSubjectReviewChecker(o.MemberConfig, impersonator(nil, nil).user())
+	}
+	if o.checkAgentToken == nil {
+		o.checkAgentToken = selfSubjectReviewChecker(o.HubConfig, agentAccount(nil, o.HubNamespace, o.Name, nil).user())
 	}
 	if o.verify == nil {
 		o.verify = o.verifyThroughHub
@@ -232,26 +260,47 @@ func ValidateEndpoint(endpoint string) error {
 }
 
 // objects are the objects this join declares; cred is nil until join has
-// the member's token. The CA the member kubeconfig trusts, the one for its
-// endpoint, goes before the token Secret's.
-func (o *Options) objects(cred *Credential) []object {
+// the member's token, agentKubeconfig until it has the agent's. The CA the
+// member kubeconfig trusts, the one for its endpoint, goes before the
+// token Secret's.
+func (o *Options) objects(cred *Credential, agentKubeconfig []byte) []object {
 	if cred != nil && len(o.memberCA) > 0 {
 		cred = &Credential{Token: cred.Token, CACert: o.memberCA}
 	}
-	return objects(o.Name, o.Endpoint, o.HubNamespace, o.MemberConfig != nil && o.MemberConfig.Insecure, o.Connection, cred)
+	d := declaration{
+		name: o.Name, endpoint: o.Endpoint, hubNamespace: o.HubNamespace,
+		insecure:   o.MemberConfig != nil && o.MemberConfig.Insecure,
+		connection: o.Connection, cred: cred,
+	}
+	if o.Agent != nil {
+		d.agent = &agentDeclaration{Agent: *o.Agent, kubeconfig: agentKubeconfig}
+	}
+	return objects(d)
 }
 
 // write applies the declared objects in order, recording each change in
-// result and how to undo it in w. The token comes from ensureToken, and
-// the hub Secret holds it from then on.
+// result and how to undo it in w. The tokens come from ensureToken: the
+// hub Secret holds the member's from then on, and the agent's kubeconfig
+// in the member the agent's.
 func (o *Options) write(ctx context.Context, targets []*target, w *writer, result *Result) error {
+	var cred *Credential
+	var kubeconfig []byte
 	for _, t := range targets {
 		var change Change
 		var err error
 		if t.generated() {
-			var cred *Credential
-			if cred, change, err = ensureToken(ctx, o.MemberClient, o.checkToken, o.TokenTimeout, t, w); err == nil {
-				for i, obj := range o.objects(cred) {
+			account := impersonator(o.MemberClient, o.checkToken)
+			if t.where == onHub {
+				account = agentAccount(o.HubClient, o.HubNamespace, o.Name, o.checkAgentToken)
+			}
+			var token *Credential
+			if token, change, err = ensureToken(ctx, account, o.TokenTimeout, t, w); err == nil {
+				if t.where == onHub {
+					kubeconfig, err = agentKubeconfig(o.HubConfig, o.hubCA, o.Agent.HubServer, token.Token)
+				} else {
+					cred = token
+				}
+				for i, obj := range o.objects(cred, kubeconfig) {
 					targets[i].config = obj.config
 				}
 			}
@@ -291,7 +340,7 @@ func (o *Options) explain(err error, which string) error {
 // Secrets, and reach the member through the hub.
 func (o *Options) preflight(ctx context.Context) error {
 	needs := map[string][]authorizationv1.ResourceAttributes{}
-	for _, obj := range o.objects(nil) {
+	for _, obj := range o.objects(nil, nil) {
 		verbs := []string{"get", "create", "patch", "delete"}
 		if obj.generated() {
 			verbs = []string{"create", "delete", "list"}
@@ -309,6 +358,12 @@ func (o *Options) preflight(ctx context.Context) error {
 	needs[onHub] = append(needs[onHub], authorizationv1.ResourceAttributes{
 		Verb: "get", Group: v1alpha1.GroupName, Resource: "clusters", Subresource: "proxy", Name: o.Name,
 	})
+	if o.Agent != nil {
+		// Granting the agent its tunnel takes holding that right (or bind).
+		needs[onHub] = append(needs[onHub], authorizationv1.ResourceAttributes{
+			Verb: "create", Group: v1alpha1.GroupName, Resource: "clusters", Subresource: tunnel.Subresource, Name: o.Name,
+		})
+	}
 	if err := o.checkAccess(ctx, o.MemberClient, inMember, needs[inMember]); err != nil {
 		return err
 	}
@@ -371,7 +426,11 @@ var verifySettle = 5 * time.Second
 // verifySettle. Each request is sent once: client-go's retries on
 // Retry-After would only delay what switchboard says.
 func (o *Options) verifyThroughHub(ctx context.Context) (string, error) {
-	client, err := kubernetes.NewForConfig(o.HubConfig)
+	config := rest.CopyConfig(o.HubConfig)
+	// Switchboard warns of an unready member on every answer, with what
+	// the error join reports says too: one line per poll would bury it.
+	config.WarningHandler = rest.NoWarnings{}
+	client, err := kubernetes.NewForConfig(config)
 	if err != nil {
 		return "", err
 	}
@@ -392,7 +451,7 @@ func (o *Options) verifyThroughHub(ctx context.Context) (string, error) {
 			return false, nil //nolint:nilerr // the error before this one is reported.
 		}
 		last = err
-		if o.notSeenYet(err) || isStarting(err) {
+		if o.notSeenYet(err) || isStarting(err) || o.Agent != nil && isAgentAbsent(err) {
 			failingSince = time.Time{}
 			return false, nil
 		}
@@ -402,6 +461,11 @@ func (o *Options) verifyThroughHub(ctx context.Context) (string, error) {
 		return time.Since(failingSince) >= verifySettle, nil
 	})
 	if !answered {
+		if last != nil && o.Agent != nil && isAgentAbsent(last) {
+			return "", fmt.Errorf("GET %s: %w; the member's Deployment %s/%s must run and reach the hub at %s "+
+				"(kubectl -n %s get pods -l app.kubernetes.io/name=%s, in the member); a slow image pull needs a longer --verify-timeout",
+				path, last, Namespace, names.Agent, o.Agent.HubServer, Namespace, names.Agent)
+		}
 		if last != nil {
 			return "", fmt.Errorf("GET %s: %w", path, last)
 		}
@@ -439,20 +503,26 @@ func (o *Options) notSeenYet(err error) bool {
 	return d != nil && d.Group == v1alpha1.GroupName && d.Kind == "clusters" && d.Name == o.Name
 }
 
+// isAgentAbsent says whether switchboard answered that no agent holds the
+// Cluster's tunnel yet: its pods are still starting.
+func isAgentAbsent(err error) bool {
+	return apierrors.IsServiceUnavailable(err) && strings.Contains(err.Error(), reach.NoAgentMessage)
+}
+
 // isStarting says whether switchboard answered that its caches are not
 // synced yet.
 func isStarting(err error) bool {
 	return apierrors.IsServiceUnavailable(err) && strings.Contains(err.Error(), "not synced")
 }
 
-// memberCA is the CA bundle the member kubeconfig trusts, if any.
-func memberCA(config *rest.Config) ([]byte, error) {
+// caBundle is the CA bundle a kubeconfig trusts, if any.
+func caBundle(config *rest.Config, which string) ([]byte, error) {
 	if config == nil {
 		return nil, nil
 	}
 	c := rest.CopyConfig(config)
 	if err := rest.LoadTLSFiles(c); err != nil {
-		return nil, fmt.Errorf("reading the member kubeconfig's certificate files: %w", err)
+		return nil, fmt.Errorf("reading the %s kubeconfig's certificate files: %w", which, err)
 	}
 	return c.CAData, nil
 }

@@ -28,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	rbacac "k8s.io/client-go/applyconfigurations/rbac/v1"
 	"k8s.io/client-go/kubernetes"
@@ -76,12 +77,30 @@ type object struct {
 	// immutable are top-level fields that cannot change in place: join
 	// replaces the object when they differ.
 	immutable []string
+	// agent marks the objects of a tunnelled member's switchboard-agent.
+	agent bool
+	// defaulted: the API server fills the items of this object's lists
+	// with defaults, so join compares them item by item (see covers).
+	defaulted bool
 }
 
-// objects declares what join sets up for Cluster name, in the order it
-// applies them; rollbacks and unjoin go the other way. Without a
-// credential (a plan, unjoin), the hub Secret holds placeholders.
-func objects(name, endpoint, hubNamespace string, insecure bool, connection v1alpha1.Connection, cred *Credential) []object {
+// declaration is what join declares for one Cluster.
+type declaration struct {
+	name, endpoint, hubNamespace string
+	insecure                     bool
+	connection                   v1alpha1.Connection
+	// cred is the member's token; nil until join has it (a plan, unjoin),
+	// and the hub Secret holds placeholders.
+	cred *Credential
+	// agent, when set, adds the switchboard-agent's objects.
+	agent *agentDeclaration
+}
+
+// objects declares what join sets up for a Cluster, in the order it
+// applies them; rollbacks and unjoin go the other way. The Cluster comes
+// last, once everything it needs is in place.
+func objects(d declaration) []object {
+	name, endpoint, hubNamespace, cred := d.name, d.endpoint, d.hubNamespace, d.cred
 	if hubNamespace == "" {
 		hubNamespace = DefaultHubNamespace
 	}
@@ -98,13 +117,13 @@ func objects(name, endpoint, hubNamespace string, insecure bool, connection v1al
 	clusterSpec := clusterac.ClusterSpec().
 		WithEndpoint(endpoint).
 		WithCredentialsSecretRef(clusterac.SecretReference().WithName(SecretName(name))).
-		WithInsecureSkipTLSVerify(insecure)
-	if connection != "" {
+		WithInsecureSkipTLSVerify(d.insecure)
+	if d.connection != "" {
 		// Declared only when asked for: a join that does not say keeps
 		// the Cluster's connection, and a new Cluster defaults to Direct.
-		clusterSpec.WithConnection(connection)
+		clusterSpec.WithConnection(d.connection)
 	}
-	return []object{
+	objs := []object{
 		{where: inMember, config: corev1ac.Namespace(Namespace).WithLabels(labels), usedAsFound: true},
 		{where: inMember, config: corev1ac.ServiceAccount(ServiceAccountName, Namespace).WithLabels(labels)},
 		// Impersonation and nothing else: of users, groups, service
@@ -132,8 +151,11 @@ func objects(name, endpoint, hubNamespace string, insecure bool, connection v1al
 		// No data but the credential: switchboard refuses a client
 		// certificate beside the token.
 		{where: onHub, config: hubSecret, exact: []string{"data"}},
-		{where: onHub, config: clusterac.Cluster(name).WithLabels(labels).WithSpec(clusterSpec)},
 	}
+	if d.agent != nil {
+		objs = append(objs, agentObjects(name, hubNamespace, d.agent, labels)...)
+	}
+	return append(objs, object{where: onHub, config: clusterac.Cluster(name).WithLabels(labels).WithSpec(clusterSpec)})
 }
 
 // PlannedObject is one object join would apply, and where.
@@ -143,10 +165,16 @@ type PlannedObject struct {
 	Object runtime.ApplyConfiguration
 }
 
-// Plan lists the objects Join applies, with the token left as a placeholder.
-func Plan(name, endpoint, hubNamespace string, insecure bool) []PlannedObject {
+// Plan lists the objects Join applies, with the tokens left as
+// placeholders. With agent, the member is reached through a tunnel, and
+// the plan holds the agent's objects.
+func Plan(name, endpoint, hubNamespace string, insecure bool, agent *Agent) []PlannedObject {
+	d := declaration{name: name, endpoint: endpoint, hubNamespace: hubNamespace, insecure: insecure}
+	if agent != nil {
+		d.connection, d.agent = v1alpha1.ConnectionTunnel, &agentDeclaration{Agent: *agent}
+	}
 	var planned []PlannedObject
-	for _, obj := range objects(name, endpoint, hubNamespace, insecure, "", nil) {
+	for _, obj := range objects(d) {
 		planned = append(planned, PlannedObject{Where: obj.where, Object: obj.config})
 	}
 	return planned
@@ -228,23 +256,26 @@ func (c clients) target(obj object) *target {
 
 func (c clients) resource(obj object) resource {
 	name, ns := ptr.Deref(obj.config.GetName(), ""), ptr.Deref(obj.config.GetNamespace(), "")
+	in := c.member
+	if obj.where == onHub {
+		in = c.hub
+	}
 	switch obj.config.(type) {
 	case *corev1ac.NamespaceApplyConfiguration:
 		return typed(c.member.CoreV1().Namespaces(), name)
 	case *corev1ac.ServiceAccountApplyConfiguration:
-		return typed(c.member.CoreV1().ServiceAccounts(ns), name)
+		return typed(in.CoreV1().ServiceAccounts(ns), name)
 	case *rbacac.ClusterRoleApplyConfiguration:
-		return typed(c.member.RbacV1().ClusterRoles(), name)
+		return typed(in.RbacV1().ClusterRoles(), name)
 	case *rbacac.ClusterRoleBindingApplyConfiguration:
-		return typed(c.member.RbacV1().ClusterRoleBindings(), name)
+		return typed(in.RbacV1().ClusterRoleBindings(), name)
 	case *clusterac.ClusterApplyConfiguration:
 		return typed(c.sb.ClusterV1alpha1().Clusters(), name)
+	case *appsv1ac.DeploymentApplyConfiguration:
+		return typed(c.member.AppsV1().Deployments(ns), name)
 	}
 	// A *corev1ac.SecretApplyConfiguration.
-	if obj.where == onHub {
-		return typed(c.hub.CoreV1().Secrets(ns), name)
-	}
-	return typed(c.member.CoreV1().Secrets(ns), name)
+	return typed(in.CoreV1().Secrets(ns), name)
 }
 
 // typedClient is what client-go's typed clients offer for objects of type
@@ -321,18 +352,40 @@ func convert(from, to any) error {
 
 // covers says whether have holds every field of declared: applying it
 // would change nothing. A field that have lacks counts as its zero value,
-// which omitempty leaves out.
-func covers(have, declared map[string]any) bool {
+// which omitempty leaves out. Lists must be equal, unless elementwise:
+// then have's list must be as long, and each item cover declared's, as
+// for lists whose items the API server fills with defaults (a
+// Deployment's containers).
+func covers(have, declared map[string]any, elementwise bool) bool {
 	for k, d := range declared {
-		if dm, ok := d.(map[string]any); ok {
-			if hm, _ := have[k].(map[string]any); !covers(hm, dm) {
-				return false
-			}
-		} else if (!isZero(d) || !isZero(have[k])) && !reflect.DeepEqual(d, have[k]) {
+		if !coversValue(have[k], d, elementwise) {
 			return false
 		}
 	}
 	return true
+}
+
+func coversValue(have, declared any, elementwise bool) bool {
+	switch d := declared.(type) {
+	case map[string]any:
+		hm, _ := have.(map[string]any)
+		return covers(hm, d, elementwise)
+	case []any:
+		if !elementwise {
+			break
+		}
+		hl, _ := have.([]any)
+		if len(hl) != len(d) {
+			return false
+		}
+		for i := range d {
+			if !coversValue(hl[i], d[i], elementwise) {
+				return false
+			}
+		}
+		return true
+	}
+	return isZero(declared) && isZero(have) || reflect.DeepEqual(declared, have)
 }
 
 func isZero(v any) bool {

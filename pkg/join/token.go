@@ -29,16 +29,18 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/switchboard-io/switchboard/pkg/names"
 )
 
-// tokenChecker says whether a token authenticates as switchboard's service
-// account in the member. The default asks the member with a
+// tokenChecker says whether a token authenticates as the service account
+// it was issued for. The default asks the API server with a
 // SelfSubjectReview, which every authenticated identity may make.
 type tokenChecker func(ctx context.Context, token []byte) error
 
-func selfSubjectReviewChecker(member *rest.Config) tokenChecker {
+func selfSubjectReviewChecker(server *rest.Config, user string) tokenChecker {
 	return func(ctx context.Context, token []byte) error {
-		config := rest.AnonymousClientConfig(member)
+		config := rest.AnonymousClientConfig(server)
 		config.BearerToken = string(token)
 		client, err := kubernetes.NewForConfig(config)
 		if err != nil {
@@ -48,31 +50,60 @@ func selfSubjectReviewChecker(member *rest.Config) tokenChecker {
 		if err != nil {
 			return err
 		}
-		if got := review.Status.UserInfo.Username; got != impersonatorUser {
-			return &wrongIdentityError{got: got}
+		if got := review.Status.UserInfo.Username; got != user {
+			return &wrongIdentityError{got: got, want: user}
 		}
 		return nil
 	}
 }
 
-// ensureToken returns a working token of switchboard's service account. It
-// reuses the token Secret if its token still authenticates, and replaces it
-// otherwise (deleted, emptied, or issued for a service account that was
-// recreated). It waits up to timeout for the member's token controller.
+// tokenAccount is a service account whose token join keeps in a token
+// Secret of a generated name: switchboard's impersonator in the member, or
+// a tunnelled member's agent on the hub.
+type tokenAccount struct {
+	client kubernetes.Interface
+	// where is inMember or onHub.
+	where                     string
+	namespace, serviceAccount string
+	check                     tokenChecker
+}
+
+func (a tokenAccount) user() string {
+	return "system:serviceaccount:" + a.namespace + ":" + a.serviceAccount
+}
+
+// impersonator is switchboard's service account in the member.
+func impersonator(member kubernetes.Interface, check tokenChecker) tokenAccount {
+	return tokenAccount{client: member, where: inMember, namespace: Namespace, serviceAccount: ServiceAccountName, check: check}
+}
+
+// agentAccount is the hub service account of Cluster name's agent.
+func agentAccount(hub kubernetes.Interface, hubNamespace, name string, check tokenChecker) tokenAccount {
+	return tokenAccount{client: hub, where: onHub, namespace: hubNamespace, serviceAccount: names.AgentHubIdentity(name), check: check}
+}
+
+// prefix begins the name of the account's token Secrets.
+func (a tokenAccount) prefix() string { return a.serviceAccount + "-token-" }
+
+// ensureToken returns a working token of account. It reuses the token
+// Secret if its token still authenticates, and replaces it otherwise
+// (deleted, emptied, or issued for a service account that was recreated).
+// It waits up to timeout for the cluster's token controller.
 //
 // t declares the Secret to create. A server dry run validates it but gets
 // no token: the credential it returns holds a placeholder.
-func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenChecker, timeout time.Duration, t *target, w *writer) (*Credential, Change, error) {
-	secret, err := findTokenSecret(ctx, member)
+func ensureToken(ctx context.Context, account tokenAccount, timeout time.Duration, t *target, w *writer) (*Credential, Change, error) {
+	client, namespace := account.client, account.namespace
+	secret, err := findTokenSecret(ctx, account)
 	if err != nil {
 		return nil, Change{}, err
 	}
 	action := Created
 	if secret != nil {
-		obj := "Secret " + Namespace + "/" + secret.Name
+		obj := "Secret " + namespace + "/" + secret.Name
 		token := secret.Data[corev1.ServiceAccountTokenKey]
 		if len(token) > 0 && len(secret.Data[corev1.ServiceAccountRootCAKey]) > 0 {
-			checkErr := check(ctx, token)
+			checkErr := account.check(ctx, token)
 			if checkErr == nil {
 				return &Credential{Token: token, CACert: secret.Data[corev1.ServiceAccountRootCAKey]}, Change{Object: obj, Action: Unchanged}, nil
 			}
@@ -81,38 +112,39 @@ func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenCh
 			}
 		}
 		// Broken or not filled in time earlier: start over with a new one.
-		if err := member.CoreV1().Secrets(Namespace).Delete(ctx, secret.Name, w.deleteOptions()); err != nil && !apierrors.IsNotFound(err) {
+		if err := client.CoreV1().Secrets(namespace).Delete(ctx, secret.Name, w.deleteOptions()); err != nil && !apierrors.IsNotFound(err) {
 			return nil, Change{}, fmt.Errorf("replacing the broken %s: %w", obj, err)
 		}
 		w.repaired(Change{Object: obj, Action: Deleted, Note: ", whose token no longer worked"})
 		action = Corrected
 	}
-	if w.namespacePretended {
+	pattern := "Secret " + namespace + "/" + account.prefix() + "*"
+	if w.namespacePretended && account.where == inMember {
 		// Nothing can be tried in a namespace that does not exist yet.
-		return pretendCredential(), w.change("Secret "+Namespace+"/"+TokenSecretPrefix+"*", action, notSentInNewNamespace), nil
+		return pretendCredential(), w.change(pattern, action, notSentInNewNamespace), nil
 	}
 	var want corev1.Secret
 	if err := convert(t.config, &want); err != nil {
 		return nil, Change{}, err
 	}
-	created, err := member.CoreV1().Secrets(Namespace).Create(ctx, &want, w.createOptions())
+	created, err := client.CoreV1().Secrets(namespace).Create(ctx, &want, w.createOptions())
 	if err != nil {
-		return nil, Change{}, fmt.Errorf("creating the token Secret: %w", err)
+		return nil, Change{}, fmt.Errorf("creating the token Secret %s in the %s: %w", pattern, account.where, err)
 	}
-	obj := "Secret " + Namespace + "/" + created.Name
+	obj := "Secret " + namespace + "/" + created.Name
 	if w.dryRun == DryRunServer {
-		return pretendCredential(), w.change("Secret "+Namespace+"/"+TokenSecretPrefix+"*", action, ""), nil
+		return pretendCredential(), w.change(pattern, action, ""), nil
 	}
 	// A token nobody received yet: until it is filled, a failure removes
 	// it. One that replaces a broken token is a repair, and stays.
 	name := created.Name
 	mark := len(w.undo)
 	w.onUndo(Change{Object: obj, Action: Deleted}, func(ctx context.Context) error {
-		return ignoreNotFound(member.CoreV1().Secrets(Namespace).Delete(ctx, name, metav1.DeleteOptions{}))
+		return ignoreNotFound(client.CoreV1().Secrets(namespace).Delete(ctx, name, metav1.DeleteOptions{}))
 	})
 	var cred *Credential
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		s, err := member.CoreV1().Secrets(Namespace).Get(ctx, created.Name, metav1.GetOptions{})
+		s, err := client.CoreV1().Secrets(namespace).Get(ctx, created.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
@@ -124,9 +156,9 @@ func ensureToken(ctx context.Context, member kubernetes.Interface, check tokenCh
 	})
 	if err != nil {
 		if wait.Interrupted(err) && ctx.Err() == nil {
-			// join's own wait ran out; the member answered every request.
-			return nil, Change{}, fmt.Errorf("%s was not filled with a token within %s; the member's token controller (kube-controller-manager) fills it. Join again once it runs",
-				obj, timeout)
+			// join's own wait ran out; the cluster answered every request.
+			return nil, Change{}, fmt.Errorf("%s was not filled with a token within %s; the %s's token controller (kube-controller-manager) fills it. Join again once it runs",
+				obj, timeout, account.where)
 		}
 		return nil, Change{}, fmt.Errorf("waiting for the token in %s: %w", obj, err)
 	}
@@ -142,14 +174,11 @@ func pretendCredential() *Credential {
 	return &Credential{Token: []byte(placeholder), CACert: []byte(placeholder)}
 }
 
-// impersonatorUser is the user name of switchboard's service account.
-const impersonatorUser = "system:serviceaccount:" + Namespace + ":" + ServiceAccountName
-
 // wrongIdentityError means a token authenticates, as someone else.
-type wrongIdentityError struct{ got string }
+type wrongIdentityError struct{ got, want string }
 
 func (e *wrongIdentityError) Error() string {
-	return fmt.Sprintf("the token authenticates as %q, not %q", e.got, impersonatorUser)
+	return fmt.Sprintf("the token authenticates as %q, not %q", e.got, e.want)
 }
 
 func isWrongIdentity(err error) bool {
@@ -157,25 +186,24 @@ func isWrongIdentity(err error) bool {
 	return errors.As(err, &wrong)
 }
 
-// findTokenSecret returns switchboard's token Secret in the member, if any.
-func findTokenSecret(ctx context.Context, member kubernetes.Interface) (*corev1.Secret, error) {
-	secrets, err := tokenSecrets(ctx, member)
+// findTokenSecret returns the account's token Secret, if any.
+func findTokenSecret(ctx context.Context, account tokenAccount) (*corev1.Secret, error) {
+	secrets, err := tokenSecrets(ctx, account)
 	if err != nil || len(secrets) == 0 {
 		return nil, err
 	}
 	return &secrets[0], nil
 }
 
-// tokenSecrets returns every token Secret of switchboard's service account
-// in the member.
-func tokenSecrets(ctx context.Context, member kubernetes.Interface) ([]corev1.Secret, error) {
-	list, err := member.CoreV1().Secrets(Namespace).List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedByValue})
+// tokenSecrets returns every token Secret of the account that join made.
+func tokenSecrets(ctx context.Context, account tokenAccount) ([]corev1.Secret, error) {
+	list, err := account.client.CoreV1().Secrets(account.namespace).List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedByValue})
 	if err != nil {
-		return nil, fmt.Errorf("listing Secrets in %s: %w", Namespace, err)
+		return nil, fmt.Errorf("listing Secrets in %s in the %s: %w", account.namespace, account.where, err)
 	}
 	var out []corev1.Secret
 	for _, s := range list.Items {
-		if s.Type == corev1.SecretTypeServiceAccountToken && s.Annotations[corev1.ServiceAccountNameKey] == ServiceAccountName {
+		if s.Type == corev1.SecretTypeServiceAccountToken && s.Annotations[corev1.ServiceAccountNameKey] == account.serviceAccount {
 			out = append(out, s)
 		}
 	}

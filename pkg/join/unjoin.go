@@ -28,9 +28,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
+	"github.com/switchboard-io/switchboard/pkg/names"
 )
 
 // UnjoinOptions say which member to remove.
@@ -59,47 +61,95 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 	}
 	c := clients{member: o.MemberClient, hub: o.HubClient, sb: o.Switchboard}
 	var tokens []corev1.Secret
-	var keep string
+	var keep, keepAgent string
 	if o.MemberClient != nil {
 		var err error
-		if tokens, err = tokenSecrets(ctx, o.MemberClient); err != nil {
+		if tokens, err = tokenSecrets(ctx, impersonator(o.MemberClient, nil)); err != nil {
 			return nil, err
 		}
 		if keep, err = o.keepMemberObjects(ctx, tokens); err != nil {
 			return nil, err
 		}
+		if keepAgent, err = o.keepAgent(ctx); err != nil {
+			return nil, err
+		}
+	}
+	agentTokens, err := tokenSecrets(ctx, agentAccount(o.HubClient, o.HubNamespace, o.Name, nil))
+	if err != nil {
+		return nil, err
 	}
 	// Join's objects the other way round, the hub's first. The binding and
 	// the role go before the tokens, which go with their ServiceAccount.
-	var hub, member []*target
-	for _, obj := range slices.Backward(objects(o.Name, "", o.HubNamespace, false, "", nil)) {
+	// The agent's objects in the member are this Cluster's alone, and go
+	// even when the impersonator stays for another Cluster.
+	var hub, agent, member []*target
+	d := declaration{name: o.Name, hubNamespace: o.HubNamespace, agent: &agentDeclaration{}}
+	for _, obj := range slices.Backward(objects(d)) {
+		found := tokens
+		if obj.where == onHub {
+			found = agentTokens
+		}
+		var into *[]*target
 		switch {
+		case obj.generated():
+			continue
 		case obj.where == onHub:
-			hub = append(hub, c.target(obj))
-		case o.MemberClient == nil || obj.generated():
+			into = &hub
+		case o.MemberClient == nil:
+			continue
+		case obj.agent:
+			if keepAgent != "" {
+				continue
+			}
+			into = &agent
 		default:
-			if obj.kind() == "ServiceAccount" {
-				for _, token := range tokens {
-					member = append(member, c.target(object{where: inMember, config: corev1ac.Secret(token.Name, Namespace)}))
+			into = &member
+		}
+		if obj.kind() == "ServiceAccount" {
+			for _, token := range found {
+				if token.Annotations[corev1.ServiceAccountNameKey] == ptr.Deref(obj.config.GetName(), "") {
+					*into = append(*into, c.target(object{where: obj.where, config: corev1ac.Secret(token.Name, token.Namespace)}))
 				}
 			}
-			member = append(member, c.target(obj))
 		}
+		*into = append(*into, c.target(obj))
 	}
 
 	w := &writer{dryRun: o.DryRun}
 	changes, err := w.remove(ctx, nil, hub)
-	switch {
-	case err != nil:
+	if err != nil {
 		return changes, err
-	case keep != "":
-		return append(changes, Change{
-			Action: "kept",
-			Object: "the member's switchboard objects (" + Namespace + ", " + ServiceAccountName + ", " + ClusterRoleName + ")",
-			Note:   ": " + keep,
-		}), nil
 	}
-	return w.remove(ctx, changes, member)
+	if keepAgent != "" {
+		changes = append(changes, Change{Action: "kept", Object: "the member's " + names.Agent, Note: ": " + keepAgent})
+	}
+	if changes, err = w.remove(ctx, changes, agent); err != nil || keep == "" {
+		if err == nil {
+			changes, err = w.remove(ctx, changes, member)
+		}
+		return changes, err
+	}
+	return append(changes, Change{
+		Action: "kept",
+		Object: "the member's switchboard objects (" + Namespace + ", " + ServiceAccountName + ", " + ClusterRoleName + ")",
+		Note:   ": " + keep,
+	}), nil
+}
+
+// keepAgent says why the member's switchboard-agent must stay, or "" when
+// unjoin may delete it: it stays when it serves another Cluster.
+func (o *UnjoinOptions) keepAgent(ctx context.Context) (string, error) {
+	d, err := o.MemberClient.AppsV1().Deployments(Namespace).Get(ctx, names.Agent, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("reading Deployment %s/%s in the member (nothing was deleted): %w", Namespace, names.Agent, err)
+	}
+	if serves := agentCluster(d); serves != o.Name {
+		return fmt.Sprintf("it serves Cluster %q, not %q", serves, o.Name), nil
+	}
+	return "", nil
 }
 
 // remove deletes the targets switchboard owns, in order, and adds what it

@@ -186,11 +186,11 @@ func (w *writer) ensure(ctx context.Context, t *target) (Change, error) {
 	// What was read has no type meta; it is of the declared type.
 	have["apiVersion"], have["kind"] = declared["apiVersion"], declared["kind"]
 	patch := extras(declared, have, t.exact)
-	if covers(have, declared) && len(patch) == 0 {
+	if covers(have, declared, t.defaulted) && len(patch) == 0 {
 		return Change{Object: t.String(), Action: Unchanged}, nil
 	}
 	for _, f := range t.immutable {
-		if !covers(have, map[string]any{f: declared[f]}) {
+		if !covers(have, map[string]any{f: declared[f]}, t.defaulted) {
 			return w.replace(ctx, t, declared, have)
 		}
 	}
@@ -202,7 +202,7 @@ func (w *writer) ensure(ctx context.Context, t *target) (Change, error) {
 		err = t.mergePatch(ctx, patch, metav1.PatchOptions{FieldManager: fieldManager, DryRun: w.dryRunAll()})
 		sent = !refused(err)
 	}
-	if err == nil && !covers(have, declared) {
+	if err == nil && !covers(have, declared, t.defaulted) {
 		err = t.apply(ctx, declared, w.applyOptions())
 		sent = sent || !refused(err)
 	}

@@ -59,3 +59,18 @@ const (
 // AgentRole is the hub ClusterRole, and its ClusterRoleBinding, that lets
 // the agent of one Cluster open that Cluster's tunnel and nothing else.
 func AgentRole(cluster string) string { return "switchboard:agent:" + cluster }
+
+// AgentHubIdentity is the hub ServiceAccount whose token the agent of one
+// Cluster holds; its token Secrets' names begin with it and "-token-".
+func AgentHubIdentity(cluster string) string { return Agent + "-" + cluster }
+
+// On a tunnelled member, next to the agent's Deployment.
+const (
+	// AgentServiceAccount runs the agent's pods; it needs no access to the
+	// member's API.
+	AgentServiceAccount = Agent
+	// AgentHubCredential is the Secret with the agent's kubeconfig for the hub.
+	AgentHubCredential = Agent + "-hub"
+	// AgentHubKubeconfigKey is the key of that kubeconfig in the Secret.
+	AgentHubKubeconfigKey = "kubeconfig"
+)

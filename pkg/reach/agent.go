@@ -32,11 +32,14 @@ type NoAgentError struct {
 	Never bool
 }
 
+// NoAgentMessage begins the message of a NoAgentError.
+const NoAgentMessage = "no switchboard-agent is connected for cluster"
+
 func (e *NoAgentError) Error() string {
 	since := e.Since.UTC().Format(time.RFC3339)
 	if e.Never {
-		return fmt.Sprintf("no switchboard-agent is connected for cluster %q: none has connected to this switchboard replica since it started at %s; "+
+		return fmt.Sprintf(NoAgentMessage+" %q: none has connected to this switchboard replica since it started at %s; "+
 			"check that the member runs switchboard-agent --cluster=%s and that its hub identity may create clusters/attach for %q", e.Cluster, since, e.Cluster, e.Cluster)
 	}
-	return fmt.Sprintf("no switchboard-agent is connected for cluster %q: the last one disconnected at %s", e.Cluster, since)
+	return fmt.Sprintf(NoAgentMessage+" %q: the last one disconnected at %s", e.Cluster, since)
 }

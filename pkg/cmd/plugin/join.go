@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"time"
 
@@ -30,7 +31,9 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/rest"
 
+	"github.com/switchboard-io/switchboard/pkg/install"
 	"github.com/switchboard-io/switchboard/pkg/join"
+	"github.com/switchboard-io/switchboard/pkg/names"
 )
 
 // JoinOptions are the options of kubectl switchboard join.
@@ -52,6 +55,12 @@ type JoinOptions struct {
 	TokenTimeout time.Duration
 	// VerifyTimeout bounds the wait for the request through the hub.
 	VerifyTimeout time.Duration
+	// Tunnel sets the member up to be reached through its switchboard-agent.
+	Tunnel bool
+	// Agent is the agent's image, its view of the hub and its server count.
+	Agent join.Agent
+	// agentFlagsGiven names the --agent-* flags given, which need --tunnel.
+	agentFlagsGiven []string
 
 	// memberConfig is the member's client configuration, set by Complete.
 	memberConfig *rest.Config
@@ -67,6 +76,7 @@ func NewJoinOptions(streams genericiooptions.IOStreams) *JoinOptions {
 		HubNamespace:  join.DefaultHubNamespace,
 		TokenTimeout:  time.Minute,
 		VerifyTimeout: time.Minute,
+		Agent:         join.Agent{Image: install.DefaultImage(), ServerCount: 1},
 		IOStreams:     streams,
 	}
 }
@@ -87,6 +97,22 @@ func newJoinCommand(hub hubFlags, o *JoinOptions) *cobra.Command {
     token and the member's CA, and the Cluster NAME.
  3. A request through the hub to the member as you, to show that it works.
 
+With --tunnel, switchboard reaches the member through a tunnel that the
+member's switchboard-agent opens to the hub, for members the hub cannot
+dial. join then also sets up:
+
+ - On the hub: the agent's identity, ServiceAccount
+   switchboard-agent-NAME in switchboard-system, with its token Secret,
+   and ClusterRole and ClusterRoleBinding switchboard:agent:NAME, which
+   let it create clusters/attach for NAME and nothing else.
+ - In the member: ServiceAccount switchboard-agent, the Secret
+   switchboard-agent-hub with the agent's kubeconfig for the hub, and
+   the Deployment switchboard-agent (artifacts/agent/member).
+
+join itself needs to reach both clusters, but the hub never dials the
+member: the request through the hub goes through the agent's tunnel, so
+join waits for the agent's pods to start (--verify-timeout).
+
 It checks first that both kubeconfigs may do all this, and that it owns
 what it would change: a Cluster or Secret made by hand stops it, and so
 does a Cluster NAME that points at another endpoint, unless --overwrite
@@ -102,7 +128,8 @@ KUBECONFIG.`,
 		Example: `  kubectl switchboard join member1 --member-kubeconfig member1.kubeconfig
   kubectl switchboard join member1 --member-kubeconfig admin.conf --endpoint https://10.0.0.12:6443
   kubectl switchboard join member1 --member-kubeconfig member1.kubeconfig --kubeconfig hub.kubeconfig
-  kubectl switchboard join member1 --member-kubeconfig member1.kubeconfig --dry-run=server`,
+  kubectl switchboard join member1 --member-kubeconfig member1.kubeconfig --dry-run=server
+  kubectl switchboard join edge1 --member-kubeconfig edge1.kubeconfig --tunnel --agent-hub-server https://hub.example.com:6443`,
 		Args: cobra.ExactArgs(1),
 		RunE: runE(hub, o),
 	}
@@ -112,7 +139,19 @@ KUBECONFIG.`,
 	cmd.Flags().BoolVar(&o.Overwrite, "overwrite", o.Overwrite, "re-point an existing Cluster NAME at this member's endpoint; without it, join refuses to change where a Cluster points")
 	addDryRunFlag(cmd, &o.DryRun, `Must be "none", "server", or "client". client prints the objects join would apply, as YAML, and contacts no cluster; server sends every change to the member and the hub with dryRun=All, so that they validate and admit it, and changes nothing.`)
 	cmd.Flags().DurationVar(&o.TokenTimeout, "token-timeout", o.TokenTimeout, "how long to wait for the member to fill the token Secret")
-	cmd.Flags().DurationVar(&o.VerifyTimeout, "verify-timeout", o.VerifyTimeout, "how long to wait for switchboard to see the new Cluster, for the request through the hub")
+	cmd.Flags().DurationVar(&o.VerifyTimeout, "verify-timeout", o.VerifyTimeout, "how long to wait for switchboard to see the new Cluster (and, with --tunnel, for its agent to connect), for the request through the hub")
+	cmd.Flags().BoolVar(&o.Tunnel, "tunnel", o.Tunnel, "reach the member through a tunnel that its switchboard-agent opens to the hub, for a member the hub cannot dial; sets up the agent's hub identity and its Deployment in the member")
+	cmd.Flags().StringVar(&o.Agent.Image, "agent-image", o.Agent.Image, "with --tunnel: the container image of the switchboard-agent Deployment")
+	cmd.Flags().StringVar(&o.Agent.HubServer, "agent-hub-server", o.Agent.HubServer, "with --tunnel: the hub's API server URL as the agent reaches it from inside the member (default: the hub kubeconfig's server)")
+	cmd.Flags().IntVar(&o.Agent.ServerCount, "agent-server-count", o.Agent.ServerCount, "with --tunnel: how many switchboard replicas run on the hub; the agent holds a tunnel to each (3 for the ha variant)")
+	cmd.PreRun = func(cmd *cobra.Command, _ []string) {
+		o.agentFlagsGiven = nil
+		for _, name := range []string{"agent-image", "agent-hub-server", "agent-server-count"} {
+			if cmd.Flags().Changed(name) {
+				o.agentFlagsGiven = append(o.agentFlagsGiven, "--"+name)
+			}
+		}
+	}
 	return cmd
 }
 
@@ -145,14 +184,48 @@ func (o *JoinOptions) Validate() error {
 	if err := join.ValidateEndpoint(o.Endpoint); err != nil {
 		errs = append(errs, err)
 	}
+	if o.Tunnel {
+		errs = append(errs, o.validateAgent()...)
+	} else if len(o.agentFlagsGiven) > 0 {
+		errs = append(errs, fmt.Errorf("%s set(s) up the agent of a tunnelled member: add --tunnel", strings.Join(o.agentFlagsGiven, ", ")))
+	}
 	return utilerrors.NewAggregate(errs)
+}
+
+func (o *JoinOptions) validateAgent() []error {
+	var errs []error
+	if err := install.CheckImage(o.Agent.Image); err != nil {
+		errs = append(errs, fmt.Errorf("--agent-image: %w", err))
+	}
+	if o.Agent.HubServer != "" {
+		if u, err := url.Parse(o.Agent.HubServer); err != nil || u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--agent-hub-server %q is not an https:// URL of the hub's API server", o.Agent.HubServer))
+		}
+	}
+	if o.Agent.ServerCount < 1 {
+		errs = append(errs, fmt.Errorf("--agent-server-count %d: the agent needs a tunnel to at least 1 switchboard replica", o.Agent.ServerCount))
+	}
+	if msgs := validation.IsDNS1123Subdomain(names.AgentHubIdentity(o.Name)); len(o.Name) > 0 && len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("%q is too long a name for a tunnelled cluster: its agent's hub ServiceAccount %s... would be too: %s",
+			o.Name, names.AgentHubIdentity(o.Name)[:40], strings.Join(msgs, "; ")))
+	}
+	return errs
+}
+
+// agent is what join sets up for the agent: nil without --tunnel.
+func (o *JoinOptions) agent() *join.Agent {
+	if !o.Tunnel {
+		return nil
+	}
+	agent := o.Agent
+	return &agent
 }
 
 // Run joins the member, or with --dry-run=client prints what join would
 // apply.
 func (o *JoinOptions) Run(ctx context.Context) error {
 	if o.DryRun == dryRunClient {
-		return join.WriteYAML(o.Out, join.Plan(o.Name, o.Endpoint, o.HubNamespace, o.memberConfig.Insecure))
+		return join.WriteYAML(o.Out, join.Plan(o.Name, o.Endpoint, o.HubNamespace, o.memberConfig.Insecure, o.agent()))
 	}
 	hubConfig, hubClient, sb, err := o.hub.clients()
 	if err != nil {
@@ -163,6 +236,12 @@ func (o *JoinOptions) Run(ctx context.Context) error {
 		via = " (set up through " + o.memberConfig.Host + ")"
 	}
 	fmt.Fprintf(o.Out, "Joining cluster %q: member %s%s, hub %s%s\n", o.Name, o.Endpoint, via, hubConfig.Host, o.DryRun.suffix())
+	if agent := o.agent(); agent != nil {
+		if agent.HubServer == "" {
+			agent.HubServer = hubConfig.Host
+		}
+		fmt.Fprintf(o.Out, "Through a tunnel: the member's switchboard-agent reaches the hub at %s\n", agent.HubServer)
+	}
 	result, err := join.Join(ctx, join.Options{
 		Name:          o.Name,
 		Endpoint:      o.Endpoint,
@@ -175,6 +254,7 @@ func (o *JoinOptions) Run(ctx context.Context) error {
 		VerifyTimeout: o.VerifyTimeout,
 		Overwrite:     o.Overwrite,
 		DryRun:        joinDryRun(o.DryRun),
+		Agent:         o.agent(),
 	})
 	if result != nil {
 		for _, warning := range result.Warnings {

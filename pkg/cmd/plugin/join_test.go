@@ -219,3 +219,53 @@ func checkAggregatePrefixes(t *testing.T, err error, want []string) {
 		t.Errorf("errors %q, want ones that start with %q", got, want)
 	}
 }
+
+// join --tunnel --dry-run=client prints the agent's objects too, with
+// the flags' image and server count; an --agent-* flag without --tunnel,
+// and bad agent flags, are refused before anything runs.
+func TestJoinTunnelFlags(t *testing.T) {
+	member := memberKubeconfig(t, "m", "https://10.0.0.1:6443")
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		want    []string
+		wantErr string
+	}{
+		{name: "client dry run", args: []string{"--tunnel", "--agent-image", "registry.example/sb:v1", "--agent-server-count", "3"}, want: []string{
+			"  connection: Tunnel\n",
+			"kind: Deployment\n",
+			"image: registry.example/sb:v1\n",
+			"- --server-count=3\n",
+			"- --cluster=edge1\n",
+			"  name: switchboard:agent:edge1\n",
+			"  - clusters/attach\n",
+		}},
+		{name: "an agent flag without --tunnel", args: []string{"--agent-image", "registry.example/sb:v1"},
+			wantErr: "--agent-image set(s) up the agent of a tunnelled member: add --tunnel"},
+		{name: "no server", args: []string{"--tunnel", "--agent-server-count", "0"},
+			wantErr: "--agent-server-count 0: the agent needs a tunnel to at least 1 switchboard replica"},
+		{name: "hub server not https", args: []string{"--tunnel", "--agent-hub-server", "hub.example:6443"},
+			wantErr: `--agent-hub-server "hub.example:6443" is not an https:// URL`},
+		{name: "image with a space", args: []string{"--tunnel", "--agent-image", "a b"},
+			wantErr: `--agent-image: "a b" is not a container image reference`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"join", "edge1", "--member-kubeconfig", member, "--dry-run=client"}, tc.args...)
+			stdout, stderr, err := runPlugin(t, args...)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("err = %v, want %q; stdout %q", err, tc.wantErr, stdout)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%v: %s", err, stderr)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("output lacks %q:\n%s", want, stdout)
+				}
+			}
+		})
+	}
+}
