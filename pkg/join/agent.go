@@ -18,10 +18,14 @@ package join
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -29,6 +33,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -52,6 +57,17 @@ type Agent struct {
 	// ServerCount is how many switchboard replicas the agent holds a
 	// tunnel to: as many as switchboard runs. Zero means 1.
 	ServerCount int
+}
+
+// ValidateAgentName says why a tunnelled Cluster cannot have this name,
+// if it cannot: its agent's hub ServiceAccount, switchboard-agent-<name>,
+// must be a valid name too, which takes a few characters fewer.
+func ValidateAgentName(name string) error {
+	if msgs := validation.IsDNS1123Subdomain(names.AgentHubIdentity(name)); len(msgs) > 0 {
+		return fmt.Errorf("%q cannot name a Cluster reached through a tunnel: its agent's hub ServiceAccount %s is not a valid name: %s",
+			name, names.AgentHubIdentity(name), strings.Join(msgs, "; "))
+	}
+	return nil
 }
 
 // agentDeclaration is what objects declares for the agent. kubeconfig is
@@ -89,14 +105,22 @@ func agentObjects(name, hubNamespace string, agent *agentDeclaration, labels map
 		WithAnnotations(map[string]string{corev1.ServiceAccountNameKey: identity}).
 		WithType(corev1.SecretTypeServiceAccountToken)
 
-	kubeconfig := []byte(placeholder + " (a kubeconfig for the hub with the token of the hub's " + identity + "-token-* Secret)")
+	credential := corev1ac.Secret(names.AgentHubCredential, Namespace).WithLabels(labels).WithType(corev1.SecretTypeOpaque)
 	if agent.kubeconfig != nil {
-		kubeconfig = agent.kubeconfig
+		credential.WithData(map[string][]byte{names.AgentHubKubeconfigKey: agent.kubeconfig})
+	} else {
+		credential.WithStringData(map[string]string{
+			names.AgentHubKubeconfigKey: placeholder + " (a kubeconfig for the hub with the token of the hub's " + identity + "-token-* Secret)",
+		})
 	}
-	credential := corev1ac.Secret(names.AgentHubCredential, Namespace).WithLabels(labels).WithType(corev1.SecretTypeOpaque).
-		WithData(map[string][]byte{names.AgentHubKubeconfigKey: kubeconfig})
 	account := manifest[corev1ac.ServiceAccountApplyConfiguration](agentAccountManifest, "ServiceAccount", name).WithLabels(labels)
 	deployment := manifest[appsv1ac.DeploymentApplyConfiguration](agentDeploymentManifest, "Deployment", name).WithLabels(labels)
+	if agent.kubeconfig != nil {
+		// The agent reads its kubeconfig once, when it starts: a new one
+		// (a replaced token) rolls the pods.
+		sum := sha256.Sum256(agent.kubeconfig)
+		deployment.Spec.Template.WithAnnotations(map[string]string{KubeconfigHashAnnotation: hex.EncodeToString(sum[:8])})
+	}
 	for i := range deployment.Spec.Template.Spec.Containers {
 		c := &deployment.Spec.Template.Spec.Containers[i]
 		c.WithImage(agent.Image)
@@ -116,6 +140,10 @@ func agentObjects(name, hubNamespace string, agent *agentDeclaration, labels map
 		{where: inMember, agent: true, config: deployment, defaulted: true},
 	}
 }
+
+// KubeconfigHashAnnotation, on the agent's pod template, holds a hash of
+// the agent's hub kubeconfig.
+const KubeconfigHashAnnotation = "agent.switchboard.io/hub-kubeconfig-hash"
 
 const (
 	clusterFlag     = "--cluster="
@@ -176,6 +204,27 @@ func decodeManifest[T any](file, kind, cluster string) (*T, error) {
 		}
 		return obj, nil
 	}
+}
+
+// agentWarnings are what is worth telling about the agent's kubeconfig
+// before its pods try it.
+func (o *Options) agentWarnings() []string {
+	if o.Agent == nil {
+		return nil
+	}
+	var warnings []string
+	if o.HubConfig != nil && o.HubConfig.Insecure {
+		warnings = append(warnings, "the hub kubeconfig skips TLS verification, so the agent's kubeconfig in the member does too: "+
+			"anyone who can intercept the agent's connection to the hub can take its token")
+	}
+	if u, err := url.Parse(o.Agent.HubServer); err == nil {
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+			warnings = append(warnings, fmt.Sprintf("the agent reaches the hub at %s, a loopback address: pods in the member cannot; "+
+				"give the address they reach the hub at with --agent-hub-server", o.Agent.HubServer))
+		}
+	}
+	return warnings
 }
 
 // agentKubeconfig is the agent's kubeconfig for the hub: server, the CA

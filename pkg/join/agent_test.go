@@ -18,6 +18,9 @@ package join
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"reflect"
 	"slices"
 	"strings"
@@ -205,7 +208,124 @@ func TestJoinTunnelRepairsTheAgentsToken(t *testing.T) {
 	if !strings.Contains(string(credential.Data[names.AgentHubKubeconfigKey]), string(tokenFor(fresh.Name))) {
 		t.Errorf("the agent's kubeconfig does not hold the new token %s", tokenFor(fresh.Name))
 	}
-	assertWrites(t, f.memberWrites(), "patch secrets "+names.AgentHubCredential)
+	// The agent reads its kubeconfig when it starts: the pods roll.
+	assertWrites(t, f.memberWrites(), "patch secrets "+names.AgentHubCredential, "patch deployments "+names.Agent)
+	d := found(f.member.AppsV1().Deployments(Namespace).Get(ctx, names.Agent, metav1.GetOptions{}))(t)
+	if got, want := d.Spec.Template.Annotations[KubeconfigHashAnnotation], hashOf(credential.Data[names.AgentHubKubeconfigKey]); got != want {
+		t.Errorf("pod template annotation %s = %q, want %q, the new kubeconfig's", KubeconfigHashAnnotation, got, want)
+	}
+}
+
+func hashOf(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:8])
+}
+
+// A Cluster re-pointed at another member (--overwrite) gets a new agent
+// token: the old member's agent must not go on serving it.
+func TestJoinTunnelRepointReplacesTheAgentsToken(t *testing.T) {
+	f := newFixture(t)
+	f.mustJoinTunnel()
+	old := f.agentTokenSecret()
+
+	other := newFixture(t) // the other member, with the same hub
+	other.hub, other.hubTokens, other.sb, other.clusters = f.hub, f.hubTokens, f.sb, f.clusters
+	o := other.tunnelOptions()
+	o.Endpoint, o.Overwrite = "https://other-member.example:6443", true
+	res, err := other.joinWith(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := f.agentTokenSecret()
+	if fresh.Name == old.Name {
+		t.Fatalf("the agent's token Secret %s was kept for the new member", old.Name)
+	}
+	if _, err := f.hub.CoreV1().Secrets(DefaultHubNamespace).Get(context.Background(), old.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the old member's token Secret %s: %v, want deleted", old.Name, err)
+	}
+	if got := strings.Join(changeStrings(res.Changes), "\n"); !strings.Contains(got, "corrected Secret switchboard-system/"+fresh.Name) {
+		t.Errorf("changes:\n%s", got)
+	}
+}
+
+// A rollback puts back what join changed on the hub, but not rights
+// someone added to the agent's hub identity: those stay removed.
+func TestJoinTunnelRollbackKeepsTheAgentsRoleNarrow(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.mustJoinTunnel()
+	role := found(f.hub.RbacV1().ClusterRoles().Get(ctx, names.AgentRole(testName), metav1.GetOptions{}))(t)
+	role.Rules[0].ResourceNames = append(role.Rules[0].ResourceNames, "member2")
+	role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}})
+	mustUpdate(t)(f.hub.RbacV1().ClusterRoles().Update(ctx, role, metav1.UpdateOptions{}))
+	f.verifyErr = errors.New("the member did not answer")
+
+	_, err := f.joinWith(f.tunnelOptions())
+	var joinErr *Error
+	if !errors.As(err, &joinErr) {
+		t.Fatalf("Join: %v, want an *Error", err)
+	}
+	role = found(f.hub.RbacV1().ClusterRoles().Get(ctx, names.AgentRole(testName), metav1.GetOptions{}))(t)
+	if len(role.Rules) != 1 || !slices.Equal(role.Rules[0].ResourceNames, []string{testName}) {
+		t.Errorf("after the rollback the agent's role is %+v, want only its own tunnel", role.Rules)
+	}
+	if !slices.ContainsFunc(joinErr.Repaired, func(c Change) bool { return c.Object == "ClusterRole "+names.AgentRole(testName) }) {
+		t.Errorf("repairs %q do not name the agent's role", changeStrings(joinErr.Repaired))
+	}
+}
+
+func TestJoinTunnelNames(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+	}{
+		{strings.Repeat("a", 240), "cannot name a Cluster reached through a tunnel"},
+		{"Edge_1", "is not a valid cluster name"},
+	} {
+		f := newFixture(t)
+		o := f.tunnelOptions()
+		o.Name = tc.name
+		_, err := f.joinWith(o)
+		assertErrorContains(t, err, tc.want)
+		assertNoWrites(t, f)
+	}
+}
+
+// covers, item by item: what the API server adds to a list's items is
+// no change; a missing or different item, or a different scalar, is.
+func TestCoversElementwise(t *testing.T) {
+	declared := map[string]any{"spec": map[string]any{
+		"containers": []any{map[string]any{"name": "a", "args": []any{"--x"}}},
+	}}
+	for _, tc := range []struct {
+		name string
+		have map[string]any
+		want bool
+	}{
+		{"defaults added to the item", map[string]any{"spec": map[string]any{
+			"containers": []any{map[string]any{"name": "a", "args": []any{"--x"}, "terminationMessagePath": "/dev/termination-log"}},
+		}}, true},
+		{"a second item", map[string]any{"spec": map[string]any{
+			"containers": []any{map[string]any{"name": "a", "args": []any{"--x"}}, map[string]any{"name": "b"}},
+		}}, false},
+		{"an argument changed", map[string]any{"spec": map[string]any{
+			"containers": []any{map[string]any{"name": "a", "args": []any{"--y"}}},
+		}}, false},
+		{"an argument added", map[string]any{"spec": map[string]any{
+			"containers": []any{map[string]any{"name": "a", "args": []any{"--x", "--y"}}},
+		}}, false},
+		{"no containers", map[string]any{"spec": map[string]any{}}, false},
+	} {
+		if got := covers(tc.have, declared, true); got != tc.want {
+			t.Errorf("%s: covers = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// Without elementwise, lists compare whole: RBAC rules with a field
+	// added are a change.
+	rules := map[string]any{"rules": []any{map[string]any{"verbs": []any{"create"}}}}
+	wider := map[string]any{"rules": []any{map[string]any{"verbs": []any{"create"}, "resourceNames": []any{"x"}}}}
+	if covers(wider, rules, false) {
+		t.Error("a rule with a field added covers the declared rule")
+	}
 }
 
 func TestJoinTunnelRefusesAMemberWhoseAgentServesAnotherCluster(t *testing.T) {
@@ -305,7 +425,7 @@ func TestUnjoinKeepsAnAgentThatServesAnotherCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := strings.Join(changeStrings(changes), "\n")
-	if !strings.Contains(got, `kept the member's switchboard-agent: it serves Cluster "other", not "prod"`) {
+	if !strings.Contains(got, `kept the member's switchboard-agent and namespace switchboard-system: it serves Cluster "other", not "prod"`) {
 		t.Errorf("changes do not say the agent stays:\n%s", got)
 	}
 	for _, w := range f.memberWrites() {
@@ -382,4 +502,38 @@ func TestPlanOfATunnelledMember(t *testing.T) {
 			t.Errorf("the plan lacks %q", part)
 		}
 	}
+}
+
+// Unjoin keeps the member's namespace while the agent in it serves
+// another Cluster, even when nothing else keeps it: deleting the
+// namespace would delete that agent with it.
+func TestUnjoinKeepsTheNamespaceOfAnotherClustersAgent(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	o := f.tunnelOptions()
+	o.Name = "other"
+	if _, err := f.joinWith(o); err != nil {
+		t.Fatal(err)
+	}
+	// Cluster other and its Secret went by hand; its agent stays.
+	if err := f.sb.ClusterV1alpha1().Clusters().Delete(ctx, "other", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.hub.CoreV1().Secrets(DefaultHubNamespace).Delete(ctx, SecretName("other"), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.mustJoin()
+
+	changes, err := Unjoin(ctx, f.unjoinOptions(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(changeStrings(changes), "\n")
+	if strings.Contains(got, "deleted Namespace") {
+		t.Errorf("unjoin deleted the namespace of other's agent:\n%s", got)
+	}
+	if !strings.Contains(got, "deleted ServiceAccount switchboard-system/switchboard-impersonator") {
+		t.Errorf("unjoin kept the impersonator nobody uses:\n%s", got)
+	}
+	found(f.member.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{}))(t)
 }

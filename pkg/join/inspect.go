@@ -24,11 +24,13 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+	"github.com/switchboard-io/switchboard/pkg/names"
 )
 
 // inspect reads every declared object before join writes anything, and
@@ -62,10 +64,20 @@ func (o *Options) inspect(ctx context.Context) ([]*target, error) {
 			return nil, fmt.Errorf("%s already points at %s, and this join would point it at %s: "+
 				"run join with --overwrite to re-point it there, or choose another name", t.inErrors(), c.Spec.Endpoint, o.Endpoint)
 		}
+		if c, ok := t.current.(*v1alpha1.Cluster); ok && !sameEndpoint(c.Spec.Endpoint, o.Endpoint) {
+			// With --overwrite: the Cluster moves to another member.
+			o.repointed = true
+		}
 		if d, ok := t.current.(*appsv1.Deployment); ok && agentCluster(d) != o.Name {
 			// One agent per member: it holds one Cluster's hub identity.
+			if agentCluster(d) == "" {
+				return nil, fmt.Errorf("%s in the member serves no Cluster (its container has no %s flag): delete it and join again", t.inErrors(), clusterFlag)
+			}
 			return nil, fmt.Errorf("%s in the member serves Cluster %q: a member has one agent, for one Cluster; "+
 				"unjoin %s first, or join this member under that name", t.inErrors(), agentCluster(d), agentCluster(d))
+		}
+		if s, ok := t.current.(*corev1.Secret); ok && t.agent && s.Name == names.AgentHubCredential {
+			o.agentCredentialFound = true
 		}
 	}
 	return targets, nil

@@ -28,6 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/util/wait"
 	k8sversion "k8s.io/apimachinery/pkg/version"
@@ -90,6 +91,11 @@ type Options struct {
 	verify          func(ctx context.Context) (string, error)
 	// memberCA and hubCA are the CA bundles the kubeconfigs trust, if any.
 	memberCA, hubCA []byte
+	// What inspect found: the Cluster points at another member now
+	// (Overwrite), and the member holds the agent's kubeconfig. Without
+	// both, the agent's hub token is replaced, so that no agent elsewhere
+	// still holds one that works.
+	repointed, agentCredentialFound bool
 }
 
 // Result is what Join did.
@@ -133,7 +139,13 @@ func (o *Options) complete() error {
 	if o.Endpoint == "" && o.MemberConfig != nil {
 		o.Endpoint = o.MemberConfig.Host
 	}
+	if msgs := utilvalidation.IsDNS1123Subdomain(o.Name); len(msgs) > 0 {
+		return fmt.Errorf("%q is not a valid cluster name: %s", o.Name, strings.Join(msgs, "; "))
+	}
 	if o.Agent != nil {
+		if err := ValidateAgentName(o.Name); err != nil {
+			return err
+		}
 		switch o.Connection {
 		case "":
 			o.Connection = v1alpha1.ConnectionTunnel
@@ -223,7 +235,7 @@ func Join(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return result, err
 	}
-	result.Warnings = o.hubAsMemberWarning(ctx)
+	result.Warnings = append(o.hubAsMemberWarning(ctx), o.agentWarnings()...)
 	w := &writer{dryRun: o.DryRun}
 	if err := o.write(ctx, targets, w, result); err != nil {
 		return result, o.rollback(ctx, w, err)
@@ -292,6 +304,12 @@ func (o *Options) write(ctx context.Context, targets []*target, w *writer, resul
 			account := impersonator(o.MemberClient, o.checkToken)
 			if t.where == onHub {
 				account = agentAccount(o.HubClient, o.HubNamespace, o.Name, o.checkAgentToken)
+				switch {
+				case o.repointed:
+					account.replace = "the Cluster now points at another member"
+				case !o.agentCredentialFound:
+					account.replace = "the member holds no kubeconfig with it"
+				}
 			}
 			var token *Credential
 			if token, change, err = ensureToken(ctx, account, o.TokenTimeout, t, w); err == nil {

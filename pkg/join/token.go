@@ -66,6 +66,9 @@ type tokenAccount struct {
 	where                     string
 	namespace, serviceAccount string
 	check                     tokenChecker
+	// replace, when set, says why a token Secret that works must be
+	// replaced all the same.
+	replace string
 }
 
 func (a tokenAccount) user() string {
@@ -94,15 +97,32 @@ func (a tokenAccount) prefix() string { return a.serviceAccount + "-token-" }
 // no token: the credential it returns holds a placeholder.
 func ensureToken(ctx context.Context, account tokenAccount, timeout time.Duration, t *target, w *writer) (*Credential, Change, error) {
 	client, namespace := account.client, account.namespace
-	secret, err := findTokenSecret(ctx, account)
+	secrets, err := tokenSecrets(ctx, account)
 	if err != nil {
 		return nil, Change{}, err
+	}
+	var secret *corev1.Secret
+	if len(secrets) > 0 {
+		secret = &secrets[0]
+	}
+	if account.replace != "" {
+		// Every token of the account goes, not only the one join uses.
+		for _, extra := range secrets[min(1, len(secrets)):] {
+			obj := "Secret " + namespace + "/" + extra.Name
+			if err := client.CoreV1().Secrets(namespace).Delete(ctx, extra.Name, w.deleteOptions()); ignoreNotFound(err) != nil {
+				return nil, Change{}, fmt.Errorf("deleting %s: %w", obj, err)
+			}
+			w.repaired(Change{Object: obj, Action: Deleted, Note: ": " + account.replace})
+		}
 	}
 	action := Created
 	if secret != nil {
 		obj := "Secret " + namespace + "/" + secret.Name
 		token := secret.Data[corev1.ServiceAccountTokenKey]
-		if len(token) > 0 && len(secret.Data[corev1.ServiceAccountRootCAKey]) > 0 {
+		why := ", whose token no longer worked"
+		if account.replace != "" {
+			why = ": " + account.replace
+		} else if len(token) > 0 && len(secret.Data[corev1.ServiceAccountRootCAKey]) > 0 {
 			checkErr := account.check(ctx, token)
 			if checkErr == nil {
 				return &Credential{Token: token, CACert: secret.Data[corev1.ServiceAccountRootCAKey]}, Change{Object: obj, Action: Unchanged}, nil
@@ -113,9 +133,9 @@ func ensureToken(ctx context.Context, account tokenAccount, timeout time.Duratio
 		}
 		// Broken or not filled in time earlier: start over with a new one.
 		if err := client.CoreV1().Secrets(namespace).Delete(ctx, secret.Name, w.deleteOptions()); err != nil && !apierrors.IsNotFound(err) {
-			return nil, Change{}, fmt.Errorf("replacing the broken %s: %w", obj, err)
+			return nil, Change{}, fmt.Errorf("replacing %s: %w", obj, err)
 		}
-		w.repaired(Change{Object: obj, Action: Deleted, Note: ", whose token no longer worked"})
+		w.repaired(Change{Object: obj, Action: Deleted, Note: why})
 		action = Corrected
 	}
 	pattern := "Secret " + namespace + "/" + account.prefix() + "*"

@@ -74,7 +74,7 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 			return nil, err
 		}
 	}
-	agentTokens, err := tokenSecrets(ctx, agentAccount(o.HubClient, o.HubNamespace, o.Name, nil))
+	agentTokens, err := o.agentTokens(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +102,9 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 				continue
 			}
 			into = &agent
+		case obj.kind() == "Namespace" && keepAgent != "":
+			// Deleting it would delete the agent with it.
+			continue
 		default:
 			into = &member
 		}
@@ -120,8 +123,12 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 	if err != nil {
 		return changes, err
 	}
-	if keepAgent != "" {
-		changes = append(changes, Change{Action: "kept", Object: "the member's " + names.Agent, Note: ": " + keepAgent})
+	switch {
+	case keepAgent != "":
+		changes = append(changes, Change{Action: "kept", Object: "the member's " + names.Agent + " and namespace " + Namespace, Note: ": " + keepAgent})
+	case o.MemberClient == nil && len(agentTokens) > 0:
+		changes = append(changes, Change{Action: "left", Object: "the member's " + names.Agent,
+			Note: ": without the member kubeconfig, its Deployment stays in the member, and retries a tunnel the hub now refuses; unjoin again with --member-kubeconfig to remove it"})
 	}
 	if changes, err = w.remove(ctx, changes, agent); err != nil || keep == "" {
 		if err == nil {
@@ -134,6 +141,20 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 		Object: "the member's switchboard objects (" + Namespace + ", " + ServiceAccountName + ", " + ClusterRoleName + ")",
 		Note:   ": " + keep,
 	}), nil
+}
+
+// agentTokens are the token Secrets of the Cluster's agent on the hub:
+// none when it has no agent, which takes one read to tell.
+func (o *UnjoinOptions) agentTokens(ctx context.Context) ([]corev1.Secret, error) {
+	account := agentAccount(o.HubClient, o.HubNamespace, o.Name, nil)
+	_, err := o.HubClient.CoreV1().ServiceAccounts(account.namespace).Get(ctx, account.serviceAccount, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading ServiceAccount %s/%s on the hub (nothing was deleted): %w", account.namespace, account.serviceAccount, err)
+	}
+	return tokenSecrets(ctx, account)
 }
 
 // keepAgent says why the member's switchboard-agent must stay, or "" when

@@ -206,7 +206,9 @@ func (w *writer) ensure(ctx context.Context, t *target) (Change, error) {
 		err = t.apply(ctx, declared, w.applyOptions())
 		sent = sent || !refused(err)
 	}
-	if sent && t.where == onHub {
+	// The agent's hub identity is corrected for good: a rollback must not
+	// give it back rights someone added.
+	if sent && t.where == onHub && !t.agent {
 		restore := previous(declared, have, t.exact)
 		w.onUndo(Change{Object: t.inReports(), Action: "restored"}, func(ctx context.Context) error {
 			return t.apply(ctx, restore, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
@@ -216,7 +218,7 @@ func (w *writer) ensure(ctx context.Context, t *target) (Change, error) {
 		return Change{}, fmt.Errorf("correcting %s: %w", t.inErrors(), err)
 	}
 	change := w.change(t.String(), Corrected, "")
-	if t.where == inMember {
+	if t.where == inMember || t.agent {
 		w.repaired(change)
 	}
 	return change, nil

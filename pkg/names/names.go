@@ -61,7 +61,8 @@ const (
 func AgentRole(cluster string) string { return "switchboard:agent:" + cluster }
 
 // AgentHubIdentity is the hub ServiceAccount whose token the agent of one
-// Cluster holds; its token Secrets' names begin with it and "-token-".
+// Cluster holds; its token Secrets' names are generated from it and
+// "-token-" (the API server cuts a long prefix short).
 func AgentHubIdentity(cluster string) string { return Agent + "-" + cluster }
 
 // On a tunnelled member, next to the agent's Deployment.

@@ -20,9 +20,14 @@ import (
 	"crypto/x509"
 	"net/http"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	auditinternal "k8s.io/apiserver/pkg/apis/audit"
+	"k8s.io/apiserver/pkg/audit"
 	"k8s.io/apiserver/pkg/authentication/user"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
@@ -338,5 +343,45 @@ func TestIdentityHeadersCannotCarryIsRefused(t *testing.T) {
 				t.Errorf("code = %d, want 403 (refused)", rec.Code)
 			}
 		})
+	}
+}
+
+// The member records a proxied request under switchboard's audit ID for
+// it, the hub's: in every mode, and never under one the caller sent.
+func TestTheAuditIDReachesTheMember(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// id is the request's audit ID in switchboard; "" for none.
+		id   string
+		want []string
+	}{
+		{name: "the request's audit ID", id: "5b0e3c9e-hub-audit-id", want: []string{"5b0e3c9e-hub-audit-id"}},
+		{name: "none, and the caller's is dropped", id: "", want: nil},
+	} {
+		for _, m := range roundTripModes {
+			t.Run(tc.name+"/"+string(m), func(t *testing.T) {
+				mem := newMember(t, nil)
+				f := newFixture(t)
+				f.addMember(t, testCluster, mem, "")
+				fe := f.newFrontend(t, testCluster, alice, func(req *http.Request) {
+					if tc.id != "" {
+						ctx := audit.WithAuditContext(req.Context())
+						audit.WithAuditID(ctx, types.UID(tc.id))
+						*req = *req.WithContext(ctx)
+					}
+				})
+				fe.roundTrip(t, testCluster, m, http.Header{"Audit-Id": {"chosen-by-the-caller"}, "audit-id": {"and-another"}})
+				seen := mem.only(t)
+				var got []string
+				for name, values := range seen.Header {
+					if strings.EqualFold(name, auditinternal.HeaderAuditID) {
+						got = append(got, values...)
+					}
+				}
+				if !slices.Equal(got, tc.want) {
+					t.Errorf("the member got Audit-ID %q, want %q", got, tc.want)
+				}
+			})
+		}
 	}
 }

@@ -24,6 +24,8 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
+	auditinternal "k8s.io/apiserver/pkg/apis/audit"
+	"k8s.io/apiserver/pkg/audit"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/transport"
@@ -44,6 +46,9 @@ import (
 //     a token (a client certificate is presented by TLS instead);
 //  4. before anything leaves, the outgoing identity headers are checked to
 //     be exactly the ones set here.
+//
+// It also sends the request's audit ID as Audit-ID, so that the member's
+// audit event can be joined with the hub's and switchboard's.
 //
 // With no user in the context it refuses to send anything.
 type identityRoundTripper struct {
@@ -70,6 +75,14 @@ func (rt *identityRoundTripper) RoundTrip(req *http.Request) (*http.Response, er
 	// second spelling of Connection or of an identity header survives.
 	out.Header = canonicalHeader(out.Header)
 	removeCallerIdentity(out.Header)
+	// One audit trail: the member records the request under the audit ID
+	// that switchboard recorded it under, which is the hub's (its
+	// aggregator sends it, and the generic server's audit filter adopts
+	// it). Only that one: never an ID of the caller's choosing.
+	out.Header.Del(auditinternal.HeaderAuditID)
+	if id, ok := audit.AuditIDFrom(req.Context()); ok && id != "" {
+		out.Header.Set(auditinternal.HeaderAuditID, string(id))
+	}
 	if upgrade {
 		// Keep only the upgrade itself in Connection: nothing a caller
 		// lists there may make a later hop drop a header set here.

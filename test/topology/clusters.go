@@ -111,21 +111,20 @@ func (u *upper) startAPIServer(c *Cluster) error {
 			"--proxy-client-cert-file="+s.FrontProxy.ClientCert,
 			"--proxy-client-key-file="+s.FrontProxy.ClientKey,
 		)
-	} else {
-		// Members keep an audit log: who asked, and as whom.
-		c.AuditLog = filepath.Join(u.state.RunDir, "audit", c.Name+".log")
-		policy := filepath.Join(u.state.RunDir, "audit", "policy.yaml")
-		if err := os.MkdirAll(filepath.Dir(policy), 0o700); err != nil {
-			return err
-		}
-		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
-			return err
-		}
-		args = append(args,
-			"--audit-policy-file="+policy,
-			"--audit-log-path="+c.AuditLog,
-			"--audit-log-mode=blocking",
-		)
+	}
+	// Members keep an audit log of every request: who asked, and as
+	// whom. The hub's holds AuditTrailUser's requests only.
+	policy := auditPolicy
+	if isHub {
+		policy = trailAuditPolicy
+	}
+	auditArgs, err := u.auditArgs(c.Name, policy)
+	if err != nil {
+		return err
+	}
+	c.AuditLog = auditArgs.log
+	args = append(args, auditArgs.args...)
+	if !isHub {
 		// kwok serves as every node's kubelet, on loopback, with a
 		// certificate from the member's CA.
 		args = append(args,
@@ -135,8 +134,33 @@ func (u *upper) startAPIServer(c *Cluster) error {
 			"--kubelet-client-key="+c.PKI.KubeletClientKey,
 		)
 	}
-	_, err := u.startIn(c.NetNS, c.apiserverName(), args)
+	_, err = u.startIn(c.NetNS, c.apiserverName(), args)
 	return err
+}
+
+type auditSettings struct {
+	log  string
+	args []string
+}
+
+// auditArgs are the flags of an audit log for process name, with policy,
+// written to a file of its own: blocking, so that an event is in the log
+// by the time its request has been answered.
+func (u *upper) auditArgs(name, policy string) (auditSettings, error) {
+	dir := filepath.Join(u.state.RunDir, "audit")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return auditSettings{}, err
+	}
+	policyFile := filepath.Join(dir, name+"-policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(policy), 0o600); err != nil {
+		return auditSettings{}, err
+	}
+	log := filepath.Join(dir, name+".log")
+	return auditSettings{log: log, args: []string{
+		"--audit-policy-file=" + policyFile,
+		"--audit-log-path=" + log,
+		"--audit-log-mode=blocking",
+	}}, nil
 }
 
 // auditPolicy records the metadata of every request but the noisy reads of

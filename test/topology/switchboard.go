@@ -54,7 +54,12 @@ func (u *upper) startSwitchboard(port int) error {
 	if err := writeKubeconfig(hubKubeconfig, "hub", s.Hub.URL, s.Hub.PKI.CACert, s.Switchboard.PKI.HubCert, s.Switchboard.PKI.HubKey); err != nil {
 		return err
 	}
-	_, err := u.start(switchboardProcess, []string{
+	audit, err := u.auditArgs(switchboardProcess, trailAuditPolicy)
+	if err != nil {
+		return err
+	}
+	s.Switchboard.AuditLog = audit.log
+	_, err = u.start(switchboardProcess, append([]string{
 		u.cfg.Binaries.Switchboard,
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(port),
@@ -68,7 +73,7 @@ func (u *upper) startSwitchboard(port int) error {
 		// Shorter than the default minute, so that the end-to-end suite can
 		// show in reasonable time that proxied watches outlive it.
 		"--request-timeout=" + SwitchboardRequestTimeout.String(),
-	})
+	}, audit.args...))
 	return err
 }
 

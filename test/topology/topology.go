@@ -139,7 +139,8 @@ type Cluster struct {
 	Pods  []string `json:"pods,omitempty"`
 	// PodNamespace holds Pods.
 	PodNamespace string `json:"podNamespace,omitempty"`
-	// AuditLog records every request the member serves (members only).
+	// AuditLog records every request a member serves; the hub's records
+	// AuditTrailUser's requests only.
 	AuditLog string `json:"auditLog,omitempty"`
 
 	// The fields below are set for isolated members only.
@@ -173,7 +174,25 @@ type Switchboard struct {
 	// CACert is the APIService caBundle, the CA of switchboard's serving certificate.
 	CACert string         `json:"caCert"`
 	PKI    switchboardPKI `json:"pki"`
+	// AuditLog records AuditTrailUser's requests.
+	AuditLog string `json:"auditLog,omitempty"`
 }
+
+// AuditTrailUser is the hub user whose requests the hub and switchboard
+// audit too (members audit every request), so that a test can follow one
+// request's audit ID from the hub through switchboard to a member without
+// every other request of the suite in the hub's and switchboard's logs.
+const AuditTrailUser = "e2e:audit-trail"
+
+// trailAuditPolicy is the hub's and switchboard's audit policy.
+const trailAuditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  users: ["` + AuditTrailUser + `"]
+- level: None
+`
 
 // State is everything Up started, saved in the run directory so that
 // another process (make local-down, a later test run) can find and stop it.

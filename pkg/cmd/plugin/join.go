@@ -33,7 +33,6 @@ import (
 
 	"github.com/switchboard-io/switchboard/pkg/install"
 	"github.com/switchboard-io/switchboard/pkg/join"
-	"github.com/switchboard-io/switchboard/pkg/names"
 )
 
 // JoinOptions are the options of kubectl switchboard join.
@@ -205,9 +204,10 @@ func (o *JoinOptions) validateAgent() []error {
 	if o.Agent.ServerCount < 1 {
 		errs = append(errs, fmt.Errorf("--agent-server-count %d: the agent needs a tunnel to at least 1 switchboard replica", o.Agent.ServerCount))
 	}
-	if msgs := validation.IsDNS1123Subdomain(names.AgentHubIdentity(o.Name)); len(o.Name) > 0 && len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("%q is too long a name for a tunnelled cluster: its agent's hub ServiceAccount %s... would be too: %s",
-			o.Name, names.AgentHubIdentity(o.Name)[:40], strings.Join(msgs, "; ")))
+	if validateClusterName(o.Name) == nil {
+		if err := join.ValidateAgentName(o.Name); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errs
 }

@@ -226,10 +226,10 @@ func checkAggregatePrefixes(t *testing.T, err error, want []string) {
 func TestJoinTunnelFlags(t *testing.T) {
 	member := memberKubeconfig(t, "m", "https://10.0.0.1:6443")
 	for _, tc := range []struct {
-		name    string
-		args    []string
-		want    []string
-		wantErr string
+		name, cluster string
+		args          []string
+		want          []string
+		wantErr       string
 	}{
 		{name: "client dry run", args: []string{"--tunnel", "--agent-image", "registry.example/sb:v1", "--agent-server-count", "3"}, want: []string{
 			"  connection: Tunnel\n",
@@ -248,9 +248,17 @@ func TestJoinTunnelFlags(t *testing.T) {
 			wantErr: `--agent-hub-server "hub.example:6443" is not an https:// URL`},
 		{name: "image with a space", args: []string{"--tunnel", "--agent-image", "a b"},
 			wantErr: `--agent-image: "a b" is not a container image reference`},
+		{name: "a name too long for the agent's ServiceAccount", cluster: strings.Repeat("a", 240), args: []string{"--tunnel"},
+			wantErr: "cannot name a Cluster reached through a tunnel"},
+		{name: "a short invalid name", cluster: "A", args: []string{"--tunnel"},
+			wantErr: `"A" is not a valid cluster name`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"join", "edge1", "--member-kubeconfig", member, "--dry-run=client"}, tc.args...)
+			cluster := tc.cluster
+			if cluster == "" {
+				cluster = "edge1"
+			}
+			args := append([]string{"join", cluster, "--member-kubeconfig", member, "--dry-run=client"}, tc.args...)
 			stdout, stderr, err := runPlugin(t, args...)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {

@@ -61,10 +61,15 @@ func newUnjoinCommand(hub hubFlags, o *UnjoinOptions) *cobra.Command {
 		Short: "Remove a member: the Cluster and its Secret on the hub, and switchboard's objects in the member",
 		Long: `unjoin removes what join created: the Cluster NAME and the Secret
 NAME-credentials on the hub and, with --member-kubeconfig, the impersonator
-objects in the member. It deletes only objects labelled
+objects in the member. For a member joined with --tunnel it also removes the
+agent's hub identity (ServiceAccount switchboard-agent-NAME, its token
+Secrets, ClusterRole and ClusterRoleBinding switchboard:agent:NAME) and, with
+--member-kubeconfig, the agent's Deployment, Secret and ServiceAccount in the
+member. It deletes only objects labelled
 app.kubernetes.io/managed-by=switchboard, and is safe to run twice. The
 member's objects stay while another Cluster on the hub uses their token
-(the same member joined under two names): unjoin says which.`,
+(the same member joined under two names), and the agent and its namespace
+while the agent serves another Cluster: unjoin says which.`,
 		Example: `  kubectl switchboard unjoin member1 --member-kubeconfig member1.kubeconfig
   kubectl switchboard unjoin member1 --dry-run=client`,
 		Args: cobra.ExactArgs(1),
