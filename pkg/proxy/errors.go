@@ -78,7 +78,12 @@ func (r *errorResponder) status(req *http.Request, err error) error {
 	var idErr *reach.IdentityError
 	var credErr *reach.CredentialsError
 	var noAgent *reach.NoAgentError
+	var refused *reach.PolicyError
 	switch {
+	case errors.As(err, &refused):
+		recordPolicyRefusal(r.cluster)
+		logger.V(2).Info("The identity policy refused a request", "cluster", klog.KRef("", r.cluster), "err", err)
+		return apierrors.NewForbidden(cluster.Resource("clusters/proxy"), r.cluster, refused)
 	case errors.As(err, &noAgent):
 		RecordUpstreamError(r.cluster, string(reach.NoAgent))
 		return reach.Unavailable(r.cluster, noAgent.Error())

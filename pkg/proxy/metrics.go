@@ -66,13 +66,19 @@ var (
 		Help:           "Long-running proxied requests (watches, logs -f, exec, attach, port-forward) open now, by cluster." + clusterlabel.Help,
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"cluster"})
+	policyRefusalsTotal = metrics.NewCounterVec(&metrics.CounterOpts{
+		Subsystem:      "switchboard_proxy",
+		Name:           "identity_policy_refusals_total",
+		Help:           "Requests the Cluster's identity policy refused, by cluster: nothing of them reached the member." + clusterlabel.Help,
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"cluster"})
 	registerOnce sync.Once
 )
 
 // RegisterMetrics registers the proxy's metrics, once.
 func RegisterMetrics() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(requestsTotal, requestDuration, upstreamErrorsTotal, openStreams)
+		legacyregistry.MustRegister(requestsTotal, requestDuration, upstreamErrorsTotal, openStreams, policyRefusalsTotal)
 	})
 }
 
@@ -84,6 +90,14 @@ func ForgetClusterMetrics(name string) {
 		requestDuration.DeletePartialMatch(series)
 		upstreamErrorsTotal.DeletePartialMatch(series)
 		openStreams.DeletePartialMatch(series)
+		policyRefusalsTotal.DeletePartialMatch(series)
+	})
+}
+
+// recordPolicyRefusal counts a request the Cluster's identity policy refused.
+func recordPolicyRefusal(name string) {
+	clusterlabel.Record(name, "", func(label string, _ types.UID) {
+		policyRefusalsTotal.WithLabelValues(label).Inc()
 	})
 }
 

@@ -30,6 +30,8 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/transport"
 	"k8s.io/streaming/pkg/httpstream"
+
+	"github.com/switchboard-io/switchboard/pkg/identity"
 )
 
 // identityRoundTripper sends a request to a member as its original caller.
@@ -39,9 +41,11 @@ import (
 //
 //  1. every Authorization, Proxy-Authorization, Impersonate-* and X-Remote-*
 //     header from the incoming request is dropped, whatever its case;
-//  2. the caller from the request context is impersonated with client-go's
-//     impersonating round tripper (user, UID, groups, extras), leaving out
-//     system:authenticated, which members add themselves;
+//  2. the caller from the request context, as the Cluster's identity
+//     policy maps it (or refuses it: then nothing is sent), is impersonated
+//     with client-go's impersonating round tripper (user, UID, groups,
+//     extras), leaving out system:authenticated, which members add
+//     themselves;
 //  3. switchboard's own bearer token is added, when the member credential is
 //     a token (a client certificate is presented by TLS instead);
 //  4. before anything leaves, the outgoing identity headers are checked to
@@ -52,8 +56,11 @@ import (
 //
 // With no user in the context it refuses to send anything.
 type identityRoundTripper struct {
-	cluster  string
-	token    string
+	cluster string
+	token   string
+	// policy maps the caller to the identity the member sees; nil sends
+	// the caller as it is.
+	policy   *identity.Program
 	delegate http.RoundTripper
 }
 
@@ -64,7 +71,11 @@ func (rt *identityRoundTripper) RoundTrip(req *http.Request) (*http.Response, er
 	if !ok || caller == nil || caller.GetName() == "" {
 		return nil, &IdentityError{Cluster: rt.cluster, Reason: "the request carries no authenticated user"}
 	}
-	want := impersonationFor(caller)
+	mapped, err := rt.policy.Map(req.Context(), caller)
+	if err != nil {
+		return nil, &PolicyError{Cluster: rt.cluster, Err: err}
+	}
+	want := impersonationFor(mapped)
 	if err := sendable(want); err != nil {
 		return nil, &IdentityError{Cluster: rt.cluster, Reason: err.Error(), Unsendable: true}
 	}
@@ -230,6 +241,16 @@ func (c *identityCheck) verify(h http.Header) error {
 	}
 	return nil
 }
+
+// PolicyError is a request the Cluster's identity policy refuses (an
+// *identity.Refusal): nothing of it is sent.
+type PolicyError struct {
+	Cluster string
+	Err     error
+}
+
+func (e *PolicyError) Error() string { return fmt.Sprintf("cluster %q: %v", e.Cluster, e.Err) }
+func (e *PolicyError) Unwrap() error { return e.Err }
 
 // IdentityError means switchboard refused to forward a request because it
 // could not send it as its caller. Unless Unsendable, it is an internal

@@ -21,6 +21,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -33,9 +34,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	utilproxy "k8s.io/apimachinery/pkg/util/proxy"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/klog/v2"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+	"github.com/switchboard-io/switchboard/pkg/identity"
 )
 
 // Member is the pooled connection to one member: one http.Transport
@@ -178,6 +181,14 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*Membe
 	if err != nil {
 		return nil, err
 	}
+	// Compiled once per change of the Cluster's spec, never per request.
+	// The API compiled it when the Cluster was written; one that no
+	// longer compiles refuses every request rather than be left out.
+	policy, errs := identity.Compile(identity.FromV1alpha1(cl.Spec.Identity), field.NewPath("spec", "identity"))
+	if len(errs) > 0 {
+		return nil, &IdentityError{Cluster: cl.Name, Unsendable: true,
+			Reason: "its identity policy does not compile, so it refuses every request; fix the Cluster: " + errs.ToAggregate().Error()}
+	}
 
 	tlsConfig := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
@@ -212,12 +223,14 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*Membe
 		plain: &identityRoundTripper{
 			cluster: cl.Name,
 			token:   creds.token,
+			policy:  policy,
 			delegate: &credentialGuard{cluster: cl.Name, prefix: prefix, onFailure: c.onFailure,
 				delegate: &redirectBlocker{cluster: cl.Name, prefix: prefix, onFailure: c.onFailure, delegate: base}},
 		},
 		upgrade: utilproxy.NewUpgradeRequestRoundTripper(base, &identityRoundTripper{
 			cluster:  cl.Name,
 			token:    creds.token,
+			policy:   policy,
 			delegate: &dialDeadline{timeout: c.dialTimeout, delegate: utilproxy.MirrorRequest},
 		}),
 	}, nil
@@ -236,6 +249,10 @@ func fingerprintOf(spec *v1alpha1.ClusterSpec, creds *credentials) string {
 	write(spec.TLSServerName)
 	write(spec.ProxyURL)
 	write(strconv.FormatBool(spec.InsecureSkipTLSVerify))
+	if spec.Identity != nil {
+		policy, _ := json.Marshal(spec.Identity)
+		write(string(policy))
+	}
 	keys := make([]string, 0, len(creds.raw))
 	for k := range creds.raw {
 		keys = append(keys, k)

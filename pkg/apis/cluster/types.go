@@ -45,6 +45,33 @@ type ClusterSpec struct {
 	TLSServerName string
 	// ProxyURL is the URL of an http, https or socks5 proxy on the way to the member.
 	ProxyURL string
+	// Identity says how hub callers appear in the member; nil: as they are.
+	Identity *IdentityPolicy
+}
+
+// IdentityPolicy maps the hub caller to the identity the member sees, with
+// CEL expressions over the caller, user.
+type IdentityPolicy struct {
+	// Rules must all be true for the caller, or the request is refused.
+	Rules []IdentityRule
+	// Username, UID and Groups give what the member sees; empty keeps the caller's.
+	Username string
+	UID      string
+	Groups   string
+	// Extra, when set, are the only extras the member sees.
+	Extra []IdentityExtra
+}
+
+// IdentityRule is a CEL expression that must be true for the caller.
+type IdentityRule struct {
+	Expression string
+	Message    string
+}
+
+// IdentityExtra is one extra the member sees.
+type IdentityExtra struct {
+	Key             string
+	ValueExpression string
 }
 
 // Connection says how switchboard reaches a member's API server.

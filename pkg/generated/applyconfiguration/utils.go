@@ -38,6 +38,12 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &clusterv1alpha1.ClusterSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ClusterStatus"):
 		return &clusterv1alpha1.ClusterStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("IdentityExtra"):
+		return &clusterv1alpha1.IdentityExtraApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("IdentityPolicy"):
+		return &clusterv1alpha1.IdentityPolicyApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("IdentityRule"):
+		return &clusterv1alpha1.IdentityRuleApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("SecretReference"):
 		return &clusterv1alpha1.SecretReferenceApplyConfiguration{}
 

@@ -38,6 +38,9 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ClusterProxyOptions{}.OpenAPIModelName(): schema_pkg_apis_cluster_v1alpha1_ClusterProxyOptions(ref),
 		v1alpha1.ClusterSpec{}.OpenAPIModelName():         schema_pkg_apis_cluster_v1alpha1_ClusterSpec(ref),
 		v1alpha1.ClusterStatus{}.OpenAPIModelName():       schema_pkg_apis_cluster_v1alpha1_ClusterStatus(ref),
+		v1alpha1.IdentityExtra{}.OpenAPIModelName():       schema_pkg_apis_cluster_v1alpha1_IdentityExtra(ref),
+		v1alpha1.IdentityPolicy{}.OpenAPIModelName():      schema_pkg_apis_cluster_v1alpha1_IdentityPolicy(ref),
+		v1alpha1.IdentityRule{}.OpenAPIModelName():        schema_pkg_apis_cluster_v1alpha1_IdentityRule(ref),
 		v1alpha1.SecretReference{}.OpenAPIModelName():     schema_pkg_apis_cluster_v1alpha1_SecretReference(ref),
 		resource.Quantity{}.OpenAPIModelName():            schema_apimachinery_pkg_api_resource_Quantity(ref),
 		v1.APIGroup{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_APIGroup(ref),
@@ -284,12 +287,18 @@ func schema_pkg_apis_cluster_v1alpha1_ClusterSpec(ref common.ReferenceCallback) 
 							Format:      "",
 						},
 					},
+					"identity": {
+						SchemaProps: spec.SchemaProps{
+							Description: "identity says how hub callers appear in the member, with CEL expressions over the caller as the hub authenticated it. Without it, a caller reaches the member as itself: the same user name, UID, groups and extras, so a hub caller in system:masters is in system:masters in the member too. Probes use switchboard's own identity and are not affected.",
+							Ref:         ref(v1alpha1.IdentityPolicy{}.OpenAPIModelName()),
+						},
+					},
 				},
 				Required: []string{"endpoint", "credentialsSecretRef"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.SecretReference{}.OpenAPIModelName()},
+			v1alpha1.IdentityPolicy{}.OpenAPIModelName(), v1alpha1.SecretReference{}.OpenAPIModelName()},
 	}
 }
 
@@ -345,6 +354,140 @@ func schema_pkg_apis_cluster_v1alpha1_ClusterStatus(ref common.ReferenceCallback
 		},
 		Dependencies: []string{
 			v1.Condition{}.OpenAPIModelName(), v1.Duration{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_cluster_v1alpha1_IdentityExtra(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "IdentityExtra is one extra the member sees.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"key": {
+						SchemaProps: spec.SchemaProps{
+							Description: "key of the extra.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"valueExpression": {
+						SchemaProps: spec.SchemaProps{
+							Description: "valueExpression gives its values: a list of strings, or one string.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"key", "valueExpression"},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_cluster_v1alpha1_IdentityPolicy(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "IdentityPolicy maps the hub caller to the identity the member sees, as Kubernetes' structured authentication configuration maps token claims. Every expression is CEL over user, the hub caller: user.username, user.uid, user.groups (a list of strings) and user.extra (a map of string to a list of strings). Expressions compile when the Cluster is written; each may cost at most what a ValidatingAdmissionPolicy expression may.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"rules": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "rules refuse callers: each expression must be true for the caller, or switchboard answers 403, naming the Cluster and the rule, and sends nothing to the member. They see the hub caller, before any mapping. For example !('system:masters' in user.groups).",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.IdentityRule{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"username": {
+						SchemaProps: spec.SchemaProps{
+							Description: "username is an expression for the user name the member sees, a non-empty string; for example 'hub:' + user.username. Empty keeps the caller's.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"uid": {
+						SchemaProps: spec.SchemaProps{
+							Description: "uid is an expression for the UID the member sees, a string (empty for none). Empty keeps the caller's.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"groups": {
+						SchemaProps: spec.SchemaProps{
+							Description: "groups is an expression for the groups the member sees, a list of strings; for example user.groups.map(g, 'hub:' + g). Empty keeps the caller's.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"extra": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"key",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "extra, when set, are the only extras the member sees, each with an expression for its values (a list of strings, or one string; an empty list leaves the key out). Empty keeps the caller's extras.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.IdentityExtra{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.IdentityExtra{}.OpenAPIModelName(), v1alpha1.IdentityRule{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_cluster_v1alpha1_IdentityRule(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "IdentityRule is a CEL expression that must be true for the caller.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"expression": {
+						SchemaProps: spec.SchemaProps{
+							Description: "expression must give a bool.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"message": {
+						SchemaProps: spec.SchemaProps{
+							Description: "message is what a refused caller reads.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"expression"},
+			},
+		},
 	}
 }
 

@@ -158,6 +158,79 @@ type ClusterSpec struct {
 	// carries no credentials, path, query or fragment.
 	// +optional
 	ProxyURL string `json:"proxyURL,omitempty"`
+
+	// identity says how hub callers appear in the member, with CEL
+	// expressions over the caller as the hub authenticated it. Without it,
+	// a caller reaches the member as itself: the same user name, UID,
+	// groups and extras, so a hub caller in system:masters is in
+	// system:masters in the member too. Probes use switchboard's own
+	// identity and are not affected.
+	// +optional
+	Identity *IdentityPolicy `json:"identity,omitempty"`
+}
+
+// IdentityPolicy maps the hub caller to the identity the member sees, as
+// Kubernetes' structured authentication configuration maps token claims.
+// Every expression is CEL over user, the hub caller: user.username,
+// user.uid, user.groups (a list of strings) and user.extra (a map of
+// string to a list of strings). Expressions compile when the Cluster is
+// written; each may cost at most what a ValidatingAdmissionPolicy
+// expression may.
+type IdentityPolicy struct {
+	// rules refuse callers: each expression must be true for the caller,
+	// or switchboard answers 403, naming the Cluster and the rule, and
+	// sends nothing to the member. They see the hub caller, before any
+	// mapping. For example !('system:masters' in user.groups).
+	// +listType=atomic
+	// +optional
+	Rules []IdentityRule `json:"rules,omitempty"`
+
+	// username is an expression for the user name the member sees, a
+	// non-empty string; for example 'hub:' + user.username. Empty keeps
+	// the caller's.
+	// +optional
+	Username string `json:"username,omitempty"`
+
+	// uid is an expression for the UID the member sees, a string (empty
+	// for none). Empty keeps the caller's.
+	// +optional
+	UID string `json:"uid,omitempty"`
+
+	// groups is an expression for the groups the member sees, a list of
+	// strings; for example user.groups.map(g, 'hub:' + g). Empty keeps the
+	// caller's.
+	// +optional
+	Groups string `json:"groups,omitempty"`
+
+	// extra, when set, are the only extras the member sees, each with an
+	// expression for its values (a list of strings, or one string; an
+	// empty list leaves the key out). Empty keeps the caller's extras.
+	// +listType=map
+	// +listMapKey=key
+	// +optional
+	Extra []IdentityExtra `json:"extra,omitempty"`
+}
+
+// IdentityRule is a CEL expression that must be true for the caller.
+type IdentityRule struct {
+	// expression must give a bool.
+	// +required
+	Expression string `json:"expression"`
+
+	// message is what a refused caller reads.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// IdentityExtra is one extra the member sees.
+type IdentityExtra struct {
+	// key of the extra.
+	// +required
+	Key string `json:"key"`
+
+	// valueExpression gives its values: a list of strings, or one string.
+	// +required
+	ValueExpression string `json:"valueExpression"`
 }
 
 // SecretReference names a Secret in switchboard's own namespace.

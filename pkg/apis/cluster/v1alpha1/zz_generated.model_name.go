@@ -47,6 +47,21 @@ func (in ClusterStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in IdentityExtra) OpenAPIModelName() string {
+	return "io.switchboard.cluster.v1alpha1.IdentityExtra"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in IdentityPolicy) OpenAPIModelName() string {
+	return "io.switchboard.cluster.v1alpha1.IdentityPolicy"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in IdentityRule) OpenAPIModelName() string {
+	return "io.switchboard.cluster.v1alpha1.IdentityRule"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in SecretReference) OpenAPIModelName() string {
 	return "io.switchboard.cluster.v1alpha1.SecretReference"
 }

@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
+	"github.com/switchboard-io/switchboard/pkg/identity"
 )
 
 // maxKubernetesVersionLength bounds status.kubernetesVersion; real gitVersions
@@ -94,6 +95,10 @@ func ValidateClusterSpec(spec *cluster.ClusterSpec, fldPath *field.Path) field.E
 	}
 	if spec.ProxyURL != "" {
 		allErrs = append(allErrs, validateProxyURL(spec.ProxyURL, fldPath.Child("proxyURL"))...)
+	}
+	if spec.Identity != nil {
+		_, errs := identity.Compile(identity.FromInternal(spec.Identity), fldPath.Child("identity"))
+		allErrs = append(allErrs, errs...)
 	}
 	return allErrs
 }

@@ -73,6 +73,20 @@ func TestValidateCluster(t *testing.T) {
 			c.Spec.Endpoint = "https://kubernetes.default.svc"
 			c.Spec.TLSServerName = "kubernetes"
 		}},
+		{name: "valid identity policy", mutate: func(c *cluster.Cluster) {
+			c.Spec.Identity = &cluster.IdentityPolicy{
+				Rules:    []cluster.IdentityRule{{Expression: "!('system:masters' in user.groups)", Message: "no hub administrators"}},
+				Username: "'hub:' + user.username",
+				Groups:   "user.groups.map(g, 'hub:' + g)",
+				Extra:    []cluster.IdentityExtra{{Key: "hub.example.com/uid", ValueExpression: "user.uid"}},
+			}
+		}},
+		{name: "identity policy that does not compile", mutate: func(c *cluster.Cluster) {
+			c.Spec.Identity = &cluster.IdentityPolicy{
+				Rules:    []cluster.IdentityRule{{Expression: "user.groups"}},
+				Username: "user.name",
+			}
+		}, want: []string{"FieldValueInvalid spec.identity.rules[0].expression", "FieldValueInvalid spec.identity.username"}, detail: "undefined field 'name'"},
 		{name: "tunnel with proxyURL", mutate: func(c *cluster.Cluster) {
 			c.Spec.Connection = cluster.ConnectionTunnel
 			c.Spec.ProxyURL = "http://proxy:3128"

@@ -60,6 +60,13 @@ type ClusterSpecApplyConfiguration struct {
 	// through: http, https or socks5, with a host and an optional port. It
 	// carries no credentials, path, query or fragment.
 	ProxyURL *string `json:"proxyURL,omitempty"`
+	// identity says how hub callers appear in the member, with CEL
+	// expressions over the caller as the hub authenticated it. Without it,
+	// a caller reaches the member as itself: the same user name, UID,
+	// groups and extras, so a hub caller in system:masters is in
+	// system:masters in the member too. Probes use switchboard's own
+	// identity and are not affected.
+	Identity *IdentityPolicyApplyConfiguration `json:"identity,omitempty"`
 }
 
 // ClusterSpecApplyConfiguration constructs a declarative configuration of the ClusterSpec type for use with
@@ -113,5 +120,13 @@ func (b *ClusterSpecApplyConfiguration) WithTLSServerName(value string) *Cluster
 // If called multiple times, the ProxyURL field is set to the value of the last call.
 func (b *ClusterSpecApplyConfiguration) WithProxyURL(value string) *ClusterSpecApplyConfiguration {
 	b.ProxyURL = &value
+	return b
+}
+
+// WithIdentity sets the Identity field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Identity field is set to the value of the last call.
+func (b *ClusterSpecApplyConfiguration) WithIdentity(value *IdentityPolicyApplyConfiguration) *ClusterSpecApplyConfiguration {
+	b.Identity = value
 	return b
 }
