@@ -141,8 +141,8 @@ func agentObjects(name, hubNamespace string, agent *agentDeclaration, labels map
 	}
 }
 
-// KubeconfigHashAnnotation, on the agent's pod template, holds a hash of
-// the agent's hub kubeconfig.
+// KubeconfigHashAnnotation is the annotation of the agent's pod template
+// that holds a hash of the agent's hub kubeconfig.
 const KubeconfigHashAnnotation = "agent.switchboard.io/hub-kubeconfig-hash"
 
 const (

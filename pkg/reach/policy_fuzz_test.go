@@ -74,7 +74,8 @@ func FuzzPolicyHeaders(f *testing.F) {
 			var idErr *IdentityError
 			// No user at all is refused too, as an internal error: the
 			// handler chain never lets such a request through.
-			if !errors.As(err, &policyErr) && !(errors.As(err, &idErr) && (idErr.Unsendable || name == "")) {
+			refused := errors.As(err, &policyErr) || errors.As(err, &idErr) && (idErr.Unsendable || name == "")
+			if !refused {
 				t.Fatalf("refused with %T %v, want a policy refusal or an unsendable identity", err, err)
 			}
 			if delegate.req != nil {
