@@ -185,3 +185,50 @@ func TestRuntimeCostLimit(t *testing.T) {
 		t.Errorf("Map with %d groups of %d characters: %v", maxGroups, maxStringLength, err)
 	}
 }
+
+func TestPresets(t *testing.T) {
+	ctx := context.Background()
+	tricky := `a"b\c'd` + "é:,"
+	for _, tc := range []struct {
+		name   string
+		preset Preset
+		caller *user.DefaultInfo
+		want   *user.DefaultInfo
+		refuse bool
+	}{
+		{"nothing", Preset{}, bob, bob, false},
+		{"refuse hub admins", Preset{RefuseHubAdmins: true}, bob, nil, true},
+		{"refuse hub admins, not others", Preset{RefuseHubAdmins: true}, &user.DefaultInfo{Name: "carol", Groups: []string{"dev"}},
+			&user.DefaultInfo{Name: "carol", Groups: []string{"dev"}}, false},
+		{"prefix", Preset{Prefix: "hub:"}, bob,
+			&user.DefaultInfo{Name: "hub:bob", UID: "uid-bob", Groups: []string{"hub:dev", "hub:system:masters", "hub:system:authenticated"}, Extra: bob.Extra}, false},
+		{"only some groups, prefixed", Preset{Prefix: tricky, AllowGroups: []string{"dev", tricky}},
+			&user.DefaultInfo{Name: "bob", Groups: []string{"dev", "ops", tricky}},
+			&user.DefaultInfo{Name: tricky + "bob", Groups: []string{tricky + "dev", tricky + tricky}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			policy, err := tc.preset.Policy()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := mustCompile(t, policy).Map(ctx, tc.caller)
+			if tc.refuse {
+				if !IsRefusal(err) {
+					t.Fatalf("Map = %v, %v; want a refusal", got, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.GetName() != tc.want.Name || got.GetUID() != tc.want.UID || !reflect.DeepEqual(got.GetGroups(), tc.want.Groups) {
+				t.Errorf("Map = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	for _, bad := range []Preset{{Prefix: " hub:"}, {AllowGroups: []string{"dev", ""}}, {Prefix: "a\nb"}} {
+		if _, err := bad.Policy(); err == nil {
+			t.Errorf("%+v: no error", bad)
+		}
+	}
+}

@@ -486,7 +486,7 @@ func TestAgentManifestsDecodeForEveryClusterName(t *testing.T) {
 }
 
 func TestPlanOfATunnelledMember(t *testing.T) {
-	out, docs := writePlan(t, Plan(testName, memberHost, "", false, &Agent{Image: agentImage, ServerCount: 3}))
+	out, docs := writePlan(t, Plan(testName, memberHost, "", false, &Agent{Image: agentImage, ServerCount: 3}, nil))
 	var kinds []string
 	for _, d := range docs {
 		kinds = append(kinds, d.where+" "+d.obj["kind"].(string))

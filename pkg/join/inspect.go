@@ -30,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+	"github.com/switchboard-io/switchboard/pkg/identity"
 	"github.com/switchboard-io/switchboard/pkg/names"
 )
 
@@ -64,9 +65,19 @@ func (o *Options) inspect(ctx context.Context) ([]*target, error) {
 			return nil, fmt.Errorf("%s already points at %s, and this join would point it at %s: "+
 				"run join with --overwrite to re-point it there, or choose another name", t.inErrors(), c.Spec.Endpoint, o.Endpoint)
 		}
-		if c, ok := t.current.(*v1alpha1.Cluster); ok && !sameEndpoint(c.Spec.Endpoint, o.Endpoint) {
-			// With --overwrite: the Cluster moves to another member.
-			o.repointed = true
+		if c, ok := t.current.(*v1alpha1.Cluster); ok {
+			if !sameEndpoint(c.Spec.Endpoint, o.Endpoint) {
+				// With --overwrite: the Cluster moves to another member.
+				o.repointed = true
+			}
+			// What this join does not say stays as it is: applied
+			// without it, a field join set before would go.
+			if o.Connection == "" {
+				o.Connection = c.Spec.Connection
+			}
+			if o.Identity == nil {
+				o.Identity = identity.FromV1alpha1(c.Spec.Identity)
+			}
 		}
 		if d, ok := t.current.(*appsv1.Deployment); ok && agentCluster(d) != o.Name {
 			// One agent per member: it holds one Cluster's hub identity.

@@ -38,6 +38,7 @@ import (
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/validation"
+	"github.com/switchboard-io/switchboard/pkg/identity"
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
 	"github.com/switchboard-io/switchboard/pkg/kubeconfig"
 	"github.com/switchboard-io/switchboard/pkg/names"
@@ -74,6 +75,9 @@ type Options struct {
 	// Agent, when set, sets up the member's switchboard-agent and its hub
 	// identity, and the Cluster's connection is Tunnel.
 	Agent *Agent
+	// Identity, when set, is the Cluster's identity policy. Nil keeps an
+	// existing Cluster's, and a new one has none.
+	Identity *identity.Policy
 	// Overwrite lets join re-point an existing Cluster at another
 	// endpoint; without it, join refuses.
 	Overwrite bool
@@ -141,6 +145,9 @@ func (o *Options) complete() error {
 	}
 	if msgs := utilvalidation.IsDNS1123Subdomain(o.Name); len(msgs) > 0 {
 		return fmt.Errorf("%q is not a valid cluster name: %s", o.Name, strings.Join(msgs, "; "))
+	}
+	if _, errs := identity.Compile(o.Identity, field.NewPath("spec", "identity")); len(errs) > 0 {
+		return fmt.Errorf("the identity policy is not valid: %w", errs.ToAggregate())
 	}
 	if o.Agent != nil {
 		if err := ValidateAgentName(o.Name); err != nil {
@@ -282,7 +289,7 @@ func (o *Options) objects(cred *Credential, agentKubeconfig []byte) []object {
 	d := declaration{
 		name: o.Name, endpoint: o.Endpoint, hubNamespace: o.HubNamespace,
 		insecure:   o.MemberConfig != nil && o.MemberConfig.Insecure,
-		connection: o.Connection, cred: cred,
+		connection: o.Connection, cred: cred, identity: o.Identity,
 	}
 	if o.Agent != nil {
 		d.agent = &agentDeclaration{Agent: *o.Agent, kubeconfig: agentKubeconfig}

@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+	"github.com/switchboard-io/switchboard/pkg/identity"
 	clusterac "github.com/switchboard-io/switchboard/pkg/generated/applyconfiguration/cluster/v1alpha1"
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
 )
@@ -94,6 +95,8 @@ type declaration struct {
 	cred *Credential
 	// agent, when set, adds the switchboard-agent's objects.
 	agent *agentDeclaration
+	// identity, when set, is the Cluster's identity policy.
+	identity *identity.Policy
 }
 
 // objects declares what join sets up for a Cluster, in the order it
@@ -122,6 +125,9 @@ func objects(d declaration) []object {
 		// Declared only when asked for: a join that does not say keeps
 		// the Cluster's connection, and a new Cluster defaults to Direct.
 		clusterSpec.WithConnection(d.connection)
+	}
+	if d.identity != nil {
+		clusterSpec.WithIdentity(identityConfig(d.identity))
 	}
 	objs := []object{
 		{where: inMember, config: corev1ac.Namespace(Namespace).WithLabels(labels), usedAsFound: true},
@@ -158,6 +164,31 @@ func objects(d declaration) []object {
 	return append(objs, object{where: onHub, config: clusterac.Cluster(name).WithLabels(labels).WithSpec(clusterSpec)})
 }
 
+// identityConfig is the apply configuration of an identity policy.
+func identityConfig(p *identity.Policy) *clusterac.IdentityPolicyApplyConfiguration {
+	out := clusterac.IdentityPolicy()
+	for _, r := range p.Rules {
+		rule := clusterac.IdentityRule().WithExpression(r.Expression)
+		if r.Message != "" {
+			rule.WithMessage(r.Message)
+		}
+		out.WithRules(rule)
+	}
+	if p.Username != "" {
+		out.WithUsername(p.Username)
+	}
+	if p.UID != "" {
+		out.WithUID(p.UID)
+	}
+	if p.Groups != "" {
+		out.WithGroups(p.Groups)
+	}
+	for _, x := range p.Extra {
+		out.WithExtra(clusterac.IdentityExtra().WithKey(x.Key).WithValueExpression(x.ValueExpression))
+	}
+	return out
+}
+
 // PlannedObject is one object join would apply, and where.
 type PlannedObject struct {
 	// Where is "member" or "hub".
@@ -168,8 +199,8 @@ type PlannedObject struct {
 // Plan lists the objects Join applies, with the tokens left as
 // placeholders. With agent, the member is reached through a tunnel, and
 // the plan holds the agent's objects.
-func Plan(name, endpoint, hubNamespace string, insecure bool, agent *Agent) []PlannedObject {
-	d := declaration{name: name, endpoint: endpoint, hubNamespace: hubNamespace, insecure: insecure}
+func Plan(name, endpoint, hubNamespace string, insecure bool, agent *Agent, policy *identity.Policy) []PlannedObject {
+	d := declaration{name: name, endpoint: endpoint, hubNamespace: hubNamespace, insecure: insecure, identity: policy}
 	if agent != nil {
 		d.connection, d.agent = v1alpha1.ConnectionTunnel, &agentDeclaration{Agent: *agent}
 	}

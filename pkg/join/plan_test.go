@@ -69,7 +69,7 @@ func writePlan(t *testing.T, objects []PlannedObject) (string, []planned) {
 }
 
 func TestPlanYAML(t *testing.T) {
-	out, docs := writePlan(t, Plan(testName, "https://member.internal:443", "", true, nil))
+	out, docs := writePlan(t, Plan(testName, "https://member.internal:443", "", true, nil, nil))
 
 	want := []string{
 		"member v1 Namespace switchboard-system",

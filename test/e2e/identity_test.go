@@ -212,3 +212,41 @@ func mustDo(t *testing.T, do func() error) {
 		t.Fatal(err)
 	}
 }
+
+// TestJoinWritesTheIdentityPolicy: kubectl switchboard join --hub-prefix
+// writes the policy into the Cluster, and a later join without the flag
+// keeps it, also when that join corrects another field of the Cluster
+// (server-side apply would drop the fields join owned and no longer
+// declares).
+func TestJoinWritesTheIdentityPolicy(t *testing.T) {
+	ctx := context.Background()
+	m := f.State.Members[1]
+	t.Cleanup(func() {
+		_, _ = f.Switchboard(t).ClusterV1alpha1().Clusters().Patch(context.Background(), m.Name, types.MergePatchType,
+			[]byte(`{"spec":{"identity":null}}`), metav1.PatchOptions{})
+	})
+	mustPlugin(t, "join", m.Name, "--member-kubeconfig", m.Kubeconfig, "--hub-prefix", "hub:", "--refuse-hub-admins")
+	clusters := f.Switchboard(t).ClusterV1alpha1().Clusters()
+	cl, err := clusters.Get(ctx, m.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := cl.Spec.Identity
+	if want == nil || want.Username != `"hub:" + user.username` || len(want.Rules) != 1 {
+		t.Fatalf("identity after join --hub-prefix --refuse-hub-admins: %+v", want)
+	}
+	if _, err := clusters.Patch(ctx, m.Name, types.MergePatchType, []byte(`{"spec":{"tlsServerName":"localhost"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out := mustPlugin(t, "join", m.Name, "--member-kubeconfig", m.Kubeconfig)
+	if !strings.Contains(out, "corrected Cluster "+m.Name) {
+		t.Errorf("join did not correct the edited Cluster:\n%s", out)
+	}
+	cl, err = clusters.Get(ctx, m.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.Spec.TLSServerName != "" || cl.Spec.Identity == nil || cl.Spec.Identity.Username != want.Username || len(cl.Spec.Identity.Rules) != 1 {
+		t.Errorf("after a join without policy flags: tlsServerName %q, identity %+v; want none, and the policy kept", cl.Spec.TLSServerName, cl.Spec.Identity)
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/rest"
 
+	"github.com/switchboard-io/switchboard/pkg/identity"
 	"github.com/switchboard-io/switchboard/pkg/install"
 	"github.com/switchboard-io/switchboard/pkg/join"
 )
@@ -60,6 +61,11 @@ type JoinOptions struct {
 	Agent join.Agent
 	// agentFlagsGiven names the --agent-* flags given, which need --tunnel.
 	agentFlagsGiven []string
+	// Identity is the ready-made identity policy the flags choose.
+	Identity identity.Preset
+	// policy is Identity as a policy, set by Validate; nil keeps the
+	// Cluster's.
+	policy *identity.Policy
 
 	// memberConfig is the member's client configuration, set by Complete.
 	memberConfig *rest.Config
@@ -112,6 +118,15 @@ join itself needs to reach both clusters, but the hub never dials the
 member: the request through the hub goes through the agent's tunnel, so
 join waits for the agent's pods to start (--verify-timeout).
 
+By default a hub caller reaches the member as the hub authenticated it:
+a hub caller in system:masters is in system:masters in the member, and a
+hub service account team-a/deployer is the member's team-a/deployer. The
+identity policy flags write spec.identity into the Cluster instead:
+--refuse-hub-admins refuses hub callers in system:masters; --hub-prefix
+puts a prefix before every hub user name and group; --allow-hub-groups
+keeps only the hub groups named. Without any of them, join keeps the
+Cluster's policy as it is.
+
 It checks first that both kubeconfigs may do all this, and that it owns
 what it would change: a Cluster or Secret made by hand stops it, and so
 does a Cluster NAME that points at another endpoint, unless --overwrite
@@ -128,7 +143,8 @@ KUBECONFIG.`,
   kubectl switchboard join member1 --member-kubeconfig admin.conf --endpoint https://10.0.0.12:6443
   kubectl switchboard join member1 --member-kubeconfig member1.kubeconfig --kubeconfig hub.kubeconfig
   kubectl switchboard join member1 --member-kubeconfig member1.kubeconfig --dry-run=server
-  kubectl switchboard join edge1 --member-kubeconfig edge1.kubeconfig --tunnel --agent-hub-server https://hub.example.com:6443`,
+  kubectl switchboard join edge1 --member-kubeconfig edge1.kubeconfig --tunnel --agent-hub-server https://hub.example.com:6443
+  kubectl switchboard join member1 --member-kubeconfig member1.kubeconfig --refuse-hub-admins --hub-prefix hub:`,
 		Args: cobra.ExactArgs(1),
 		RunE: runE(hub, o),
 	}
@@ -143,6 +159,9 @@ KUBECONFIG.`,
 	cmd.Flags().StringVar(&o.Agent.Image, "agent-image", o.Agent.Image, "with --tunnel: the container image of the switchboard-agent Deployment")
 	cmd.Flags().StringVar(&o.Agent.HubServer, "agent-hub-server", o.Agent.HubServer, "with --tunnel: the hub's API server URL as the agent reaches it from inside the member (default: the hub kubeconfig's server)")
 	cmd.Flags().IntVar(&o.Agent.ServerCount, "agent-server-count", o.Agent.ServerCount, "with --tunnel: how many switchboard replicas run on the hub; the agent holds a tunnel to each (3 for the ha variant)")
+	cmd.Flags().BoolVar(&o.Identity.RefuseHubAdmins, "refuse-hub-admins", o.Identity.RefuseHubAdmins, "identity policy: refuse hub callers in system:masters, so that hub administrators are not administrators of this member")
+	cmd.Flags().StringVar(&o.Identity.Prefix, "hub-prefix", o.Identity.Prefix, `identity policy: put this before every hub user name and group the member sees ("hub:" makes alice hub:alice), so that no hub caller is one of the member's own users or groups`)
+	cmd.Flags().StringSliceVar(&o.Identity.AllowGroups, "allow-hub-groups", o.Identity.AllowGroups, "identity policy: the only hub groups the member sees; the caller's other groups are left out")
 	cmd.PreRun = func(cmd *cobra.Command, _ []string) {
 		o.agentFlagsGiven = nil
 		for _, name := range []string{"agent-image", "agent-hub-server", "agent-server-count"} {
@@ -182,6 +201,11 @@ func (o *JoinOptions) Validate() error {
 	}
 	if err := join.ValidateEndpoint(o.Endpoint); err != nil {
 		errs = append(errs, err)
+	}
+	if policy, err := o.Identity.Policy(); err != nil {
+		errs = append(errs, fmt.Errorf("the identity policy: %w", err))
+	} else {
+		o.policy = policy
 	}
 	if o.Tunnel {
 		errs = append(errs, o.validateAgent()...)
@@ -225,7 +249,7 @@ func (o *JoinOptions) agent() *join.Agent {
 // apply.
 func (o *JoinOptions) Run(ctx context.Context) error {
 	if o.DryRun == dryRunClient {
-		return join.WriteYAML(o.Out, join.Plan(o.Name, o.Endpoint, o.HubNamespace, o.memberConfig.Insecure, o.agent()))
+		return join.WriteYAML(o.Out, join.Plan(o.Name, o.Endpoint, o.HubNamespace, o.memberConfig.Insecure, o.agent(), o.policy))
 	}
 	hubConfig, hubClient, sb, err := o.hub.clients()
 	if err != nil {
@@ -255,6 +279,7 @@ func (o *JoinOptions) Run(ctx context.Context) error {
 		Overwrite:     o.Overwrite,
 		DryRun:        joinDryRun(o.DryRun),
 		Agent:         o.agent(),
+		Identity:      o.policy,
 	})
 	if result != nil {
 		for _, warning := range result.Warnings {

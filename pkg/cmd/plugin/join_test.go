@@ -277,3 +277,28 @@ func TestJoinTunnelFlags(t *testing.T) {
 		})
 	}
 }
+
+// The identity policy flags write spec.identity into the Cluster that
+// join --dry-run=client prints; a bad prefix is refused.
+func TestJoinIdentityFlags(t *testing.T) {
+	member := memberKubeconfig(t, "m", "https://10.0.0.1:6443")
+	stdout, stderr, err := runPlugin(t, "join", "member1", "--member-kubeconfig", member, "--dry-run=client",
+		"--refuse-hub-admins", "--hub-prefix", "hub:", "--allow-hub-groups", "dev,ops")
+	if err != nil {
+		t.Fatalf("%v: %s", err, stderr)
+	}
+	for _, want := range []string{
+		"  identity:\n",
+		`- expression: '!(''system:masters'' in user.groups)'`,
+		`groups: user.groups.filter(g, g in ["dev", "ops"]).map(g, "hub:" + g)`,
+		`username: '"hub:" + user.username'`,
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if _, _, err := runPlugin(t, "join", "member1", "--member-kubeconfig", member, "--dry-run=client", "--hub-prefix", " hub"); err == nil ||
+		!strings.Contains(err.Error(), `the identity policy: prefix " hub": must be non-empty`) {
+		t.Errorf("a prefix with a space: %v", err)
+	}
+}
