@@ -267,15 +267,18 @@ type Refusal struct {
 	Message string
 }
 
+// RefusalMessage begins the text of every Refusal.
+const RefusalMessage = "its identity policy "
+
 func (r *Refusal) Error() string {
 	if r.Rule < 0 {
-		return fmt.Sprintf("its identity policy cannot map the caller: %s (expression %s)", r.Message, r.Expression)
+		return fmt.Sprintf(RefusalMessage+"cannot map the caller: %s (expression %s)", r.Message, r.Expression)
 	}
 	msg := r.Message
 	if msg == "" {
 		msg = "the caller does not satisfy it"
 	}
-	return fmt.Sprintf("its identity policy refuses the caller: rule %d (%s): %s", r.Rule, r.Expression, msg)
+	return fmt.Sprintf(RefusalMessage+"refuses the caller: rule %d (%s): %s", r.Rule, r.Expression, msg)
 }
 
 // Map applies the policy to the hub caller: the identity the member sees,

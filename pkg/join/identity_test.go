@@ -17,8 +17,17 @@ limitations under the License.
 package join
 
 import (
+	"context"
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/identity"
@@ -65,4 +74,42 @@ func TestJoinWritesAndKeepsTheIdentityPolicy(t *testing.T) {
 	_, err = f.joinWith(o)
 	assertErrorContains(t, err, "the identity policy is not valid", "spec.identity.username")
 	assertNoWrites(t, f)
+}
+
+// When the Cluster's identity policy refuses whoever runs join, join
+// checks the member through switchboard's own probe instead.
+func TestJoinVerifiesByProbeWhenThePolicyRefusesTheCaller(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.verifyErr = apierrors.NewForbidden(schema.GroupResource{Group: v1alpha1.GroupName, Resource: "clusters/proxy"}, testName,
+		errors.New(`cluster "prod": `+identity.RefusalMessage+"refuses the caller: rule 0 (...): no hub administrators"))
+	o := f.options()
+	o.VerifyTimeout = 3 * time.Second
+	o.verify = func(context.Context) (string, error) { return "", f.verifyErr }
+
+	// Not Ready: join fails, and says both.
+	_, err := f.joinWith(o)
+	assertErrorContains(t, err, "no hub administrators", "switchboard's own probe of the member has not succeeded")
+
+	// Ready: the probe stands in for the caller's request.
+	go func() {
+		_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			cl, err := f.sb.ClusterV1alpha1().Clusters().Get(ctx, testName, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			cl.Status.KubernetesVersion = "v1.37.2"
+			cl.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonProbed,
+				ObservedGeneration: cl.Generation, LastTransitionTime: metav1.Now()}}
+			_, err = f.sb.ClusterV1alpha1().Clusters().UpdateStatus(ctx, cl, metav1.UpdateOptions{})
+			return err == nil, nil
+		})
+	}()
+	res, err := f.joinWith(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Verified, "identity policy refuses you") || !strings.Contains(res.Verified, "switchboard's own probe reaches the member: Ready, Kubernetes v1.37.2") {
+		t.Errorf("Verified = %q", res.Verified)
+	}
 }

@@ -26,6 +26,7 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
@@ -38,8 +39,8 @@ import (
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/validation"
-	"github.com/switchboard-io/switchboard/pkg/identity"
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
+	"github.com/switchboard-io/switchboard/pkg/identity"
 	"github.com/switchboard-io/switchboard/pkg/kubeconfig"
 	"github.com/switchboard-io/switchboard/pkg/names"
 	"github.com/switchboard-io/switchboard/pkg/reach"
@@ -257,6 +258,12 @@ func Join(ctx context.Context, o Options) (*Result, error) {
 		return result, nil
 	}
 	verified, err := o.verify(ctx)
+	if err != nil && isPolicyRefusal(err) {
+		// The Cluster's identity policy refuses whoever runs join (a hub
+		// administrator, say): switchboard's own probe shows the way to
+		// the member instead.
+		verified, err = o.verifyByProbe(ctx, err)
+	}
 	if err != nil {
 		return result, o.rollback(ctx, w, fmt.Errorf("a request through the hub to cluster %q failed: %w", o.Name, err))
 	}
@@ -476,6 +483,9 @@ func (o *Options) verifyThroughHub(ctx context.Context) (string, error) {
 			return false, nil //nolint:nilerr // the error before this one is reported.
 		}
 		last = err
+		if isPolicyRefusal(err) {
+			return true, nil // an answer: join falls back to the probe.
+		}
 		if o.notSeenYet(err) || isStarting(err) || o.Agent != nil && isAgentAbsent(err) {
 			failingSince = time.Time{}
 			return false, nil
@@ -526,6 +536,38 @@ func (o *Options) notSeenYet(err error) bool {
 	}
 	d := status.Status().Details
 	return d != nil && d.Group == v1alpha1.GroupName && d.Kind == "clusters" && d.Name == o.Name
+}
+
+// isPolicyRefusal says whether switchboard refused the request for the
+// Cluster's identity policy.
+func isPolicyRefusal(err error) bool {
+	return apierrors.IsForbidden(err) && strings.Contains(err.Error(), identity.RefusalMessage)
+}
+
+// verifyByProbe waits, up to VerifyTimeout, for switchboard's probe of the
+// member to succeed, when the Cluster's identity policy refused the
+// request as the caller (refusal).
+func (o *Options) verifyByProbe(ctx context.Context, refusal error) (string, error) {
+	var cl *v1alpha1.Cluster
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, o.VerifyTimeout, true, func(ctx context.Context) (bool, error) {
+		var err error
+		if cl, err = o.Switchboard.ClusterV1alpha1().Clusters().Get(ctx, o.Name, metav1.GetOptions{}); err != nil {
+			return false, nil //nolint:nilerr // the last state is reported.
+		}
+		ready := meta.FindStatusCondition(cl.Status.Conditions, v1alpha1.ConditionReady)
+		return ready != nil && ready.Status == metav1.ConditionTrue && ready.ObservedGeneration >= cl.Generation, nil
+	})
+	if err != nil {
+		state := "not read"
+		if cl != nil {
+			if ready := meta.FindStatusCondition(cl.Status.Conditions, v1alpha1.ConditionReady); ready != nil {
+				state = fmt.Sprintf("%s (%s): %s", ready.Status, ready.Reason, ready.Message)
+			}
+		}
+		return "", fmt.Errorf("%w; and switchboard's own probe of the member has not succeeded: Ready is %s", refusal, state)
+	}
+	return fmt.Sprintf("the Cluster's identity policy refuses you (%v); switchboard's own probe reaches the member: Ready, Kubernetes %s",
+		refusal, cl.Status.KubernetesVersion), nil
 }
 
 // isAgentAbsent says whether switchboard answered that no agent holds the

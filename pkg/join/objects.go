@@ -36,9 +36,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
-	"github.com/switchboard-io/switchboard/pkg/identity"
 	clusterac "github.com/switchboard-io/switchboard/pkg/generated/applyconfiguration/cluster/v1alpha1"
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
+	"github.com/switchboard-io/switchboard/pkg/identity"
 )
 
 // fieldManager owns the fields join applies, in the member and on the hub.

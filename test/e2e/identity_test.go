@@ -120,7 +120,9 @@ func TestIdentityPolicyPrefixesHubNames(t *testing.T) {
 		_, err := memberClient.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
 		return err
 	})
-	t.Cleanup(func() { _ = memberClient.CoreV1().Namespaces().Delete(context.Background(), namespace, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = memberClient.CoreV1().Namespaces().Delete(context.Background(), namespace, metav1.DeleteOptions{})
+	})
 	mustDo(t, func() error {
 		_, err := memberClient.CoreV1().ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 		return err
@@ -235,7 +237,7 @@ func TestJoinWritesTheIdentityPolicy(t *testing.T) {
 	if want == nil || want.Username != `"hub:" + user.username` || len(want.Rules) != 1 {
 		t.Fatalf("identity after join --hub-prefix --refuse-hub-admins: %+v", want)
 	}
-	if _, err := clusters.Patch(ctx, m.Name, types.MergePatchType, []byte(`{"spec":{"tlsServerName":"localhost"}}`), metav1.PatchOptions{}); err != nil {
+	if _, err := clusters.Patch(ctx, m.Name, types.MergePatchType, []byte(`{"spec":{"credentialsSecretRef":{"name":"edited-by-hand"}}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	out := mustPlugin(t, "join", m.Name, "--member-kubeconfig", m.Kubeconfig)
@@ -246,7 +248,8 @@ func TestJoinWritesTheIdentityPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cl.Spec.TLSServerName != "" || cl.Spec.Identity == nil || cl.Spec.Identity.Username != want.Username || len(cl.Spec.Identity.Rules) != 1 {
-		t.Errorf("after a join without policy flags: tlsServerName %q, identity %+v; want none, and the policy kept", cl.Spec.TLSServerName, cl.Spec.Identity)
+	if cl.Spec.CredentialsSecretRef.Name != m.Name+"-credentials" || cl.Spec.Identity == nil || cl.Spec.Identity.Username != want.Username || len(cl.Spec.Identity.Rules) != 1 {
+		t.Errorf("after a join without policy flags: credentialsSecretRef %q, identity %+v; want %s-credentials, and the policy kept",
+			cl.Spec.CredentialsSecretRef.Name, cl.Spec.Identity, m.Name)
 	}
 }
