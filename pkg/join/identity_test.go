@@ -95,8 +95,10 @@ func TestJoinVerifiesByProbeWhenThePolicyRefusesTheCaller(t *testing.T) {
 	go func() {
 		_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
 			cl, err := f.sb.ClusterV1alpha1().Clusters().Get(ctx, testName, metav1.GetOptions{})
-			if err != nil {
-				return false, nil
+			if apierrors.IsNotFound(err) {
+				return false, nil // join has not written it yet
+			} else if err != nil {
+				return false, err
 			}
 			cl.Status.KubernetesVersion = "v1.37.2"
 			cl.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonProbed,
