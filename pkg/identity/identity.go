@@ -29,6 +29,8 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/google/cel-go/cel"
@@ -93,6 +95,8 @@ const CostLimit = celconfig.PerCallLimit
 
 // Program is a compiled policy. It is safe for concurrent use.
 type Program struct {
+	// refuseAll, when set, refuses every caller with this reason.
+	refuseAll             string
 	rules                 []compiled
 	username, uid, groups *compiled
 	extra                 []compiledExtra
@@ -111,9 +115,16 @@ type compiledExtra struct {
 
 var (
 	stringList = cel.ListType(cel.StringType)
-	// env is the CEL environment of every expression: Kubernetes' base
-	// environment, for stored expressions, with the caller as `user`.
-	env = func() *cel.Env {
+	// envs are the CEL environments of the expressions: Kubernetes' base
+	// environment with the caller as `user`, for expressions being written
+	// (NewExpressions: only what every API server of this version's
+	// compatibility range knows) and for stored ones (StoredExpressions).
+	envs     = map[environment.Type]*cel.Env{}
+	envsOnce sync.Once
+)
+
+func envFor(t environment.Type) *cel.Env {
+	envsOnce.Do(func() {
 		userType := apiservercel.NewObjectType("kubernetes.UserInfo", map[string]*apiservercel.DeclField{
 			"username": apiservercel.NewDeclField("username", apiservercel.StringType, false, nil, nil),
 			"uid":      apiservercel.NewDeclField("uid", apiservercel.StringType, false, nil, nil),
@@ -129,34 +140,67 @@ var (
 		if err != nil {
 			panic(fmt.Sprintf("the identity policy's CEL environment: %v", err))
 		}
-		e, err := set.Env(environment.StoredExpressions)
-		if err != nil {
-			panic(fmt.Sprintf("the identity policy's CEL environment: %v", err))
+		for _, t := range []environment.Type{environment.NewExpressions, environment.StoredExpressions} {
+			e, err := set.Env(t)
+			if err != nil {
+				panic(fmt.Sprintf("the identity policy's CEL environment: %v", err))
+			}
+			envs[t] = e
 		}
-		return e
-	}()
+	})
+	return envs[t]
+}
+
+// Limits of a policy, so that what one request costs stays bounded.
+const (
+	maxRules            = 16
+	maxExtras           = 16
+	maxExpressionLength = 4096
 )
 
-// compilations counts the policies Compile compiled.
+// Mode says which CEL environment an expression compiles in.
+type Mode = environment.Type
+
+const (
+	// NewExpressions is for a policy being written, or changed.
+	NewExpressions = environment.NewExpressions
+	// StoredExpressions is for a policy already stored: it may use what a
+	// newer API server allowed.
+	StoredExpressions = environment.StoredExpressions
+)
+
+// compilations counts the policies CompileIn compiled.
 var compilations atomic.Int64
 
 // Compilations is how many non-empty policies this process compiled: a
 // test's proof that requests do not compile them.
 func Compilations() int64 { return compilations.Load() }
 
-// Compile compiles every expression of p, and says, as errors of the
-// fields under fldPath, which do not compile, give the wrong type or may
-// cost too much. A nil or empty policy compiles to nil.
+// Compile compiles every expression of p for a stored policy, and says,
+// as errors of the fields under fldPath, which do not compile, give the
+// wrong type or may cost too much. A nil or empty policy compiles to nil.
 func Compile(p *Policy, fldPath *field.Path) (*Program, field.ErrorList) {
+	return CompileIn(StoredExpressions, p, fldPath)
+}
+
+// CompileIn is Compile in the environment of mode.
+func CompileIn(mode Mode, p *Policy, fldPath *field.Path) (*Program, field.ErrorList) {
 	if p.Empty() {
 		return nil, nil
 	}
 	compilations.Add(1)
+	env := envFor(mode)
 	var errs field.ErrorList
+	if len(p.Rules) > maxRules {
+		errs = append(errs, field.TooMany(fldPath.Child("rules"), len(p.Rules), maxRules))
+	}
+	if len(p.Extra) > maxExtras {
+		errs = append(errs, field.TooMany(fldPath.Child("extra"), len(p.Extra), maxExtras))
+	}
 	prog := &Program{}
 	for i, r := range p.Rules {
 		path := fldPath.Child("rules").Index(i)
-		c, err := compile(r.Expression, []*cel.Type{cel.BoolType}, path.Child("expression"))
+		c, err := compile(env, r.Expression, []*cel.Type{cel.BoolType}, path.Child("expression"))
 		errs = append(errs, err...)
 		if len(r.Message) > maxStringLength {
 			errs = append(errs, field.TooLong(path.Child("message"), "", maxStringLength))
@@ -170,7 +214,7 @@ func Compile(p *Policy, fldPath *field.Path) (*Program, field.ErrorList) {
 		if expression == "" {
 			return nil
 		}
-		c, err := compile(expression, want, fldPath.Child(name))
+		c, err := compile(env, expression, want, fldPath.Child(name))
 		errs = append(errs, err...)
 		return c
 	}
@@ -183,11 +227,16 @@ func Compile(p *Policy, fldPath *field.Path) (*Program, field.ErrorList) {
 		switch {
 		case x.Key == "":
 			errs = append(errs, field.Required(path.Child("key"), "the extra's key"))
+		case x.Key != strings.ToLower(x.Key):
+			// Kubernetes lowercases extra keys: Foo and foo would merge.
+			errs = append(errs, field.Invalid(path.Child("key"), x.Key, "must be lowercase"))
+		case len(x.Key) > maxStringLength:
+			errs = append(errs, field.TooLong(path.Child("key"), "", maxStringLength))
 		case seen[x.Key]:
 			errs = append(errs, field.Duplicate(path.Child("key"), x.Key))
 		}
 		seen[x.Key] = true
-		c, err := compile(x.ValueExpression, []*cel.Type{stringList, cel.StringType}, path.Child("valueExpression"))
+		c, err := compile(env, x.ValueExpression, []*cel.Type{stringList, cel.StringType}, path.Child("valueExpression"))
 		errs = append(errs, err...)
 		if c != nil {
 			prog.extra = append(prog.extra, compiledExtra{key: x.Key, compiled: *c})
@@ -201,9 +250,12 @@ func Compile(p *Policy, fldPath *field.Path) (*Program, field.ErrorList) {
 
 // compile compiles one expression that must give one of the types want
 // (or dyn, checked when it runs).
-func compile(expression string, want []*cel.Type, path *field.Path) (*compiled, field.ErrorList) {
+func compile(env *cel.Env, expression string, want []*cel.Type, path *field.Path) (*compiled, field.ErrorList) {
 	if expression == "" {
 		return nil, field.ErrorList{field.Required(path, "a CEL expression")}
+	}
+	if len(expression) > maxExpressionLength {
+		return nil, field.ErrorList{field.TooLong(path, "", maxExpressionLength)}
 	}
 	ast, issues := env.Compile(expression)
 	if issues != nil && issues.Err() != nil {
@@ -228,7 +280,8 @@ func compile(expression string, want []*cel.Type, path *field.Path) (*compiled, 
 			"may cost up to %d, more than the limit of %d, for a caller with up to %d groups and %d extras of up to %d values, each up to %d characters long: make it cheaper",
 			estimate.Max, CostLimit, maxGroups, maxExtraKeys, maxExtraValues, maxStringLength))}
 	}
-	program, err := env.Program(ast)
+	// A cancelled request stops its expression within 100 iterations.
+	program, err := env.Program(ast, cel.InterruptCheckFrequency(100))
 	if err != nil {
 		return nil, field.ErrorList{field.InternalError(path, err)}
 	}
@@ -271,6 +324,9 @@ type Refusal struct {
 const RefusalMessage = "its identity policy "
 
 func (r *Refusal) Error() string {
+	if r.Rule < 0 && r.Expression == "" {
+		return RefusalMessage + "refuses every caller: " + r.Message
+	}
 	if r.Rule < 0 {
 		return fmt.Sprintf(RefusalMessage+"cannot map the caller: %s (expression %s)", r.Message, r.Expression)
 	}
@@ -286,6 +342,9 @@ func (r *Refusal) Error() string {
 func (p *Program) Map(ctx context.Context, caller user.Info) (user.Info, error) {
 	if p == nil {
 		return caller, nil
+	}
+	if p.refuseAll != "" {
+		return nil, &Refusal{Rule: -1, Message: p.refuseAll}
 	}
 	activation := map[string]any{"user": callerValue(caller)}
 	for i, r := range p.rules {
@@ -397,6 +456,10 @@ func nonNil(s []string) []string {
 	}
 	return s
 }
+
+// RefusingAll is a Program that refuses every caller, for reason: what a
+// Cluster whose policy does not compile gets, rather than no policy.
+func RefusingAll(reason string) *Program { return &Program{refuseAll: reason} }
 
 // IsRefusal says whether err is the policy's refusal.
 func IsRefusal(err error) bool {

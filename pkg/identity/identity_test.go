@@ -58,6 +58,8 @@ func TestCompileErrorsAreFieldErrors(t *testing.T) {
 		{"empty rule", Policy{Rules: []Rule{{}}}, []string{"spec.identity.rules[0].expression: Required value"}},
 		{"extra without key, twice", Policy{Extra: []Extra{{ValueExpression: "'a'"}, {Key: "k", ValueExpression: "1"}, {Key: "k", ValueExpression: "'b'"}}},
 			[]string{"spec.identity.extra[0].key: Required value", "spec.identity.extra[1].valueExpression: Invalid value", "spec.identity.extra[2].key: Duplicate value"}},
+		{"extra key not lowercase", Policy{Extra: []Extra{{Key: "Example.com/x", ValueExpression: "'a'"}}}, []string{`spec.identity.extra[0].key: Invalid value: "Example.com/x": must be lowercase`}},
+		{"too many rules", Policy{Rules: make([]Rule, 17)}, []string{"spec.identity.rules: Too many: 17: must have at most 16 items"}},
 		{"too expensive", Policy{Rules: []Rule{{Expression: "user.groups.all(a, user.groups.all(b, a != b || a == b))"}}},
 			[]string{"spec.identity.rules[0].expression: Forbidden: may cost up to", "more than the limit of 1000000"}},
 	} {

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Preset is a ready-made policy, from the choices kubectl switchboard
@@ -77,8 +78,8 @@ func (p Preset) Policy() (*Policy, error) {
 // control characters or surrounding white space, which headers do not
 // carry.
 func literal(what, s string) error {
-	if s == "" || strings.TrimSpace(s) != s || strings.ContainsFunc(s, unicode.IsControl) {
-		return fmt.Errorf("%s %q: must be non-empty, with no control characters and no white space around it", what, s)
+	if s == "" || strings.TrimSpace(s) != s || strings.ContainsFunc(s, unicode.IsControl) || !utf8.ValidString(s) {
+		return fmt.Errorf("%s %q: must be non-empty UTF-8, with no control characters and no white space around it", what, s)
 	}
 	return nil
 }

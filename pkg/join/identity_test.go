@@ -89,24 +89,17 @@ func TestJoinVerifiesByProbeWhenThePolicyRefusesTheCaller(t *testing.T) {
 
 	// Not Ready: join fails, and says both.
 	_, err := f.joinWith(o)
-	assertErrorContains(t, err, "no hub administrators", "switchboard's own probe of the member has not succeeded")
+	assertErrorContains(t, err, "no hub administrators", "no probe switchboard made of the member since join's changes has succeeded")
 
-	// Ready: the probe stands in for the caller's request.
-	go func() {
-		_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-			cl, err := f.sb.ClusterV1alpha1().Clusters().Get(ctx, testName, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return false, nil // join has not written it yet
-			} else if err != nil {
-				return false, err
-			}
-			cl.Status.KubernetesVersion = "v1.37.2"
-			cl.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonProbed,
-				ObservedGeneration: cl.Generation, LastTransitionTime: metav1.Now()}}
-			_, err = f.sb.ClusterV1alpha1().Clusters().UpdateStatus(ctx, cl, metav1.UpdateOptions{})
-			return err == nil, nil
-		})
-	}()
+	// Ready, but from a probe before join's writes: join fails.
+	stop := markReady(ctx, f, -time.Hour)
+	_, err = f.joinWith(o)
+	stop()
+	assertErrorContains(t, err, "no probe switchboard made of the member since join's changes has succeeded")
+
+	// Ready from a probe after them: the probe stands in for the caller's
+	// request.
+	defer markReady(ctx, f, time.Second)()
 	res, err := f.joinWith(o)
 	if err != nil {
 		t.Fatal(err)
@@ -114,4 +107,27 @@ func TestJoinVerifiesByProbeWhenThePolicyRefusesTheCaller(t *testing.T) {
 	if !strings.Contains(res.Verified, "identity policy refuses you") || !strings.Contains(res.Verified, "switchboard's own probe reaches the member: Ready, Kubernetes v1.37.2") {
 		t.Errorf("Verified = %q", res.Verified)
 	}
+}
+
+// markReady keeps marking Cluster prod Ready, probed at now+offset, until
+// the returned stop is called.
+func markReady(ctx context.Context, f *fixture, offset time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			cl, err := f.sb.ClusterV1alpha1().Clusters().Get(ctx, testName, metav1.GetOptions{})
+			if err != nil {
+				return false, nil //nolint:nilerr // not written yet, or gone with a rollback: try again.
+			}
+			probed := metav1.NewTime(time.Now().Add(offset))
+			cl.Status.KubernetesVersion, cl.Status.LastProbeTime = "v1.37.2", &probed
+			cl.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonProbed,
+				ObservedGeneration: cl.Generation, LastTransitionTime: metav1.Now()}}
+			_, _ = f.sb.ClusterV1alpha1().Clusters().UpdateStatus(ctx, cl, metav1.UpdateOptions{})
+			return false, nil
+		})
+	}()
+	return func() { cancel(); <-done }
 }

@@ -70,6 +70,7 @@ func (o *Options) inspect(ctx context.Context) ([]*target, error) {
 				// With --overwrite: the Cluster moves to another member.
 				o.repointed = true
 			}
+			o.generationBefore = c.Generation
 			// What this join does not say stays as it is: applied
 			// without it, a field join set before would go.
 			if o.Connection == "" {

@@ -101,6 +101,8 @@ type Options struct {
 	// both, the agent's hub token is replaced, so that no agent elsewhere
 	// still holds one that works.
 	repointed, agentCredentialFound bool
+	// generationBefore is the Cluster's generation before join wrote it.
+	generationBefore int64
 }
 
 // Result is what Join did.
@@ -257,12 +259,13 @@ func Join(ctx context.Context, o Options) (*Result, error) {
 	if o.DryRun != DryRunNone {
 		return result, nil
 	}
+	started := time.Now()
 	verified, err := o.verify(ctx)
 	if err != nil && isPolicyRefusal(err) {
 		// The Cluster's identity policy refuses whoever runs join (a hub
-		// administrator, say): switchboard's own probe shows the way to
-		// the member instead.
-		verified, err = o.verifyByProbe(ctx, err)
+		// administrator, say): a probe switchboard makes as itself, after
+		// join's writes, shows the way to the member instead.
+		verified, err = o.verifyByProbe(ctx, err, started)
 	}
 	if err != nil {
 		return result, o.rollback(ctx, w, fmt.Errorf("a request through the hub to cluster %q failed: %w", o.Name, err))
@@ -483,9 +486,6 @@ func (o *Options) verifyThroughHub(ctx context.Context) (string, error) {
 			return false, nil //nolint:nilerr // the error before this one is reported.
 		}
 		last = err
-		if isPolicyRefusal(err) {
-			return true, nil // an answer: join falls back to the probe.
-		}
 		if o.notSeenYet(err) || isStarting(err) || o.Agent != nil && isAgentAbsent(err) {
 			failingSince = time.Time{}
 			return false, nil
@@ -538,16 +538,19 @@ func (o *Options) notSeenYet(err error) bool {
 	return d != nil && d.Group == v1alpha1.GroupName && d.Kind == "clusters" && d.Name == o.Name
 }
 
-// isPolicyRefusal says whether switchboard refused the request for the
-// Cluster's identity policy.
+// isPolicyRefusal says whether a rule of the Cluster's identity policy
+// refused the request: the caller is not let in, by design. A policy
+// that cannot map the caller, or does not compile, is a failure.
 func isPolicyRefusal(err error) bool {
-	return apierrors.IsForbidden(err) && strings.Contains(err.Error(), identity.RefusalMessage)
+	return apierrors.IsForbidden(err) && strings.Contains(err.Error(), identity.RefusalMessage+"refuses the caller: rule ")
 }
 
-// verifyByProbe waits, up to VerifyTimeout, for switchboard's probe of the
-// member to succeed, when the Cluster's identity policy refused the
-// request as the caller (refusal).
-func (o *Options) verifyByProbe(ctx context.Context, refusal error) (string, error) {
+// verifyByProbe waits, up to VerifyTimeout, for a probe of the member that
+// switchboard made as itself after since to succeed, when the Cluster's
+// identity policy refused the request as the caller (refusal). The status
+// says when switchboard last probed: a Ready from before join's writes
+// proves nothing about them.
+func (o *Options) verifyByProbe(ctx context.Context, refusal error, since time.Time) (string, error) {
 	var cl *v1alpha1.Cluster
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, o.VerifyTimeout, true, func(ctx context.Context) (bool, error) {
 		var err error
@@ -555,7 +558,11 @@ func (o *Options) verifyByProbe(ctx context.Context, refusal error) (string, err
 			return false, nil //nolint:nilerr // the last state is reported.
 		}
 		ready := meta.FindStatusCondition(cl.Status.Conditions, v1alpha1.ConditionReady)
-		return ready != nil && ready.Status == metav1.ConditionTrue && ready.ObservedGeneration >= cl.Generation, nil
+		// A probe after join's writes: switchboard writes the status of a
+		// probe of a new generation at once, and of the same one at least
+		// every heartbeat (a minute by default).
+		fresh := cl.Generation > o.generationBefore || cl.Status.LastProbeTime != nil && cl.Status.LastProbeTime.After(since)
+		return fresh && ready != nil && ready.Status == metav1.ConditionTrue && ready.ObservedGeneration >= cl.Generation, nil
 	})
 	if err != nil {
 		state := "not read"
@@ -564,7 +571,7 @@ func (o *Options) verifyByProbe(ctx context.Context, refusal error) (string, err
 				state = fmt.Sprintf("%s (%s): %s", ready.Status, ready.Reason, ready.Message)
 			}
 		}
-		return "", fmt.Errorf("%w; and switchboard's own probe of the member has not succeeded: Ready is %s", refusal, state)
+		return "", fmt.Errorf("%w; and no probe switchboard made of the member since join's changes has succeeded within %s: Ready is %s", refusal, o.VerifyTimeout, state)
 	}
 	return fmt.Sprintf("the Cluster's identity policy refuses you (%v); switchboard's own probe reaches the member: Ready, Kubernetes %s",
 		refusal, cl.Status.KubernetesVersion), nil

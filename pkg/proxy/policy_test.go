@@ -112,17 +112,22 @@ func TestThePolicyRefusesACaller(t *testing.T) {
 	}
 }
 
-// A policy that no longer compiles (stored before a stricter switchboard)
-// refuses every request: it is never left out.
+// A policy that no longer compiles (stored by an API server that knew
+// more) refuses every request: it is never left out.
 func TestAPolicyThatDoesNotCompileRefusesEverything(t *testing.T) {
 	mem := newMember(t, nil)
 	f := newFixture(t)
 	f.addMemberWithPolicy(t, testCluster, mem, &v1alpha1.IdentityPolicy{Username: "user.nosuchfield"})
 	req := newProxyRequest(http.MethodGet, testCluster, "/api", "", nil, alice)
-	responder := &recordingResponder{}
-	_, err := f.connect(req.Context(), testCluster, "/api", responder)
-	status := statusOf(t, err)
-	checkStatusMessage(t, status, http.StatusForbidden, metav1.StatusReasonForbidden, `cluster "m1"`, "its identity policy does not compile", "spec.identity.username")
+
+	rec, responder := f.serve(t, testCluster, "/api", req)
+
+	status := statusOf(t, responder.onlyError(t))
+	checkStatusMessage(t, status, http.StatusForbidden, metav1.StatusReasonForbidden, `cluster "m1"`,
+		"its identity policy refuses every caller: it does not compile", "spec.identity.username")
+	if rec.Code != http.StatusForbidden {
+		t.Errorf("code = %d, want 403", rec.Code)
+	}
 	if n := len(mem.requests()); n != 0 {
 		t.Errorf("the member received %d requests", n)
 	}

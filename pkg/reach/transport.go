@@ -184,10 +184,10 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*Membe
 	// Compiled once per change of the Cluster's spec, never per request.
 	// The API compiled it when the Cluster was written; one that no
 	// longer compiles refuses every request rather than be left out.
+	// Probes, which use switchboard's own identity, still run.
 	policy, errs := identity.Compile(identity.FromV1alpha1(cl.Spec.Identity), field.NewPath("spec", "identity"))
 	if len(errs) > 0 {
-		return nil, &IdentityError{Cluster: cl.Name, Unsendable: true,
-			Reason: "its identity policy does not compile, so it refuses every request; fix the Cluster: " + errs.ToAggregate().Error()}
+		policy = identity.RefusingAll("it does not compile, so it refuses every request; fix the Cluster: " + errs.ToAggregate().Error())
 	}
 
 	tlsConfig := &tls.Config{

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
@@ -52,6 +53,7 @@ var ValidateClusterName = apimachineryvalidation.NameIsDNSSubdomain
 func ValidateCluster(c *cluster.Cluster) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMeta(&c.ObjectMeta, false, ValidateClusterName, field.NewPath("metadata"))
 	allErrs = append(allErrs, ValidateClusterSpec(&c.Spec, field.NewPath("spec"))...)
+	allErrs = append(allErrs, validateIdentity(c.Spec.Identity, nil, field.NewPath("spec", "identity"))...)
 	return allErrs
 }
 
@@ -61,7 +63,24 @@ func ValidateCluster(c *cluster.Cluster) field.ErrorList {
 func ValidateClusterUpdate(newCluster, oldCluster *cluster.Cluster) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&newCluster.ObjectMeta, &oldCluster.ObjectMeta, field.NewPath("metadata"))
 	allErrs = append(allErrs, ValidateClusterSpec(&newCluster.Spec, field.NewPath("spec"))...)
+	allErrs = append(allErrs, validateIdentity(newCluster.Spec.Identity, oldCluster.Spec.Identity, field.NewPath("spec", "identity"))...)
 	return allErrs
+}
+
+// validateIdentity compiles a Cluster's identity policy as it is written:
+// with only what every API server of this version's compatibility range
+// knows, unless it is the policy already stored, which an update of
+// something else must not be refused for.
+func validateIdentity(policy, old *cluster.IdentityPolicy, fldPath *field.Path) field.ErrorList {
+	if policy == nil {
+		return nil
+	}
+	mode := identity.NewExpressions
+	if old != nil && apiequality.Semantic.DeepEqual(policy, old) {
+		mode = identity.StoredExpressions
+	}
+	_, errs := identity.CompileIn(mode, identity.FromInternal(policy), fldPath)
+	return errs
 }
 
 // ValidateClusterStatusUpdate checks an update through the status subresource.
@@ -95,10 +114,6 @@ func ValidateClusterSpec(spec *cluster.ClusterSpec, fldPath *field.Path) field.E
 	}
 	if spec.ProxyURL != "" {
 		allErrs = append(allErrs, validateProxyURL(spec.ProxyURL, fldPath.Child("proxyURL"))...)
-	}
-	if spec.Identity != nil {
-		_, errs := identity.Compile(identity.FromInternal(spec.Identity), fldPath.Child("identity"))
-		allErrs = append(allErrs, errs...)
 	}
 	return allErrs
 }
