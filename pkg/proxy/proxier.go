@@ -23,7 +23,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -148,11 +147,6 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 		if message, ok := reach.CredentialsProblem(err); ok {
 			RecordUpstreamError(name, "credentials")
 			return nil, reach.Unavailable(name, message)
-		}
-		var idErr *reach.IdentityError
-		if errors.As(err, &idErr) && idErr.Unsendable {
-			recordPolicyRefusal(name)
-			return nil, apierrors.NewForbidden(cluster.Resource("clusters/proxy"), name, idErr)
 		}
 		return nil, apierrors.NewInternalError(err)
 	}
