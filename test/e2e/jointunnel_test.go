@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -113,7 +114,16 @@ func TestJoinTunnel(t *testing.T) {
 	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d, err := member.AppsV1().Deployments(names.MemberNamespace).Get(ctx, names.Agent, metav1.GetOptions{})
+	// join makes the Deployment right after the Secret.
+	var d *appsv1.Deployment
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var err error
+		d, err = member.AppsV1().Deployments(names.MemberNamespace).Get(ctx, names.Agent, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
 	if err != nil {
 		t.Fatalf("the agent's Deployment: %v", err)
 	}
