@@ -27,7 +27,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -37,6 +36,8 @@ import (
 	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
+	"github.com/google/cel-go/interpreter"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/util/version"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
@@ -346,7 +347,7 @@ func (p *Program) Map(ctx context.Context, caller user.Info) (user.Info, error) 
 	if p.refuseAll != "" {
 		return nil, &Refusal{Rule: -1, Message: p.refuseAll}
 	}
-	activation := map[string]any{"user": callerValue(caller)}
+	activation := &callerActivation{user: callerValue(caller)}
 	for i, r := range p.rules {
 		val, err := r.eval(ctx, activation)
 		if err != nil {
@@ -391,7 +392,7 @@ func (p *Program) Map(ctx context.Context, caller user.Info) (user.Info, error) 
 	return out, nil
 }
 
-func (c *compiled) eval(ctx context.Context, activation map[string]any) (ref.Val, error) {
+func (c *compiled) eval(ctx context.Context, activation interpreter.Activation) (ref.Val, error) {
 	val, _, err := c.program.ContextEval(ctx, activation)
 	if err != nil {
 		return nil, err
@@ -399,7 +400,7 @@ func (c *compiled) eval(ctx context.Context, activation map[string]any) (ref.Val
 	return val, nil
 }
 
-func (c *compiled) evalString(ctx context.Context, activation map[string]any) (string, error) {
+func (c *compiled) evalString(ctx context.Context, activation interpreter.Activation) (string, error) {
 	val, err := c.eval(ctx, activation)
 	if err != nil {
 		return "", &Refusal{Rule: -1, Expression: c.expression, Message: err.Error()}
@@ -412,29 +413,65 @@ func (c *compiled) evalString(ctx context.Context, activation map[string]any) (s
 }
 
 // evalStrings takes a list of strings, or one string as a list of one.
-func (c *compiled) evalStrings(ctx context.Context, activation map[string]any) ([]string, error) {
+func (c *compiled) evalStrings(ctx context.Context, activation interpreter.Activation) ([]string, error) {
 	val, err := c.eval(ctx, activation)
 	if err != nil {
 		return nil, &Refusal{Rule: -1, Expression: c.expression, Message: err.Error()}
 	}
-	if s, ok := val.Value().(string); ok {
-		val = types.NewStringList(types.DefaultTypeAdapter, []string{s})
-	}
-	native, err := val.ConvertToNative(reflect.TypeFor[[]string]())
-	if err != nil {
+	values, ok := stringsOf(val)
+	if !ok {
 		return nil, &Refusal{Rule: -1, Expression: c.expression, Message: fmt.Sprintf("it gave %s, not a list of strings", val.Type().TypeName())}
 	}
-	values := native.([]string)
 	if slices.Contains(values, "") {
 		return nil, &Refusal{Rule: -1, Expression: c.expression, Message: "it gave an empty string"}
 	}
 	return values, nil
 }
 
+// stringsOf is a CEL string, or list of strings, as Go strings. It reads
+// the list through CEL's list interface, as ConvertToNative would, without
+// reflection.
+func stringsOf(val ref.Val) ([]string, bool) {
+	if s, ok := val.(types.String); ok {
+		return []string{string(s)}, true
+	}
+	list, ok := val.(traits.Lister)
+	if !ok {
+		return nil, false
+	}
+	size, ok := list.Size().(types.Int)
+	if !ok || size < 0 {
+		return nil, false
+	}
+	values := make([]string, 0, int(size))
+	for it := list.Iterator(); it.HasNext() == types.True; {
+		s, ok := it.Next().(types.String)
+		if !ok {
+			return nil, false
+		}
+		values = append(values, string(s))
+	}
+	return values, true
+}
+
+// callerActivation resolves the one variable of an expression, `user`.
+type callerActivation struct{ user *lazy.MapValue }
+
+func (a *callerActivation) ResolveName(name string) (any, bool) {
+	if name == "user" {
+		return a.user, true
+	}
+	return nil, false
+}
+
+func (a *callerActivation) Parent() interpreter.Activation { return nil }
+
+var userInfoType = types.NewObjectType("kubernetes.UserInfo")
+
 // callerValue is the caller as CEL's `user`, its fields read only when an
 // expression reads them.
 func callerValue(caller user.Info) *lazy.MapValue {
-	m := lazy.NewMapValue(types.NewObjectType("kubernetes.UserInfo"))
+	m := lazy.NewMapValue(userInfoType)
 	field := func(name string, get func() any) {
 		m.Append(name, func(*lazy.MapValue) ref.Val { return types.DefaultTypeAdapter.NativeToValue(get()) })
 	}

@@ -136,6 +136,9 @@ func TestRefusals(t *testing.T) {
 		{Username: "user.extra['missing'][0]"},
 		{Username: "''"},
 		{Groups: "dyn(user.uid)"},
+		{Groups: "dyn(1)"},
+		{Groups: "[dyn('dev'), dyn(1)]"},
+		{Extra: []Extra{{Key: "k", ValueExpression: "dyn({'a': 'b'})"}}},
 	} {
 		got, err := mustCompile(t, p).Map(ctx, alice)
 		if !IsRefusal(err) || got != nil {

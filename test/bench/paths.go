@@ -90,6 +90,9 @@ type Paths struct {
 	// TunnelDirect and Tunnel reach the tunnelled member (D and E); both
 	// are nil when the run measures no tunnel.
 	TunnelDirect, Tunnel *Path
+	// Policy reaches member1 through a Cluster with an identity policy
+	// (P); nil when the run measures no policy.
+	Policy *Path
 }
 
 // All returns the paths to member1 in table order: those the LIST and the
@@ -106,7 +109,15 @@ func (ps *Paths) Tunnelled() []*Path {
 }
 
 // Every returns every path, in table order: the small GETs measure them all.
-func (ps *Paths) Every() []*Path { return append(ps.All(), ps.Tunnelled()...) }
+// P follows B, which it is measured against, so that the two run as close
+// together as they can.
+func (ps *Paths) Every() []*Path {
+	every := []*Path{ps.Direct, ps.Switchboard}
+	if ps.Policy != nil {
+		every = append(every, ps.Policy)
+	}
+	return append(append(every, ps.Hub), ps.Tunnelled()...)
+}
 
 // Close drops the idle connections of every path.
 func (ps *Paths) Close() {
@@ -129,6 +140,12 @@ var Impersonated = struct{ User, Group string }{"admin", "system:masters"}
 //   - C: through the hub's kube-apiserver with the hub admin's certificate,
 //     as users do: hub, aggregator, switchboard, member.
 //
+// When policyCluster is not empty, it names a Cluster for the same member
+// with an identity policy (EnsurePolicyCluster), and one more path goes to
+// it:
+//
+//   - P: straight to switchboard's port, as B, through that Cluster.
+//
 // When tunnelled is not empty, it names an isolated member, reached
 // through its agent's tunnel, and two more paths go to it:
 //
@@ -137,7 +154,7 @@ var Impersonated = struct{ User, Group string }{"admin", "system:masters"}
 //   - E: straight to switchboard's port, as B: switchboard, then the
 //     tunnel (the hub's kube-apiserver, the member's hub forwarder and its
 //     agent), then the member.
-func NewPaths(s *topology.State, member, tunnelled string) (*Paths, error) {
+func NewPaths(s *topology.State, member, policyCluster, tunnelled string) (*Paths, error) {
 	m, err := s.Member(member)
 	if err != nil {
 		return nil, err
@@ -161,6 +178,10 @@ func NewPaths(s *topology.State, member, tunnelled string) (*Paths, error) {
 		Direct:      &Path{Key: "A", Name: "direct to " + member, Base: m.URL, Client: newClient(direct, nil)},
 		Switchboard: &Path{Key: "B", Name: "switchboard alone", Base: s.Switchboard.URL + proxied(member), Header: frontHeader, Client: newClient(front, nil)},
 		Hub:         &Path{Key: "C", Name: "through the hub", Base: s.Hub.URL + proxied(member), Client: newClient(hub, nil)},
+	}
+	if policyCluster != "" {
+		ps.Policy = &Path{Key: "P", Name: "switchboard alone, with an identity policy", Base: s.Switchboard.URL + proxied(policyCluster),
+			Header: frontHeader, Client: newClient(front, nil)}
 	}
 	if tunnelled == "" {
 		return ps, nil

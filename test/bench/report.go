@@ -66,6 +66,9 @@ type Report struct {
 	// Tunnel is what the run measured of a member reached through a
 	// tunnel, shown in a second table; nil when it measured none.
 	Tunnel *TunnelReport
+	// Policy is what the run measured of path P, shown in a table of its
+	// own; nil when it measured none.
+	Policy *PolicyReport
 }
 
 // cell formats a value for one path, or a dash when the path has none.
@@ -237,6 +240,9 @@ func (r *Report) Markdown() string {
 	}, "must be 0")
 	if r.Tunnel != nil {
 		r.tunnelMarkdown(&b)
+	}
+	if r.Policy != nil {
+		r.policyMarkdown(&b)
 	}
 	return b.String()
 }

@@ -287,3 +287,32 @@ func TestWarningsForCluster(t *testing.T) {
 		t.Errorf("insecureSkipTLSVerify with tlsServerName: warnings = %v", w)
 	}
 }
+
+// A policy is compiled, when written, with only what every API server of
+// this version's compatibility range knows; a policy already stored, which
+// a newer server may have accepted, does not block an update of something
+// else. includes() came with the lists library of Kubernetes 1.37, newer
+// than this build's compatibility version (1.36).
+func TestValidateClusterUpdateOfAStoredPolicy(t *testing.T) {
+	newer := &cluster.IdentityPolicy{Rules: []cluster.IdentityRule{{Expression: `!user.groups.includes("system:masters")`}}}
+	created := validCluster()
+	created.Spec.Identity = newer.DeepCopy()
+	if got := fieldsOf(ValidateCluster(created)); strings.Join(got, ",") != "FieldValueInvalid spec.identity.rules[0].expression" {
+		t.Fatalf("creating a Cluster whose policy uses includes(): errors = %v, want the expression refused", got)
+	}
+
+	old := validCluster()
+	old.Spec.Identity = newer.DeepCopy()
+	moved := validCluster()
+	moved.Spec.Endpoint = "https://10.0.0.99:6443"
+	moved.Spec.Identity = newer.DeepCopy()
+	if errs := ValidateClusterUpdate(moved, old); len(errs) != 0 {
+		t.Errorf("moving a member whose stored policy uses includes(): %v, want no error", errs)
+	}
+
+	changed := moved.DeepCopy()
+	changed.Spec.Identity.Rules[0].Message = "no hub administrators"
+	if got := fieldsOf(ValidateClusterUpdate(changed, old)); strings.Join(got, ",") != "FieldValueInvalid spec.identity.rules[0].expression" {
+		t.Errorf("changing a policy that uses includes(): errors = %v, want the expression refused", got)
+	}
+}

@@ -22,6 +22,10 @@ limitations under the License.
 // connections switchboard holds to the member, and switchboard's memory per
 // idle watch.
 //
+// Another table measures path P, switchboard alone as B, through a second
+// Cluster for member1 with a three-expression identity policy, in the same
+// rounds of small GETs, against B.
+//
 // A second table measures a member that switchboard reaches only through
 // its agent's tunnel (edge1, in a network namespace of its own), in the
 // same rounds of small GETs: D direct to it, E switchboard alone through the
@@ -67,6 +71,8 @@ type options struct {
 	// tunnelMember is the isolated member of paths D and E; empty
 	// measures no tunnel.
 	tunnelMember string
+	// policy measures path P, through a Cluster with an identity policy.
+	policy bool
 
 	getPath     string
 	workers     int
@@ -95,6 +101,7 @@ func main() {
 	flag.StringVar(&o.member, "member", "member1", "the member cluster to measure")
 	flag.IntVar(&o.isolated, "isolated-members", 1, "isolated member clusters (edge1, ...) to start, each reached through its agent's tunnel, when starting a topology")
 	flag.StringVar(&o.tunnelMember, "tunnel-member", "edge1", "the isolated member to measure through its tunnel (paths D and E); empty measures no tunnel")
+	flag.BoolVar(&o.policy, "policy", true, "measure path P: switchboard alone through a second Cluster for the member, with a three-expression identity policy")
 	flag.StringVar(&o.getPath, "get-path", "/api/v1/namespaces/default", "the member path of the small GETs")
 	flag.IntVar(&o.workers, "workers", 16, "concurrent workers of the small-GET load")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the small-GET loads; the paths take turns within a round")
@@ -138,6 +145,7 @@ func run(ctx context.Context, o options) int {
 	}
 
 	b := &benchmark{o: o, state: state}
+	defer b.cleanup()
 	report, failures := b.run(ctx, begin)
 	if report != nil {
 		table := report.Markdown()
@@ -203,6 +211,8 @@ type benchmark struct {
 	tunnelPort int
 	report     *bench.Report
 	failures   []error
+	// removePolicy deletes path P's Cluster; nil when there is none.
+	removePolicy func(context.Context) error
 }
 
 // fail records a failure that does not stop the run: the table is still
@@ -249,6 +259,18 @@ func (b *benchmark) run(ctx context.Context, begin time.Time) (*bench.Report, []
 	return r, b.failures
 }
 
+// cleanup deletes what the run made on the hub.
+func (b *benchmark) cleanup() {
+	if b.removePolicy == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.removePolicy(ctx); err != nil {
+		logf("warning: deleting Cluster %s: %v", bench.PolicyCluster(b.o.member), err)
+	}
+}
+
 func (b *benchmark) ownPIDs() map[int]bool {
 	own := map[int]bool{}
 	for _, p := range b.state.Processes {
@@ -280,7 +302,19 @@ func (b *benchmark) prepare(ctx context.Context) error {
 	if b.memberPort, err = strconv.Atoi(u.Port()); err != nil {
 		return fmt.Errorf("member URL %s: %w", m.URL, err)
 	}
-	if b.paths, err = bench.NewPaths(s, o.member, o.tunnelMember); err != nil {
+	policyCluster := ""
+	if o.policy {
+		hub, err := s.Hub.RESTConfig()
+		if err != nil {
+			return err
+		}
+		policyCluster = bench.PolicyCluster(o.member)
+		logf("Making Cluster %s: %s with an identity policy", policyCluster, o.member)
+		if b.removePolicy, err = bench.EnsurePolicyCluster(ctx, hub, o.member); err != nil {
+			return err
+		}
+	}
+	if b.paths, err = bench.NewPaths(s, o.member, policyCluster, o.tunnelMember); err != nil {
 		return err
 	}
 	if err := b.findTunnel(); err != nil {
@@ -320,6 +354,9 @@ func (b *benchmark) prepare(ctx context.Context) error {
 			DirectPath: b.paths.TunnelDirect.Key,
 			TunnelPath: b.paths.Tunnel.Key,
 		}
+	}
+	if b.paths.Policy != nil {
+		b.report.Policy = &bench.PolicyReport{Cluster: policyCluster, Path: b.paths.Policy.Key}
 	}
 	if b.report.SwitchboardOpenFiles, err = bench.OpenFilesLimit(b.pid); err != nil {
 		return err
@@ -370,6 +407,11 @@ func (b *benchmark) preflight(ctx context.Context) error {
 				return fmt.Errorf("path %s (%s) does not answer GET %s correctly: %w", p.Key, p.Name, b.o.getPath, err)
 			}
 			time.Sleep(time.Second)
+		}
+	}
+	if p := b.paths.Policy; p != nil {
+		if err := bench.CheckPolicyRefuses(ctx, p, b.o.getPath); err != nil {
+			return err
 		}
 	}
 	var err error
