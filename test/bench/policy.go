@@ -110,7 +110,7 @@ func EnsurePolicyCluster(ctx context.Context, hub *rest.Config, member string) (
 		return false, nil
 	})
 	if err != nil {
-		return remove, fmt.Errorf("Cluster %s is not Ready: %w", name, err)
+		return remove, fmt.Errorf("the Cluster %s is not Ready: %w", name, err)
 	}
 	return remove, nil
 }
