@@ -27,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -445,11 +446,17 @@ func stringsOf(val ref.Val) ([]string, bool) {
 	}
 	values := make([]string, 0, int(size))
 	for it := list.Iterator(); it.HasNext() == types.True; {
-		s, ok := it.Next().(types.String)
-		if !ok {
+		elem := it.Next()
+		if s, ok := elem.(types.String); ok {
+			values = append(values, string(s))
+			continue
+		}
+		// Kubernetes' own types (an ip, a quantity, a URL) become their text.
+		native, err := elem.ConvertToNative(reflect.TypeFor[string]())
+		if err != nil {
 			return nil, false
 		}
-		values = append(values, string(s))
+		values = append(values, native.(string))
 	}
 	return values, true
 }

@@ -95,6 +95,8 @@ func TestMap(t *testing.T) {
 			Name: "hub:bob", UID: "hub:uid-bob", Groups: []string{"hub:dev", "hub:system:masters"},
 			Extra: map[string][]string{"hub.example.com/user": {"bob"}},
 		}},
+		{"Kubernetes' types as their text", &Policy{Groups: "[dyn('dev'), dyn(ip('10.0.0.1'))]"},
+			&user.DefaultInfo{Name: "bob", UID: "uid-bob", Groups: []string{"dev", "10.0.0.1"}, Extra: bob.Extra}},
 		{"only some groups pass", &Policy{Groups: "user.groups.filter(g, g in ['dev', 'ops'])"},
 			&user.DefaultInfo{Name: "bob", UID: "uid-bob", Groups: []string{"dev"}, Extra: bob.Extra}},
 		{"extras from extras", &Policy{Extra: []Extra{{Key: "scopes", ValueExpression: "'example.com/scopes' in user.extra ? user.extra['example.com/scopes'] : []"}}},

@@ -242,7 +242,10 @@ func (b *benchmark) run(ctx context.Context, begin time.Time) (*bench.Report, []
 			{"idle tunnel after the small GETs", b.measureTunnelAfter},
 		}
 	}
-	steps = append(steps, step{"large LIST", b.measureList}, step{"idle watches", b.measureWatches})
+	// P's Cluster goes once its GETs are done: switchboard then closes
+	// its connections to the member, which the later counts would take
+	// for B's.
+	steps = append(steps, step{"deleting path P's Cluster", b.dropPolicy}, step{"large LIST", b.measureList}, step{"idle watches", b.measureWatches})
 	for _, step := range steps {
 		if err := step.fn(ctx); err != nil {
 			b.fail(fmt.Errorf("%s: %w", step.name, err))
@@ -257,6 +260,18 @@ func (b *benchmark) run(ctx context.Context, begin time.Time) (*bench.Report, []
 	r.OtherAPIServers[1] = bench.CountProcesses("kube-apiserver", b.ownPIDs())
 	r.Duration = time.Since(begin)
 	return r, b.failures
+}
+
+// dropPolicy deletes path P's Cluster, if the run made one.
+func (b *benchmark) dropPolicy(ctx context.Context) error {
+	if b.removePolicy == nil {
+		return nil
+	}
+	err := b.removePolicy(ctx)
+	if err == nil {
+		b.removePolicy = nil
+	}
+	return err
 }
 
 // cleanup deletes what the run made on the hub.
