@@ -108,9 +108,9 @@ func (ps *Paths) Tunnelled() []*Path {
 	return []*Path{ps.TunnelDirect, ps.Tunnel}
 }
 
-// Every returns every path, in table order: the small GETs measure them all.
-// P follows B, which it is measured against, so that the two run as close
-// together as they can.
+// Every returns every path, in the order each round of small GETs takes
+// them: the tables' order, except that P follows B, which it is measured
+// against, so that the two run as close together as they can.
 func (ps *Paths) Every() []*Path {
 	every := []*Path{ps.Direct, ps.Switchboard}
 	if ps.Policy != nil {

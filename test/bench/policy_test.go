@@ -71,14 +71,11 @@ func btoi(b bool) int {
 }
 
 func TestPolicyMarkdown(t *testing.T) {
-	load := func(requests int) *LoadResult {
-		return &LoadResult{Requests: requests, Elapsed: time.Second, Latencies: []time.Duration{time.Millisecond}}
-	}
 	r := &Report{
 		Member: "member1", GetPath: "/api/v1/namespaces/default", Workers: 16,
 		Paths:      []*Path{{Key: "A", Name: "direct to member1"}, {Key: "B", Name: "switchboard alone"}, {Key: "C", Name: "through the hub"}},
 		DirectPath: "A", SwitchboardPath: "B",
-		Protocols: map[string]string{}, Load: map[string]*LoadResult{"A": load(2000), "B": load(1000), "C": load(600), "P": load(980)},
+		Protocols: map[string]string{}, Load: map[string]*LoadResult{"A": oneSecondOf(2000), "B": oneSecondOf(1000), "C": oneSecondOf(600), "P": oneSecondOf(980)},
 		Serial: map[string]*LoadResult{}, LoadCPU: map[string]CPUSnapshot{
 			"B": {"switchboard": 1000 * time.Millisecond, "member1": 900 * time.Millisecond},
 			"P": {"switchboard": 1000 * time.Millisecond, "member1": 882 * time.Millisecond},

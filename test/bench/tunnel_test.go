@@ -219,14 +219,11 @@ go_goroutines 321
 }
 
 func TestTunnelMarkdown(t *testing.T) {
-	load := func(requests int) *LoadResult {
-		return &LoadResult{Requests: requests, Elapsed: time.Second, Latencies: []time.Duration{time.Millisecond}}
-	}
 	r := &Report{
 		Member: "member1", GetPath: "/api/v1/namespaces/default", Workers: 16,
 		Paths:      []*Path{{Key: "A", Name: "direct to member1"}, {Key: "B", Name: "switchboard alone"}, {Key: "C", Name: "through the hub"}},
 		DirectPath: "A", SwitchboardPath: "B",
-		Protocols: map[string]string{}, Load: map[string]*LoadResult{"A": load(2000), "B": load(1000), "C": load(600), "D": load(1800), "E": load(900)},
+		Protocols: map[string]string{}, Load: map[string]*LoadResult{"A": oneSecondOf(2000), "B": oneSecondOf(1000), "C": oneSecondOf(600), "D": oneSecondOf(1800), "E": oneSecondOf(900)},
 		Serial: map[string]*LoadResult{}, LoadCPU: map[string]CPUSnapshot{
 			"B": {"switchboard": 500 * time.Millisecond},
 			"E": {"switchboard": 630 * time.Millisecond, "agent": 270 * time.Millisecond},
@@ -257,4 +254,9 @@ func TestTunnelMarkdown(t *testing.T) {
 			t.Errorf("the tunnel table lacks %q:\n%s", want, with[len(without):])
 		}
 	}
+}
+
+// oneSecondOf is a load of requests in one second, each taking 1 ms.
+func oneSecondOf(requests int) *LoadResult {
+	return &LoadResult{Requests: requests, Elapsed: time.Second, Latencies: []time.Duration{time.Millisecond}}
 }
