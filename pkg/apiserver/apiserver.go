@@ -21,6 +21,7 @@ package apiserver
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,6 +36,7 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/install"
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster/v1alpha1"
+	"github.com/switchboard-io/switchboard/pkg/fleet"
 	clientset "github.com/switchboard-io/switchboard/pkg/generated/clientset/versioned"
 	"github.com/switchboard-io/switchboard/pkg/health"
 	"github.com/switchboard-io/switchboard/pkg/members"
@@ -85,6 +87,12 @@ type ExtraConfig struct {
 	// LeaderElection decides which replica writes Cluster status; off, or
 	// without a hub, this replica does.
 	LeaderElection componentbaseconfig.LeaderElectionConfiguration
+	// FleetMembersInFlight bounds how many members one fleet request asks
+	// at once.
+	FleetMembersInFlight int
+	// FleetMemberTimeout bounds each member's answer to a fleet get or list,
+	// and the start of its watch.
+	FleetMemberTimeout time.Duration
 }
 
 // Config is the configuration of the server.
@@ -98,6 +106,8 @@ type completedConfig struct {
 	ExtraConfig   *ExtraConfig
 	// Members is built from ExtraConfig and the loopback client.
 	Members *members.Members
+	// fleet serves the fleet endpoint inside the handler chain.
+	fleet *lateFleet
 }
 
 // CompletedConfig is a Config on which Complete has run. Only this package
@@ -122,6 +132,7 @@ func (cfg *Config) Complete() (CompletedConfig, error) {
 		return CompletedConfig{}, fmt.Errorf("loopback client: %w", err)
 	}
 	proxy.RegisterMetrics()
+	fleet.RegisterMetrics()
 	m, err := members.New(members.Config{
 		Loopback:       loopback,
 		Hub:            cfg.ExtraConfig.HubClient,
@@ -129,17 +140,24 @@ func (cfg *Config) Complete() (CompletedConfig, error) {
 		DialTimeout:    cfg.ExtraConfig.MemberDialTimeout,
 		KeepAlive:      cfg.ExtraConfig.TunnelKeepAlive,
 		OnFailure:      proxy.RecordUpstreamError,
-		OnDelete:       proxy.ForgetClusterMetrics,
+		OnDelete:       func(name string) { proxy.ForgetClusterMetrics(name); fleet.ForgetClusterMetrics(name) },
 		Health:         cfg.ExtraConfig.Health,
 		LeaderElection: cfg.ExtraConfig.LeaderElection,
 	})
 	if err != nil {
 		return CompletedConfig{}, err
 	}
+	late := &lateFleet{}
+	if chain := cfg.GenericConfig.BuildHandlerChainFunc; chain != nil {
+		cfg.GenericConfig.BuildHandlerChainFunc = func(handler http.Handler, gc *genericapiserver.Config) http.Handler {
+			return chain(late.wrap(handler), gc)
+		}
+	}
 	return CompletedConfig{&completedConfig{
 		GenericConfig: cfg.GenericConfig.Complete(),
 		ExtraConfig:   &cfg.ExtraConfig,
 		Members:       m,
+		fleet:         late,
 	}}, nil
 }
 
@@ -160,6 +178,7 @@ func (c CompletedConfig) New() (*Server, error) {
 	if err := genericServer.AddReadyzChecks(c.Members.ReadyzCheck()); err != nil {
 		return nil, err
 	}
+	endWatches := notAcceptingNewRequests(c.GenericConfig.ShutdownInitiatedNotify(), genericServer)
 	proxier := proxy.NewProxier(proxy.Config{
 		Clusters:   c.Members.Clusters,
 		Secrets:    c.Members.Secrets,
@@ -167,8 +186,18 @@ func (c CompletedConfig) New() (*Server, error) {
 		Synced:     c.Members.Synced,
 		Transports: c.Members.Transports,
 		Health:     c.Members.Health,
-		EndWatches: notAcceptingNewRequests(c.GenericConfig.ShutdownInitiatedNotify(), genericServer),
+		EndWatches: endWatches,
 	})
+	c.fleet.fleet.Store(fleet.New(fleet.Config{
+		Clusters:        c.Members.Clusters,
+		Members:         proxier,
+		Authorizer:      c.GenericConfig.Authorization.Authorizer,
+		Serializer:      Codecs,
+		MembersInFlight: c.ExtraConfig.FleetMembersInFlight,
+		MemberTimeout:   c.ExtraConfig.FleetMemberTimeout,
+		Recheck:         c.ExtraConfig.Health.Interval,
+		EndWatches:      endWatches,
+	}))
 
 	// The parameter codec must know ClusterProxyOptions, not only metav1's options.
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(cluster.GroupName, Scheme, runtime.NewParameterCodec(Scheme), Codecs)

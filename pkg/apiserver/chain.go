@@ -18,10 +18,12 @@ package apiserver
 
 import (
 	"net/http"
+	"sync/atomic"
 
 	"k8s.io/apiserver/pkg/endpoints/request"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 
+	"github.com/switchboard-io/switchboard/pkg/fleet"
 	"github.com/switchboard-io/switchboard/pkg/proxy"
 	"github.com/switchboard-io/switchboard/pkg/tunnel"
 )
@@ -38,8 +40,25 @@ func HandlerChain(storage *StorageHealth) func(http.Handler, *genericapiserver.C
 
 // IsLongRunning is the server's LongRunningFunc: proxied watches, logs -f,
 // exec and port-forward are not cut by the request timeout and do not
-// count against max-in-flight (see proxy.IsLongRunning), and neither is an
-// agent's tunnel (clusters/<name>/attach).
+// count against max-in-flight (see proxy.IsLongRunning), and neither are an
+// agent's tunnel (clusters/<name>/attach) and fleet watches.
 func IsLongRunning(r *http.Request, info *request.RequestInfo) bool {
-	return proxy.IsLongRunning(r, info) || tunnel.IsAttach(info)
+	return proxy.IsLongRunning(r, info) || tunnel.IsAttach(info) || fleet.IsLongRunning(r, info)
+}
+
+// lateFleet serves the fleet endpoint from inside the handler chain, which
+// the generic server builds before the fleet can be: New sets it.
+type lateFleet struct {
+	fleet atomic.Pointer[fleet.Fleet]
+}
+
+// wrap serves fleet requests once the fleet is set, and passes every other
+// request to handler.
+func (l *lateFleet) wrap(handler http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if f := l.fleet.Load(); f != nil && f.ServeIfFleet(w, req) {
+			return
+		}
+		handler.ServeHTTP(w, req)
+	})
 }

@@ -116,3 +116,11 @@ func (r *errorResponder) status(req *http.Request, err error) error {
 		return reach.Unavailable(r.cluster, fmt.Sprintf("cluster %q is unreachable at %s: %s: %v", r.cluster, r.endpoint, failure.Hint(), err))
 	}
 }
+
+// MemberError is the Status for err, which a request to the member named
+// clusterName at endpoint got instead of an answer: the same Status that
+// clusters/<name>/proxy answers with, for callers that make their own
+// requests to members (the fleet endpoint).
+func MemberError(req *http.Request, clusterName, endpoint string, err error) error {
+	return (&errorResponder{cluster: clusterName, endpoint: endpoint}).status(req, err)
+}

@@ -108,6 +108,59 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
+	member, err := p.Reach(name)
+	if err != nil {
+		return nil, err
+	}
+
+	endpoint := member.Endpoint()
+	responderFor := &errorResponder{cluster: name, endpoint: endpoint.String(), path: path, responder: responder, responded: responded}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		location := endpoint
+		location.Path = reach.JoinPath(location.Path, path)
+		// The upgrade path dials Location as it is, so the query (exec's
+		// command and streams, for one) must be in it.
+		location.RawQuery = originalQuery(req)
+		transport := member.AsCaller()
+		if p.endWatches != nil && isMemberWatch(req) {
+			if p.endWatches.Err() != nil {
+				// As the generic server answers watches once it takes no
+				// new requests: the caller retries, on another replica.
+				responded.Store(http.StatusServiceUnavailable)
+				responder.Error(retryLater(name, fmt.Sprintf("switchboard is shutting down and takes no new watches of cluster %q; retry, another replica will serve it", name)))
+				return
+			}
+			transport = endWatchesAt(p.endWatches, transport)
+		}
+		handler := utilproxy.NewUpgradeAwareHandler(&location, transport, false, false, responderFor)
+		handler.UpgradeTransport = member.Upgrade()
+		handler.UseLocationHost = true
+		// Watch events and log lines go out as they arrive.
+		handler.FlushInterval = -1
+		// The transport already turns redirects into a 502 Status; this is
+		// the stock guard behind it.
+		handler.RejectForwardingRedirects = true
+		if location.RawQuery != req.URL.RawQuery {
+			req = req.Clone(req.Context())
+			u := *req.URL
+			u.RawQuery = location.RawQuery
+			req.URL = &u
+		}
+		if httpstream.IsUpgradeRequest(req) {
+			// The member's answer to an upgrade is copied to the hijacked
+			// connection, past the round trippers: its code is read there.
+			w = member.GuardUpgrade(w, req, func(code int) { responded.Store(int32(code)) })
+		}
+		handler.ServeHTTP(w, req)
+	}), nil
+}
+
+// Reach returns the pooled connection to the member named name, or the
+// typed error that says why it cannot be reached now: switchboard's caches
+// are not synced (503 with Retry-After), the Cluster does not exist (404),
+// its last probe failed (503 at once, without waiting for a dial), or its
+// credentials are missing or unusable (503).
+func (p *Proxier) Reach(name string) (*reach.Member, error) {
 	if !p.synced() {
 		return nil, retryLater(name, fmt.Sprintf("cluster %q cannot be reached yet: switchboard is starting and its caches of Clusters and credentials are not synced", name))
 	}
@@ -151,46 +204,7 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 		return nil, apierrors.NewInternalError(err)
 	}
 
-	endpoint := member.Endpoint()
-	responderFor := &errorResponder{cluster: name, endpoint: endpoint.String(), path: path, responder: responder, responded: responded}
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		location := endpoint
-		location.Path = joinPath(location.Path, path)
-		// The upgrade path dials Location as it is, so the query (exec's
-		// command and streams, for one) must be in it.
-		location.RawQuery = originalQuery(req)
-		transport := member.AsCaller()
-		if p.endWatches != nil && isMemberWatch(req) {
-			if p.endWatches.Err() != nil {
-				// As the generic server answers watches once it takes no
-				// new requests: the caller retries, on another replica.
-				responded.Store(http.StatusServiceUnavailable)
-				responder.Error(retryLater(name, fmt.Sprintf("switchboard is shutting down and takes no new watches of cluster %q; retry, another replica will serve it", name)))
-				return
-			}
-			transport = endWatchesAt(p.endWatches, transport)
-		}
-		handler := utilproxy.NewUpgradeAwareHandler(&location, transport, false, false, responderFor)
-		handler.UpgradeTransport = member.Upgrade()
-		handler.UseLocationHost = true
-		// Watch events and log lines go out as they arrive.
-		handler.FlushInterval = -1
-		// The transport already turns redirects into a 502 Status; this is
-		// the stock guard behind it.
-		handler.RejectForwardingRedirects = true
-		if location.RawQuery != req.URL.RawQuery {
-			req = req.Clone(req.Context())
-			u := *req.URL
-			u.RawQuery = location.RawQuery
-			req.URL = &u
-		}
-		if httpstream.IsUpgradeRequest(req) {
-			// The member's answer to an upgrade is copied to the hijacked
-			// connection, past the round trippers: its code is read there.
-			w = member.GuardUpgrade(w, req, func(code int) { responded.Store(int32(code)) })
-		}
-		handler.ServeHTTP(w, req)
-	}), nil
+	return member, nil
 }
 
 // checkPath refuses dot segments, which could step out of an endpoint's
@@ -203,17 +217,4 @@ func checkPath(path string) error {
 		}
 	}
 	return nil
-}
-
-// joinPath appends path to the endpoint's path prefix, keeping a trailing
-// slash the caller sent.
-func joinPath(prefix, path string) string {
-	joined := strings.TrimSuffix(prefix, "/") + "/" + strings.TrimPrefix(path, "/")
-	if path == "" && !strings.HasSuffix(prefix, "/") {
-		joined = strings.TrimSuffix(joined, "/")
-		if joined == "" {
-			joined = "/"
-		}
-	}
-	return joined
 }

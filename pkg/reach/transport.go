@@ -287,3 +287,16 @@ func (d *dialDeadline) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (d *dialDeadline) WrappedRoundTripper() http.RoundTripper { return d.delegate }
+
+// JoinPath appends path to the endpoint's path prefix, keeping a trailing
+// slash the caller sent.
+func JoinPath(prefix, path string) string {
+	joined := strings.TrimSuffix(prefix, "/") + "/" + strings.TrimPrefix(path, "/")
+	if path == "" && !strings.HasSuffix(prefix, "/") {
+		joined = strings.TrimSuffix(joined, "/")
+		if joined == "" {
+			joined = "/"
+		}
+	}
+	return joined
+}

@@ -163,24 +163,40 @@ func (u *upper) registerSwitchboard(ctx context.Context) error {
 	return waitFor(ctx, s.process(switchboardProcess), "the APIService "+apiServiceName, s.APIServiceAvailable)
 }
 
-// createUserRoles installs the ClusterRoles for users that the install
-// manifests carry (artifacts/deploy/base/user-roles.yaml), as an
-// administrator who installs from artifacts/deploy has them.
+// createUserRoles installs the ClusterRoles and ClusterRoleBindings for
+// users that the install manifests carry (artifacts/deploy/base/user-roles.yaml),
+// as an administrator who installs from artifacts/deploy has them.
 func createUserRoles(ctx context.Context, client kubernetes.Interface) error {
 	data, err := deploy.Files.ReadFile("base/user-roles.yaml")
 	if err != nil {
 		return err
 	}
 	for _, doc := range strings.Split(string(data), "\n---\n") {
-		var role rbacv1.ClusterRole
-		if err := yaml.UnmarshalStrict([]byte(doc), &role); err != nil {
+		var typeMeta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &typeMeta); err != nil {
 			return fmt.Errorf("reading the user roles of artifacts/deploy: %w", err)
 		}
-		if role.Name == "" {
+		switch typeMeta.Kind {
+		case "":
 			continue // the comment at the top
-		}
-		if _, err := client.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return err
+		case "ClusterRole":
+			var role rbacv1.ClusterRole
+			if err := yaml.UnmarshalStrict([]byte(doc), &role); err != nil {
+				return fmt.Errorf("reading the user roles of artifacts/deploy: %w", err)
+			}
+			if _, err := client.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return err
+			}
+		case "ClusterRoleBinding":
+			var binding rbacv1.ClusterRoleBinding
+			if err := yaml.UnmarshalStrict([]byte(doc), &binding); err != nil {
+				return fmt.Errorf("reading the user roles of artifacts/deploy: %w", err)
+			}
+			if _, err := client.RbacV1().ClusterRoleBindings().Create(ctx, &binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return err
+			}
+		default:
+			return fmt.Errorf("the user roles of artifacts/deploy hold a %s, which the topology does not create", typeMeta.Kind)
 		}
 	}
 	return nil

@@ -107,6 +107,10 @@ type ProxyOptions struct {
 	MemberDialTimeout time.Duration
 	// TunnelKeepAlive is how this end of agents' tunnels finds a dead one.
 	TunnelKeepAlive tunnel.KeepAlive
+	// FleetMembersInFlight bounds how many members one fleet request asks at once.
+	FleetMembersInFlight int
+	// FleetMemberTimeout bounds each member's answer to a fleet read.
+	FleetMemberTimeout time.Duration
 }
 
 // EmbeddedEtcdOptions configure the etcd that runs inside the server when no
@@ -138,8 +142,9 @@ func NewOptions() *Options {
 		Features:       genericoptions.NewFeatureOptions(),
 		Traces:         genericoptions.NewTracingOptions(),
 		Logs:           logsapi.NewLoggingConfiguration(),
-		Proxy:          &ProxyOptions{CredentialsNamespace: names.Namespace, MemberDialTimeout: 10 * time.Second, TunnelKeepAlive: tunnel.DefaultKeepAlive},
-		Health:         &health.Options{Interval: 10 * time.Second, Timeout: 5 * time.Second, Workers: 4, Heartbeat: time.Minute},
+		Proxy: &ProxyOptions{CredentialsNamespace: names.Namespace, MemberDialTimeout: 10 * time.Second, TunnelKeepAlive: tunnel.DefaultKeepAlive,
+			FleetMembersInFlight: 32, FleetMemberTimeout: 20 * time.Second},
+		Health: &health.Options{Interval: 10 * time.Second, Timeout: 5 * time.Second, Workers: 4, Heartbeat: time.Minute},
 		LeaderElection: &componentbaseconfig.LeaderElectionConfiguration{
 			LeaderElect:       true,
 			LeaseDuration:     metav1.Duration{Duration: 15 * time.Second},
@@ -207,6 +212,12 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	proxyFlags.DurationVar(&o.Proxy.TunnelKeepAlive.Timeout, "tunnel-keepalive-timeout", o.Proxy.TunnelKeepAlive.Timeout,
 		"How long a ping, or any write, in an agent's tunnel may go unanswered before switchboard takes the tunnel for dead. It must also cover sending a few hundred KiB over the slowest agent's link.")
 
+	fleetFlags := fss.FlagSet("fleet")
+	fleetFlags.IntVar(&o.Proxy.FleetMembersInFlight, "fleet-members-in-flight", o.Proxy.FleetMembersInFlight,
+		"How many members one request to the fleet endpoint (fleets/<selector>/proxy) asks at once, however many it reaches.")
+	fleetFlags.DurationVar(&o.Proxy.FleetMemberTimeout, "fleet-member-timeout", o.Proxy.FleetMemberTimeout,
+		"How long each member may take to answer a fleet get or list, or to start a fleet watch. A member that takes longer is named in a Warning and the others' answers come back.")
+
 	healthFlags := fss.FlagSet("member health")
 	healthFlags.DurationVar(&o.Health.Interval, "cluster-probe-interval", o.Health.Interval,
 		"How often each member is probed (/readyz and /version with switchboard's credential), jittered by up to 20%. A member is also probed whenever its Cluster or Secret changes.")
@@ -261,6 +272,12 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.Traces.Validate()...)
 	for _, msg := range apimachineryvalidation.ValidateNamespaceName(o.Proxy.CredentialsNamespace, false) {
 		errs = append(errs, fmt.Errorf("--cluster-credentials-namespace %q: %s", o.Proxy.CredentialsNamespace, msg))
+	}
+	if o.Proxy.FleetMembersInFlight <= 0 {
+		errs = append(errs, errors.New("--fleet-members-in-flight must be positive"))
+	}
+	if o.Proxy.FleetMemberTimeout <= 0 {
+		errs = append(errs, errors.New("--fleet-member-timeout must be positive"))
 	}
 	if o.Proxy.MemberDialTimeout <= 0 {
 		errs = append(errs, errors.New("--member-dial-timeout must be positive"))
@@ -361,6 +378,8 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 		CredentialsNamespace: o.Proxy.CredentialsNamespace,
 		MemberDialTimeout:    o.Proxy.MemberDialTimeout,
 		TunnelKeepAlive:      o.Proxy.TunnelKeepAlive,
+		FleetMembersInFlight: o.Proxy.FleetMembersInFlight,
+		FleetMemberTimeout:   o.Proxy.FleetMemberTimeout,
 		Health:               *o.Health,
 		LeaderElection:       *o.LeaderElection,
 	}

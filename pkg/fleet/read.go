@@ -1,0 +1,580 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/warning"
+
+	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
+	"github.com/switchboard-io/switchboard/pkg/proxy"
+	"github.com/switchboard-io/switchboard/pkg/reach"
+)
+
+// maxAnswerBytes bounds one member's answer to a get or list. A list
+// larger than this must be paged (kubectl --chunk-size, client-go's pager).
+const maxAnswerBytes = 256 << 20
+
+// maxWarnings is how many failed members a fleet answer names one by one.
+const maxWarnings = 10
+
+// read is one fleet read: a get, list or watch of a member path.
+type read struct {
+	fleet     *Fleet
+	req       *http.Request
+	fleetName string
+	path      string
+	query     url.Values
+	media     media
+	// members are the Clusters the caller may reach, in name order.
+	members []string
+	// ask sends one request to a member, and open starts one member's
+	// watch; nil is askMember and openWatch. Tests replace them.
+	ask  func(ctx context.Context, name string, query url.Values) answer
+	open func(ctx context.Context, name string, query url.Values) (*memberStream, error)
+
+	mu       sync.Mutex
+	failures []failure
+}
+
+// failure is a member that failed in a read, and why.
+type failure struct {
+	cluster string
+	err     error
+}
+
+// answer is one member's answer to a get or list.
+type answer struct {
+	body        []byte
+	contentType string
+	// err is a Status error: the member's own (403, 404, 410, ...), or
+	// switchboard's when the member gave no answer.
+	err error
+}
+
+func (r *read) askOne(ctx context.Context, name string, query url.Values) answer {
+	if r.ask != nil {
+		return r.ask(ctx, name, query)
+	}
+	return r.askMember(ctx, name, query)
+}
+
+// askMember sends a GET of the read's path to a member, as the caller,
+// within the member deadline.
+func (r *read) askMember(ctx context.Context, name string, query url.Values) answer {
+	member, err := r.fleet.members.Reach(name)
+	if err != nil {
+		return answer{err: err}
+	}
+	memberCtx, cancel := context.WithTimeout(ctx, r.fleet.memberTimeout)
+	defer cancel()
+	endpoint := member.Endpoint()
+	location := endpoint
+	location.Path = reach.JoinPath(location.Path, r.path)
+	location.RawQuery = query.Encode()
+	out, err := http.NewRequestWithContext(memberCtx, http.MethodGet, location.String(), nil)
+	if err != nil {
+		return answer{err: apierrors.NewInternalError(err)}
+	}
+	out.Header.Set("Accept", r.media.accept)
+	resp, err := member.AsCaller().RoundTrip(out)
+	if err != nil {
+		return answer{err: r.memberFailed(ctx, memberCtx, out, name, endpoint.String(), err)}
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := readBody(resp.Body, maxAnswerBytes)
+	if err != nil {
+		return answer{err: r.memberFailed(ctx, memberCtx, out, name, endpoint.String(), err)}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return answer{err: memberStatus(name, resp.StatusCode, body)}
+	}
+	return answer{body: body, contentType: resp.Header.Get("Content-Type")}
+}
+
+// memberFailed is the Status for a member request that got no (whole)
+// answer: the deadline of the member, or what clusters/<name>/proxy says.
+func (r *read) memberFailed(ctx, memberCtx context.Context, out *http.Request, name, endpoint string, err error) error {
+	if ctx.Err() == nil && errors.Is(memberCtx.Err(), context.DeadlineExceeded) {
+		proxy.RecordUpstreamError(name, string(reach.Timeout))
+		return apierrors.NewTimeoutError(fmt.Sprintf("cluster %q did not answer within %s (switchboard's --fleet-member-timeout)", name, r.fleet.memberTimeout), 0)
+	}
+	return proxy.MemberError(out, name, endpoint, err)
+}
+
+// memberStatus is the Status a member answered with, or one made from its
+// answer when that is not a Status.
+func memberStatus(name string, code int, body []byte) error {
+	var status metav1.Status
+	if err := json.Unmarshal(body, &status); err == nil && status.Kind == "Status" {
+		if status.Code == 0 {
+			status.Code = int32(code)
+		}
+		return &apierrors.StatusError{ErrStatus: status}
+	}
+	text := strings.TrimSpace(string(body))
+	if len(text) > 200 {
+		text = text[:200] + "..."
+	}
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: int32(code), Reason: metav1.StatusReasonUnknown,
+		Message: fmt.Sprintf("cluster %q answered %d %s: %s", name, code, http.StatusText(code), text),
+	}}
+}
+
+// fail notes a member that failed.
+func (r *read) fail(name string, err error) {
+	recordMemberFailure(name, reasonOf(err))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failures = append(r.failures, failure{cluster: name, err: err})
+}
+
+// reasonOf is the metric reason of a member's failure.
+func reasonOf(err error) string {
+	code := int32(0)
+	if status, ok := err.(apierrors.APIStatus); ok {
+		code = status.Status().Code
+	}
+	switch code {
+	case http.StatusForbidden:
+		return "forbidden"
+	case http.StatusGone:
+		return "expired"
+	case 0, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return "unreachable"
+	}
+	return "error"
+}
+
+// warnings are the Warning texts that name the failed members.
+func (r *read) warnings() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for i, f := range r.failures {
+		if i == maxWarnings {
+			out = append(out, fmt.Sprintf("%d more clusters failed (see switchboard_fleet_member_failures_total)", len(r.failures)-i))
+			break
+		}
+		out = append(out, failureText(f))
+	}
+	return out
+}
+
+// failureText says which member failed and why, naming it once.
+func failureText(f failure) string {
+	message := messageOf(f.err)
+	if strings.Contains(message, strconv.Quote(f.cluster)) {
+		return message
+	}
+	return fmt.Sprintf("cluster %q: %s", f.cluster, message)
+}
+
+// outcome is ok, or partial when a member failed.
+func (r *read) outcome() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.failures) > 0 {
+		return outcomePartial
+	}
+	return outcomeOK
+}
+
+// write sends the merged answer, with a Warning for each failed member.
+func (r *read) write(w http.ResponseWriter, contentType string, obj any) (string, error) {
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return "", apierrors.NewInternalError(fmt.Errorf("encoding the fleet's answer: %w", err))
+	}
+	for _, text := range r.warnings() {
+		warning.AddWarning(r.req.Context(), "", reach.WarningText(text))
+	}
+	if contentType == "" {
+		contentType = r.media.accept
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(data)
+	return r.outcome(), nil
+}
+
+// askAll asks every member in names at once, within the fleet's bound.
+func (r *read) askAll(names []string, query func(name string) url.Values) []answer {
+	answers := make([]answer, len(names))
+	r.fleet.each(len(names), func(i int) {
+		answers[i] = r.askOne(r.req.Context(), names[i], query(names[i]))
+	})
+	return answers
+}
+
+// callerVersions reads the caller's resourceVersion: a fleet one gives
+// each member its own; "" and "0" go to every member as they are.
+func (r *read) callerVersions() (Versions, error) {
+	rv := r.query.Get("resourceVersion")
+	if rv == "" || rv == "0" {
+		return nil, nil
+	}
+	if !strings.HasPrefix(rv, tokenPrefix) {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("resourceVersion %s is not a fleet resourceVersion; use the resourceVersion of a list or event from this fleet endpoint, 0, or none", quoteShort(rv)))
+	}
+	return DecodeVersions(rv)
+}
+
+// memberQuery is the caller's query as one member gets it: with that
+// member's resourceVersion from versions, or none if it has none there.
+func (r *read) memberQuery(name string, versions Versions) url.Values {
+	q := cloneQuery(r.query)
+	if versions == nil {
+		return q
+	}
+	if rv, ok := versions[name]; ok && listed(rv) {
+		q.Set("resourceVersion", rv)
+	} else {
+		q.Del("resourceVersion")
+		q.Del("resourceVersionMatch")
+	}
+	return q
+}
+
+func cloneQuery(q url.Values) url.Values {
+	out := make(url.Values, len(q))
+	for k, v := range q {
+		out[k] = append([]string(nil), v...)
+	}
+	return out
+}
+
+// get answers a get of one object: the object if one member has it, a 409
+// that names the members if several do.
+func (r *read) get(w http.ResponseWriter, info *request.RequestInfo) (string, error) {
+	versions, err := r.callerVersions()
+	if err != nil {
+		return "", err
+	}
+	answers := r.askAll(r.members, func(name string) url.Values { return r.memberQuery(name, versions) })
+	m := newMerged(r.media.table)
+	var found []string
+	contentType := ""
+	for i, name := range r.members {
+		a := answers[i]
+		if apierrors.IsNotFound(a.err) {
+			continue
+		}
+		if a.err == nil {
+			a.err = m.addObject(name, a.body)
+			if a.err != nil {
+				a.err = reach.BadGateway(name, fmt.Sprintf("cluster %q sent an answer switchboard cannot read: %v", name, a.err))
+			}
+		}
+		if a.err != nil {
+			r.fail(name, a.err)
+			continue
+		}
+		found = append(found, name)
+		if contentType == "" {
+			contentType = a.contentType
+		}
+	}
+	resource := schema.GroupResource{Group: info.APIGroup, Resource: info.Resource}
+	switch {
+	case len(found) > 1:
+		return "", &apierrors.StatusError{ErrStatus: metav1.Status{
+			Status: metav1.StatusFailure, Code: http.StatusConflict, Reason: metav1.StatusReasonConflict,
+			Details: &metav1.StatusDetails{Group: info.APIGroup, Kind: info.Resource, Name: info.Name},
+			Message: fmt.Sprintf("%s %q%s is in %d clusters: %s; ask one: /apis/%s/%s/clusters/<name>/proxy%s",
+				resource.String(), info.Name, inNamespace(info.Namespace), len(found), strings.Join(found, ", "),
+				cluster.GroupName, groupVersion.Version, r.path),
+		}}
+	case len(found) == 0:
+		r.mu.Lock()
+		failed := make([]string, len(r.failures))
+		for i, f := range r.failures {
+			failed[i] = f.cluster
+		}
+		r.mu.Unlock()
+		if len(failed) > 0 {
+			for _, text := range r.warnings() {
+				warning.AddWarning(r.req.Context(), "", reach.WarningText(text))
+			}
+			return "", apierrors.NewServiceUnavailable(fmt.Sprintf("%s %q%s is in no member that answered, and %s could not be asked: %s",
+				resource.String(), info.Name, inNamespace(info.Namespace), plural(len(failed), "cluster", "clusters"), strings.Join(failed, ", ")))
+		}
+		notFound := apierrors.NewNotFound(resource, info.Name)
+		notFound.ErrStatus.Message = fmt.Sprintf("%s %q%s not found in any member of fleet %q", resource.String(), info.Name, inNamespace(info.Namespace), r.fleetName)
+		return "", notFound
+	}
+	if r.media.table {
+		return r.write(w, contentType, m.list(metav1.ListMeta{}))
+	}
+	return r.write(w, contentType, json.RawMessage(m.items[0]))
+}
+
+func inNamespace(namespace string) string {
+	if namespace == "" {
+		return ""
+	}
+	return fmt.Sprintf(" in namespace %q", namespace)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// list answers a list: every member at once without a limit, or a page
+// walked member by member in name order with a limit or a continue token.
+func (r *read) list(w http.ResponseWriter) (string, error) {
+	limit := int64(0)
+	if text := r.query.Get("limit"); text != "" {
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err != nil || n < 0 {
+			return "", apierrors.NewBadRequest(fmt.Sprintf("limit %q is not a non-negative integer", text))
+		}
+		limit = n
+	}
+	token := r.query.Get("continue")
+	if limit == 0 && token == "" {
+		return r.listAll(w)
+	}
+	return r.listPage(w, limit, token)
+}
+
+// listAll asks every member for its whole list at once.
+func (r *read) listAll(w http.ResponseWriter) (string, error) {
+	callerVersions, err := r.callerVersions()
+	if err != nil {
+		return "", err
+	}
+	answers := r.askAll(r.members, func(name string) url.Values { return r.memberQuery(name, callerVersions) })
+	m := newMerged(r.media.table)
+	versions := Versions{}
+	contentType := ""
+	for i, name := range r.members {
+		a := answers[i]
+		var meta metav1.ListMeta
+		if a.err == nil {
+			meta, a.err = m.add(name, a.body)
+			if a.err != nil {
+				a.err = reach.BadGateway(name, fmt.Sprintf("cluster %q sent a list switchboard cannot read: %v", name, a.err))
+			}
+		}
+		if a.err != nil {
+			r.fail(name, a.err)
+			versions[name] = markFor(a.err)
+			continue
+		}
+		if meta.ResourceVersion != "" {
+			versions[name] = meta.ResourceVersion
+		}
+		if contentType == "" {
+			contentType = a.contentType
+		}
+	}
+	return r.write(w, contentType, m.list(metav1.ListMeta{ResourceVersion: EncodeVersions(versions)}))
+}
+
+// listPage walks one page of at most limit items (none: no bound) through
+// the members in name order, from where token says.
+//
+// The first page records every member's resourceVersion: those it lists,
+// and, for the members after the page, the resourceVersion of a list of
+// one item. Later pages list each member at exactly that resourceVersion,
+// or go on with its own continue token, so the whole walk is each
+// member's snapshot at the first page: nothing lost, nothing repeated. A
+// member that fails on the first page is named in its warnings and left
+// out of the walk; one that joins later is not in it either. When a member
+// has compacted a resourceVersion away, the page is a 410, as
+// kube-apiserver's, and client-go's pager lists again without a limit.
+func (r *read) listPage(w http.ResponseWriter, limit int64, token string) (string, error) {
+	var from *Continue
+	if token != "" {
+		if r.query.Get("resourceVersion") != "" {
+			return "", apierrors.NewBadRequest("specifying resourceVersion is not allowed when using continue")
+		}
+		var err error
+		if from, err = DecodeContinue(token); err != nil {
+			return "", err
+		}
+	}
+	var callerVersions Versions
+	if from == nil {
+		var err error
+		if callerVersions, err = r.callerVersions(); err != nil {
+			return "", err
+		}
+	}
+	versions := Versions{}
+	if from != nil {
+		versions = from.Versions
+	}
+	inWalk := func(name string) bool {
+		if from == nil {
+			return true
+		}
+		return listed(from.Versions[name])
+	}
+
+	m := newMerged(r.media.table)
+	contentType := ""
+	start := 0
+	if from != nil {
+		start = sort.SearchStrings(r.members, from.Cluster)
+	}
+	var next *Continue
+	stopped := len(r.members)
+walk:
+	for i := start; i < len(r.members); i++ {
+		name := r.members[i]
+		if !inWalk(name) {
+			continue
+		}
+		memberToken := ""
+		if from != nil && name == from.Cluster {
+			memberToken = from.Token
+		}
+		firstAsk := true
+		for {
+			q := cloneQuery(r.query)
+			q.Del("continue")
+			q.Del("limit")
+			if limit > 0 {
+				q.Set("limit", strconv.FormatInt(limit-int64(m.len()), 10))
+			}
+			switch {
+			case memberToken != "":
+				q.Set("continue", memberToken)
+				q.Del("resourceVersion")
+				q.Del("resourceVersionMatch")
+			case from == nil:
+				q = r.memberQuery(name, callerVersions)
+				q.Del("continue")
+				q.Del("limit")
+				if limit > 0 {
+					q.Set("limit", strconv.FormatInt(limit-int64(m.len()), 10))
+				}
+			default:
+				q.Set("resourceVersion", versions[name])
+				q.Set("resourceVersionMatch", string(metav1.ResourceVersionMatchExact))
+			}
+			a := r.askOne(r.req.Context(), name, q)
+			var meta metav1.ListMeta
+			if a.err == nil {
+				meta, a.err = m.add(name, a.body)
+				if a.err != nil {
+					a.err = reach.BadGateway(name, fmt.Sprintf("cluster %q sent a list switchboard cannot read: %v", name, a.err))
+				}
+			}
+			if a.err != nil {
+				if from != nil && (apierrors.IsResourceExpired(a.err) || apierrors.IsGone(a.err)) {
+					return "", apierrors.NewResourceExpired(fmt.Sprintf("cluster %q no longer holds the snapshot this fleet list began with (%s); list again from the start", name, messageOf(a.err)))
+				}
+				r.fail(name, a.err)
+				// Left out of the rest of the walk; when this is not the
+				// first page, its items so far are lost to the walk, and
+				// the warning says so.
+				versions[name] = markFor(a.err)
+				break
+			}
+			if from == nil && firstAsk && meta.ResourceVersion != "" {
+				versions[name] = meta.ResourceVersion
+			}
+			if contentType == "" {
+				contentType = a.contentType
+			}
+			firstAsk = false
+			memberToken = meta.Continue
+			full := limit > 0 && int64(m.len()) >= limit
+			if memberToken != "" && full {
+				next = &Continue{Cluster: name, Token: memberToken}
+				stopped = i + 1
+				break walk
+			}
+			if memberToken == "" {
+				if full {
+					stopped = i + 1
+					for j := i + 1; j < len(r.members); j++ {
+						if inWalk(r.members[j]) {
+							next = &Continue{Cluster: r.members[j]}
+							break
+						}
+					}
+					break walk
+				}
+				break
+			}
+		}
+	}
+	if from == nil && stopped < len(r.members) {
+		// The resourceVersions of the members after this page.
+		rest := r.members[stopped:]
+		answers := r.askAll(rest, func(name string) url.Values {
+			q := r.memberQuery(name, callerVersions)
+			q.Del("continue")
+			q.Set("limit", "1")
+			return q
+		})
+		for i, name := range rest {
+			a := answers[i]
+			if a.err == nil {
+				var list memberList
+				if err := json.Unmarshal(a.body, &list); err != nil {
+					a.err = reach.BadGateway(name, fmt.Sprintf("cluster %q sent a list switchboard cannot read: %v", name, err))
+				} else if list.Metadata.ResourceVersion != "" {
+					versions[name] = list.Metadata.ResourceVersion
+				}
+			}
+			if a.err != nil {
+				r.fail(name, a.err)
+				versions[name] = markFor(a.err)
+			}
+		}
+		if next != nil && next.Token == "" {
+			// The next page begins at a member that must be in the walk.
+			next = nil
+			for _, name := range rest {
+				if listed(versions[name]) {
+					next = &Continue{Cluster: name}
+					break
+				}
+			}
+		}
+	}
+	meta := metav1.ListMeta{ResourceVersion: EncodeVersions(versions)}
+	if next != nil {
+		next.Versions = versions
+		meta.Continue = EncodeContinue(next)
+	}
+	return r.write(w, contentType, m.list(meta))
+}

@@ -1,0 +1,531 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/warning"
+	"k8s.io/klog/v2"
+
+	"github.com/switchboard-io/switchboard/pkg/reach"
+)
+
+// A fleet watch watches each member and sends their events as they come,
+// each object annotated with its member and carrying the fleet
+// resourceVersion of everything sent so far: a client that watches again
+// from any event's resourceVersion misses and repeats nothing.
+//
+// Which members it watches:
+//   - from a fleet resourceVersion, the members it lists with theirs. A
+//     member it marks down, or that cannot be reached when the watch
+//     starts, is checked every Recheck; once it can be reached, the watch
+//     ends with a 410 (Expired) event, and the client lists again and sees
+//     its objects. So does a member that joins the fleet (a new Cluster, or
+//     new hub RBAC). A member that refused the caller is left out.
+//   - from "" or "0", every member the caller may reach; those that fail
+//     to start are named in Warning headers, and rechecked as above.
+//
+// A member whose watch fails while it runs ends the fleet watch with an
+// ERROR event that names it: a client never waits on a member that is gone,
+// and a client-go informer lists again. A member that ends its watch
+// cleanly (its timeout) ends the fleet watch cleanly, and the client
+// watches again from the last resourceVersion, as from any API server.
+
+// initialEventsEnd is the annotation of the bookmark that ends the initial
+// events of a watch with sendInitialEvents.
+const initialEventsEnd = metav1.InitialEventsAnnotationKey
+
+// memberEvent is an event from one member's watch, or the end of it.
+type memberEvent struct {
+	cluster string
+	event   watchEvent
+	// end: the member's watch ended, with err if it failed.
+	end bool
+	err error
+}
+
+// watchEvent is a watch event as JSON.
+type watchEvent struct {
+	Type   watch.EventType `json:"type"`
+	Object json.RawMessage `json:"object"`
+}
+
+// memberStream is one member's open watch.
+type memberStream struct {
+	cluster string
+	body    io.ReadCloser
+}
+
+func (r *read) watch(w http.ResponseWriter) (string, error) {
+	ctx, cancel := context.WithCancel(r.req.Context())
+	defer cancel()
+	callerVersions, err := r.callerVersions()
+	if err != nil {
+		return "", err
+	}
+	versions := Versions{}
+	var toWatch []string
+	// waiting are members to take in once they can be reached.
+	waiting := map[string]bool{}
+	for _, name := range r.members {
+		if callerVersions == nil {
+			toWatch = append(toWatch, name)
+			continue
+		}
+		rv, ok := callerVersions[name]
+		switch {
+		case ok && listed(rv):
+			versions[name] = rv
+			toWatch = append(toWatch, name)
+		case ok && rv == markFailed:
+			versions[name] = rv
+		default:
+			// Down when the list was made, or not in the fleet then.
+			if _, err := r.fleet.members.Reach(name); err == nil {
+				return "", memberJoined(name)
+			}
+			versions[name] = markDown
+			waiting[name] = true
+		}
+	}
+
+	streams := make([]*memberStream, len(toWatch))
+	errs := make([]error, len(toWatch))
+	r.fleet.each(len(toWatch), func(i int) {
+		open := r.openWatch
+		if r.open != nil {
+			open = r.open
+		}
+		streams[i], errs[i] = open(ctx, toWatch[i], r.memberQuery(toWatch[i], callerVersions))
+	})
+	var open []*memberStream
+	for i, name := range toWatch {
+		err := errs[i]
+		if err == nil {
+			open = append(open, streams[i])
+			continue
+		}
+		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			for _, s := range streams {
+				if s != nil {
+					_ = s.body.Close()
+				}
+			}
+			return "", apierrors.NewResourceExpired(fmt.Sprintf("cluster %q: %s; list again", name, messageOf(err)))
+		}
+		r.fail(name, err)
+		mark := markFor(err)
+		if _, ok := versions[name]; !ok || mark == markFailed {
+			versions[name] = mark
+		}
+		if mark == markDown {
+			waiting[name] = true
+		}
+	}
+	for _, text := range r.warnings() {
+		warning.AddWarning(r.req.Context(), "", reach.WarningText(text))
+	}
+
+	events := make(chan memberEvent)
+	for _, s := range open {
+		go readEvents(ctx, s, events)
+	}
+	defer func() {
+		for _, s := range open {
+			_ = s.body.Close()
+		}
+	}()
+
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	encoder := json.NewEncoder(w)
+	send := func(e watchEvent) bool {
+		if err := encoder.Encode(e); err != nil {
+			return false
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return true
+	}
+	sendStatus := func(err error) {
+		status := apierrors.APIStatus(apierrors.NewInternalError(err))
+		if s, ok := err.(apierrors.APIStatus); ok {
+			status = s
+		}
+		st := status.Status()
+		st.Kind, st.APIVersion = "Status", "v1"
+		data, _ := json.Marshal(&st)
+		send(watchEvent{Type: watch.Error, Object: data})
+	}
+
+	state := newWatchState(r.media.table, versions)
+	initial := queryTrue(r.query, "sendInitialEvents")
+	pendingInitial := map[string]bool{}
+	if initial {
+		for _, s := range open {
+			pendingInitial[s.cluster] = true
+		}
+		if len(pendingInitial) == 0 {
+			send(state.initialEventsEnd())
+		}
+	}
+
+	ticker := time.NewTicker(r.fleet.recheck)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return r.outcome(), nil
+		case <-r.fleet.endWatches.Done():
+			return r.outcome(), nil
+		case <-ticker.C:
+			if err := r.recheck(ctx, versions, waiting); err != nil {
+				sendStatus(err)
+				return r.outcome(), nil
+			}
+		case e := <-events:
+			if e.end {
+				if e.err != nil {
+					r.fail(e.cluster, e.err)
+					sendStatus(reach.Unavailable(e.cluster, fmt.Sprintf("cluster %q: its watch failed: %v; the fleet watch ends, watch again", e.cluster, e.err)))
+					return outcomePartial, nil
+				}
+				// The member's own timeout: end as an API server does.
+				return r.outcome(), nil
+			}
+			if e.event.Type == watch.Error {
+				status := memberStatus(e.cluster, http.StatusInternalServerError, e.event.Object).(*apierrors.StatusError)
+				if status.ErrStatus.Code == 0 {
+					status.ErrStatus.Code = http.StatusInternalServerError
+				}
+				status.ErrStatus.Message = fmt.Sprintf("cluster %q: %s", e.cluster, status.ErrStatus.Message)
+				r.fail(e.cluster, status)
+				sendStatus(status)
+				return outcomePartial, nil
+			}
+			out, ok, err := state.transform(e.cluster, e.event)
+			if err != nil {
+				sendStatus(reach.BadGateway(e.cluster, fmt.Sprintf("cluster %q sent a watch event switchboard cannot read: %v", e.cluster, err)))
+				return outcomePartial, nil
+			}
+			if e.event.Type == watch.Bookmark && initial && pendingInitial[e.cluster] && state.endsInitialEvents(e.event) {
+				// Only the last member's ends the fleet's initial events;
+				// it carries the fleet resourceVersion of them all.
+				delete(pendingInitial, e.cluster)
+				ok = ok && len(pendingInitial) == 0
+			}
+			if ok && !send(out) {
+				return r.outcome(), nil
+			}
+		}
+	}
+}
+
+// memberJoined is the 410 for a watch from a resourceVersion that does
+// not cover a member the caller may now reach.
+func memberJoined(name string) error {
+	return apierrors.NewResourceExpired(fmt.Sprintf("cluster %q can be reached through the fleet now, and the resourceVersion does not hold its objects; list again", name))
+}
+
+// recheck finds members the watch does not cover that the caller may now
+// reach: one in waiting that answers, or a new one in the fleet.
+func (r *read) recheck(ctx context.Context, versions Versions, waiting map[string]bool) error {
+	for name := range waiting {
+		if _, err := r.fleet.members.Reach(name); err == nil {
+			return memberJoined(name)
+		}
+	}
+	selector, err := ParseSelector(r.fleetName)
+	if err != nil {
+		return err
+	}
+	caller, _ := request.UserFrom(r.req.Context())
+	names, err := r.fleet.allowed(ctx, caller, selector)
+	if err != nil {
+		// Asked again at the next tick.
+		klog.FromContext(ctx).V(2).Info("Rechecking the members of a fleet watch failed", "err", err)
+		return nil
+	}
+	for _, name := range names {
+		if _, ok := versions[name]; !ok {
+			if _, err := r.fleet.members.Reach(name); err == nil {
+				return memberJoined(name)
+			}
+			versions[name] = markDown
+			waiting[name] = true
+		}
+	}
+	return nil
+}
+
+// openWatch starts one member's watch. The member must answer within the
+// member deadline; its events then come for as long as the watch runs.
+func (r *read) openWatch(ctx context.Context, name string, query url.Values) (*memberStream, error) {
+	member, err := r.fleet.members.Reach(name)
+	if err != nil {
+		return nil, err
+	}
+	endpoint := member.Endpoint()
+	location := endpoint
+	location.Path = reach.JoinPath(location.Path, r.path)
+	location.RawQuery = query.Encode()
+	memberCtx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(r.fleet.memberTimeout, cancel)
+	out, err := http.NewRequestWithContext(memberCtx, http.MethodGet, location.String(), nil)
+	if err != nil {
+		cancel()
+		return nil, apierrors.NewInternalError(err)
+	}
+	out.Header.Set("Accept", r.media.accept)
+	resp, err := member.AsCaller().RoundTrip(out)
+	if !timer.Stop() {
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		cancel()
+		return nil, apierrors.NewTimeoutError(fmt.Sprintf("cluster %q did not answer within %s (switchboard's --fleet-member-timeout)", name, r.fleet.memberTimeout), 0)
+	}
+	if err != nil {
+		cancel()
+		return nil, r.memberFailed(ctx, memberCtx, out, name, endpoint.String(), err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer cancel()
+		defer func() { _ = resp.Body.Close() }()
+		body, _ := readBody(resp.Body, 1<<20)
+		return nil, memberStatus(name, resp.StatusCode, body)
+	}
+	return &memberStream{cluster: name, body: cancelOnClose{ReadCloser: resp.Body, cancel: cancel}}, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// readEvents decodes one member's events until its watch ends.
+func readEvents(ctx context.Context, s *memberStream, events chan<- memberEvent) {
+	decoder := json.NewDecoder(s.body)
+	for {
+		var e watchEvent
+		err := decoder.Decode(&e)
+		if err != nil {
+			end := memberEvent{cluster: s.cluster, end: true}
+			if !errors.Is(err, io.EOF) {
+				end.err = err
+			}
+			select {
+			case events <- end:
+			case <-ctx.Done():
+			}
+			return
+		}
+		select {
+		case events <- memberEvent{cluster: s.cluster, event: e}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// watchState rewrites members' events into the fleet's.
+type watchState struct {
+	table    bool
+	versions Versions
+	// columns are the fleet Table's, sent with its first Table event.
+	columns     *merged
+	headersSent bool
+	// at maps each member's Table columns to the fleet's.
+	at map[string][]int
+}
+
+func newWatchState(table bool, versions Versions) *watchState {
+	return &watchState{table: table, versions: versions, columns: newMerged(true), at: map[string][]int{}}
+}
+
+// transform rewrites one member event: the object is annotated with its
+// member and carries the fleet resourceVersion. ok is false for an event
+// that is not sent.
+func (s *watchState) transform(cluster string, e watchEvent) (watchEvent, bool, error) {
+	var head struct {
+		metav1.TypeMeta `json:",inline"`
+		Metadata        struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(e.Object, &head); err != nil {
+		return e, false, err
+	}
+	if head.Kind == "Table" && head.APIVersion != "" && s.table {
+		return s.transformTable(cluster, e)
+	}
+	if head.Metadata.ResourceVersion != "" {
+		s.versions[cluster] = head.Metadata.ResourceVersion
+	}
+	object := e.Object
+	var err error
+	if e.Type != watch.Bookmark {
+		if object, err = annotate(object, cluster); err != nil {
+			return e, false, err
+		}
+	}
+	if object, err = setResourceVersion(object, EncodeVersions(s.versions)); err != nil {
+		return e, false, err
+	}
+	return watchEvent{Type: e.Type, Object: object}, true, nil
+}
+
+func (s *watchState) transformTable(cluster string, e watchEvent) (watchEvent, bool, error) {
+	var table metav1.Table
+	if err := json.Unmarshal(e.Object, &table); err != nil {
+		return e, false, err
+	}
+	if len(table.ColumnDefinitions) > 0 {
+		at := make([]int, len(table.ColumnDefinitions))
+		for i, column := range table.ColumnDefinitions {
+			if s.headersSent {
+				// The fleet's columns went out with its first event.
+				at[i] = -1
+				if j, ok := s.columns.index[column.Name]; ok {
+					at[i] = j
+				}
+				continue
+			}
+			at[i] = s.columns.column(column)
+		}
+		s.at[cluster] = at
+	}
+	at := s.at[cluster]
+	rv := table.ResourceVersion
+	for i, row := range table.Rows {
+		cells := make([]any, len(s.columns.columns))
+		if len(cells) == 0 {
+			cells = make([]any, 1)
+		}
+		cells[0] = cluster
+		for j, cell := range row.Cells {
+			if j < len(at) && at[j] >= 0 && at[j] < len(cells) {
+				cells[at[j]] = cell
+			}
+		}
+		table.Rows[i].Cells = cells
+		if len(row.Object.Raw) > 0 {
+			var meta struct {
+				Metadata struct {
+					ResourceVersion string `json:"resourceVersion"`
+				} `json:"metadata"`
+			}
+			if err := json.Unmarshal(row.Object.Raw, &meta); err == nil && meta.Metadata.ResourceVersion != "" {
+				rv = meta.Metadata.ResourceVersion
+			}
+			annotated, err := annotate(row.Object.Raw, cluster)
+			if err != nil {
+				return e, false, err
+			}
+			table.Rows[i].Object = runtime.RawExtension{Raw: annotated}
+		}
+	}
+	if rv != "" {
+		s.versions[cluster] = rv
+	}
+	table.ResourceVersion = EncodeVersions(s.versions)
+	table.ColumnDefinitions = nil
+	if !s.headersSent && len(s.columns.columns) > 0 {
+		table.ColumnDefinitions = s.columns.columns
+		s.headersSent = true
+	}
+	data, err := json.Marshal(&table)
+	if err != nil {
+		return e, false, err
+	}
+	return watchEvent{Type: e.Type, Object: data}, true, nil
+}
+
+// endsInitialEvents says whether a member's bookmark ends its initial events.
+func (s *watchState) endsInitialEvents(e watchEvent) bool {
+	var meta struct {
+		Metadata struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+	}
+	return json.Unmarshal(e.Object, &meta) == nil && meta.Metadata.Annotations[initialEventsEnd] == "true"
+}
+
+// initialEventsEnd is the bookmark that ends the initial events of a
+// fleet watch with no member to watch.
+func (s *watchState) initialEventsEnd() watchEvent {
+	object := map[string]any{
+		"metadata": map[string]any{
+			"resourceVersion": EncodeVersions(s.versions),
+			"annotations":     map[string]string{initialEventsEnd: "true"},
+		},
+	}
+	data, _ := json.Marshal(object)
+	return watchEvent{Type: watch.Bookmark, Object: data}
+}
+
+// setResourceVersion sets a JSON object's metadata.resourceVersion.
+func setResourceVersion(object []byte, rv string) ([]byte, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(object, &fields); err != nil {
+		return nil, err
+	}
+	metadata := map[string]json.RawMessage{}
+	if raw, ok := fields["metadata"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &metadata); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if metadata["resourceVersion"], err = json.Marshal(rv); err != nil {
+		return nil, err
+	}
+	if fields["metadata"], err = json.Marshal(metadata); err != nil {
+		return nil, err
+	}
+	return json.Marshal(fields)
+}
+
+// queryTrue reads a boolean query parameter as kube-apiserver does.
+func queryTrue(q url.Values, name string) bool {
+	v, ok := q[name]
+	return ok && len(v) > 0 && v[0] != "0" && v[0] != "false" && v[0] != "False"
+}
