@@ -31,8 +31,8 @@ const All = "*"
 // ParseSelector reads the name in fleets/<name>/proxy: All, or a label
 // selector on Clusters, as kubectl -l takes it (env=prod,tier!=db). A
 // label key's "/" is written %2F within the name, since a "/" would end
-// the path segment; on the wire that is %252F (PathSegment writes it). A
-// bad selector is a 400.
+// the path segment; on the wire that is %252F (kubeconfig.FleetPath writes
+// it). A bad selector is a 400.
 func ParseSelector(name string) (labels.Selector, error) {
 	if name == All {
 		return labels.Everything(), nil
@@ -49,15 +49,4 @@ func ParseSelector(name string) (labels.Selector, error) {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("fleet %q is not a label selector: %v; the fleet name is %q for every member, or a label selector on Clusters such as env=prod", name, err, All))
 	}
 	return selector, nil
-}
-
-// PathSegment is the fleet name for selector, as it goes into a URL path:
-// fleets/<PathSegment(selector)>/proxy. An empty selector is All.
-func PathSegment(selector string) string {
-	if strings.TrimSpace(selector) == "" || selector == All {
-		return All
-	}
-	// A label key's "/" is escaped twice: once so that it stays in the
-	// segment (ParseSelector undoes it), once for the URL itself.
-	return url.PathEscape(strings.ReplaceAll(selector, "/", "%2F"))
 }

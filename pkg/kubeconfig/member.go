@@ -15,7 +15,7 @@ limitations under the License.
 */
 
 // Package kubeconfig turns a kubeconfig for the hub into one for a member
-// cluster reached through switchboard.
+// cluster reached through switchboard, or for the fleet endpoint.
 package kubeconfig
 
 import (
@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
@@ -30,6 +31,22 @@ import (
 // ProxyPath is the path, on the hub, of member name's proxy.
 func ProxyPath(name string) string {
 	return "/apis/cluster.switchboard.io/v1alpha1/clusters/" + name + "/proxy"
+}
+
+// FleetName is the name, in fleets/<name>/proxy, of the fleet of every member.
+const FleetName = "*"
+
+// FleetPath is the path, on the hub, of the fleet endpoint for the Clusters
+// that selector picks (a label selector; empty for every member), escaped
+// as it goes into a URL: a label key's "/" is escaped twice, once so that
+// it stays within the path segment (switchboard undoes it), once for the
+// URL itself.
+func FleetPath(selector string) string {
+	name := FleetName
+	if strings.TrimSpace(selector) != "" && selector != FleetName {
+		name = url.PathEscape(strings.ReplaceAll(selector, "/", "%2F"))
+	}
+	return "/apis/cluster.switchboard.io/v1alpha1/fleets/" + name + "/proxy"
 }
 
 // ForMember returns a kubeconfig for member cluster, made from context
@@ -42,6 +59,22 @@ func ForMember(hub *clientcmdapi.Config, hubContext, cluster, contextName string
 	if msgs := validation.IsDNS1123Subdomain(cluster); len(msgs) > 0 {
 		return nil, fmt.Errorf("%q is not a valid cluster name: %s", cluster, strings.Join(msgs, "; "))
 	}
+	return throughHub(hub, hubContext, cluster, ProxyPath(cluster), contextName)
+}
+
+// ForFleet returns a kubeconfig for the fleet endpoint of the Clusters
+// that selector picks (empty: every member), as ForMember does for one
+// member. Its default context name is "<hub context>-fleet".
+func ForFleet(hub *clientcmdapi.Config, hubContext, selector, contextName string) (*clientcmdapi.Config, error) {
+	if _, err := labels.Parse(selector); err != nil {
+		return nil, fmt.Errorf("%q is not a label selector: %w", selector, err)
+	}
+	return throughHub(hub, hubContext, "fleet", FleetPath(selector), contextName)
+}
+
+// throughHub is hub's context hubContext with escapedPath appended to its
+// server URL, as one context named contextName, or <hub context>-suffix.
+func throughHub(hub *clientcmdapi.Config, hubContext, suffix, escapedPath, contextName string) (*clientcmdapi.Config, error) {
 	if hubContext == "" {
 		hubContext = hub.CurrentContext
 	}
@@ -67,11 +100,14 @@ func ForMember(hub *clientcmdapi.Config, hubContext, cluster, contextName string
 	if strings.Contains(u.Path, "/apis/cluster.switchboard.io/") {
 		return nil, fmt.Errorf("context %q already points through switchboard (%s); use a context for the hub itself", hubContext, server.Server)
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + ProxyPath(cluster)
-	u.RawPath = ""
+	joined := strings.TrimSuffix(u.EscapedPath(), "/") + escapedPath
+	if u.Path, err = url.PathUnescape(joined); err != nil {
+		return nil, err
+	}
+	u.RawPath = joined
 
 	if contextName == "" {
-		contextName = hubContext + "-" + cluster
+		contextName = hubContext + "-" + suffix
 	}
 	member := server.DeepCopy()
 	member.Server = u.String()

@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -44,8 +45,12 @@ type KubeconfigOptions struct {
 	// standard output.
 	OutputFile string
 	// ContextName names the new kubeconfig's context; empty,
-	// <hub context>-NAME.
+	// <hub context>-NAME, or <hub context>-fleet.
 	ContextName string
+	// Fleet asks for the fleet endpoint instead of one member.
+	Fleet bool
+	// Selector narrows the fleet to the Clusters it picks.
+	Selector string
 
 	// hub is the hub's kubeconfig, read in Run.
 	hub hubFlags
@@ -62,39 +67,65 @@ func NewKubeconfigOptions(streams genericiooptions.IOStreams) *KubeconfigOptions
 // newKubeconfigCommand is the kubeconfig command, which fills o from its flags.
 func newKubeconfigCommand(hub hubFlags, o *KubeconfigOptions) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "kubeconfig NAME",
-		Short: "Print a kubeconfig that reaches member NAME through the hub, as you",
+		Use:   "kubeconfig (NAME | --fleet [--selector SELECTOR])",
+		Short: "Print a kubeconfig that reaches member NAME, or the whole fleet, through the hub, as you",
 		Long: `kubeconfig prints a kubeconfig for member cluster NAME: your current hub
 context with the server URL suffixed by the proxy path
 (/apis/cluster.switchboard.io/v1alpha1/clusters/NAME/proxy). It keeps your hub
 credentials, so the member applies its RBAC to your own identity.
 
 It checks first that the Cluster NAME exists on the hub, and fails if not.
-If you may not read Clusters, it warns and writes the kubeconfig anyway.`,
+If you may not read Clusters, it warns and writes the kubeconfig anyway.
+
+With --fleet it prints a kubeconfig for the fleet endpoint instead
+(/apis/cluster.switchboard.io/v1alpha1/fleets/*/proxy): kubectl get, and
+get -w, then read every member you may reach at once, with a CLUSTER
+column. --selector narrows the fleet to the Clusters whose labels match.
+The fleet endpoint only reads; writes and exec go to one member.`,
 		Example: `  kubectl switchboard kubeconfig member1 > member1.kubeconfig
   kubectl --kubeconfig member1.kubeconfig get nodes
-  kubectl switchboard kubeconfig member1 --context hub --output-file member1.kubeconfig`,
-		Args:              cobra.ExactArgs(1),
+  kubectl switchboard kubeconfig member1 --context hub --output-file member1.kubeconfig
+  kubectl switchboard kubeconfig --fleet --selector env=prod > prod.kubeconfig
+  kubectl --kubeconfig prod.kubeconfig get pods -A`,
+		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeClusterNames(hub),
 		RunE:              runE(hub, o),
 	}
 	cmd.Flags().StringVar(&o.OutputFile, "output-file", o.OutputFile, "write the kubeconfig to this file (mode 0600) instead of standard output")
-	cmd.Flags().StringVar(&o.ContextName, "context-name", o.ContextName, "name of the context in the new kubeconfig (default: <hub context>-NAME)")
+	cmd.Flags().StringVar(&o.ContextName, "context-name", o.ContextName, "name of the context in the new kubeconfig (default: <hub context>-NAME, or <hub context>-fleet)")
+	cmd.Flags().BoolVar(&o.Fleet, "fleet", o.Fleet, "print a kubeconfig for the fleet endpoint, which reads every member you may reach at once, instead of one member")
+	cmd.Flags().StringVarP(&o.Selector, "selector", "l", o.Selector, "with --fleet, only the Clusters whose labels match this selector (e.g. env=prod,tier!=db)")
 	return cmd
 }
 
 // Complete takes NAME from args.
 func (o *KubeconfigOptions) Complete(hub hubFlags, _ *cobra.Command, args []string) error {
+	o.hub = hub
+	if o.Fleet {
+		if len(args) > 0 {
+			return fmt.Errorf("--fleet takes no NAME: it reaches every member; narrow it with --selector")
+		}
+		return nil
+	}
 	name, err := nameFromArgs(args)
 	if err != nil {
 		return err
 	}
-	o.Name, o.hub = name, hub
+	o.Name = name
 	return nil
 }
 
-// Validate checks the cluster name.
+// Validate checks the cluster name, or the fleet's selector.
 func (o *KubeconfigOptions) Validate() error {
+	if o.Fleet {
+		if _, err := labels.Parse(o.Selector); err != nil {
+			return fmt.Errorf("--selector %q is not a label selector: %w", o.Selector, err)
+		}
+		return nil
+	}
+	if o.Selector != "" {
+		return fmt.Errorf("--selector is for --fleet; a kubeconfig for one member takes its NAME only")
+	}
 	return validateClusterName(o.Name)
 }
 
@@ -109,16 +140,24 @@ func (o *KubeconfigOptions) Run(ctx context.Context) error {
 	if o.hub.Context != nil && *o.hub.Context != "" {
 		hubContext = *o.hub.Context
 	}
-	member, err := kubeconfig.ForMember(&raw, hubContext, o.Name, o.ContextName)
-	if err != nil {
-		return err
-	}
-	_, _, sb, err := o.hub.clients()
-	if err != nil {
-		return err
-	}
-	if err := checkClusterOnHub(ctx, sb.ClusterV1alpha1().Clusters(), o.Name, o.ErrOut); err != nil {
-		return err
+	var member *clientcmdapi.Config
+	if o.Fleet {
+		// Which members the fleet holds is decided at each request, by
+		// the caller's RBAC on the hub: nothing to check here.
+		if member, err = kubeconfig.ForFleet(&raw, hubContext, o.Selector, o.ContextName); err != nil {
+			return err
+		}
+	} else {
+		if member, err = kubeconfig.ForMember(&raw, hubContext, o.Name, o.ContextName); err != nil {
+			return err
+		}
+		_, _, sb, err := o.hub.clients()
+		if err != nil {
+			return err
+		}
+		if err := checkClusterOnHub(ctx, sb.ClusterV1alpha1().Clusters(), o.Name, o.ErrOut); err != nil {
+			return err
+		}
 	}
 	// Embed certificate and key files, so the kubeconfig stands alone.
 	if err := clientcmdapi.FlattenConfig(member); err != nil {

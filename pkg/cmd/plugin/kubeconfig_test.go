@@ -98,6 +98,32 @@ func TestKubeconfigCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("the fleet", func(t *testing.T) {
+		before := hub.hits("GET " + clustersPath)
+		stdout, stderr, err := hub.run("kubeconfig", "--fleet", "--selector", "env=prod")
+		if err != nil {
+			t.Fatalf("%v: %s", err, stderr)
+		}
+		config, err := clientcmd.Load([]byte(stdout))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(config.CurrentContext, "-fleet") {
+			t.Errorf("context %q", config.CurrentContext)
+		}
+		if server := config.Clusters[config.Contexts[config.CurrentContext].Cluster].Server; server != hub.server.URL+"/apis/cluster.switchboard.io/v1alpha1/fleets/env=prod/proxy" {
+			t.Errorf("server = %s", server)
+		}
+		if hub.hits("GET "+clustersPath) != before {
+			t.Error("the fleet's kubeconfig looked up Clusters")
+		}
+		for _, args := range [][]string{{"--fleet", "member1"}, {"--fleet", "--selector", "env in (a"}, {"member1", "--selector", "env=prod"}} {
+			if _, _, err := hub.run(append([]string{"kubeconfig"}, args...)...); err == nil {
+				t.Errorf("kubeconfig %q: no error", args)
+			}
+		}
+	})
+
 	t.Run("a cluster that does not exist", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "nosuch.kubeconfig")
 		stdout, _, err := hub.run("kubeconfig", "nosuch", "--output-file", path)

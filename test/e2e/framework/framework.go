@@ -449,3 +449,33 @@ func WaitForOutput(t testing.TB, out *SyncBuffer, want string, timeout time.Dura
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// FleetKubeconfig writes a kubeconfig for the fleet endpoint of the
+// Clusters that selector picks, with the user's own hub credentials, as
+// kubectl switchboard kubeconfig --fleet writes it.
+func (u *User) FleetKubeconfig(t testing.TB, selector string) string {
+	t.Helper()
+	hub, err := clientcmd.LoadFromFile(u.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet, err := kubeconfig.ForFleet(hub, "", selector, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "fleet.kubeconfig")
+	if err := clientcmd.WriteToFile(*fleet, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// FleetConfig is a client configuration for the fleet endpoint, as the user.
+func (u *User) FleetConfig(t testing.TB, selector string) *rest.Config {
+	t.Helper()
+	config, err := clientcmd.BuildConfigFromFlags("", u.FleetKubeconfig(t, selector))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config
+}
