@@ -148,10 +148,12 @@ func (cfg *Config) Complete() (CompletedConfig, error) {
 		return CompletedConfig{}, err
 	}
 	late := &lateFleet{}
-	if chain := cfg.GenericConfig.BuildHandlerChainFunc; chain != nil {
-		cfg.GenericConfig.BuildHandlerChainFunc = func(handler http.Handler, gc *genericapiserver.Config) http.Handler {
-			return chain(late.wrap(handler), gc)
-		}
+	chain := cfg.GenericConfig.BuildHandlerChainFunc
+	if chain == nil {
+		chain = genericapiserver.DefaultBuildHandlerChain
+	}
+	cfg.GenericConfig.BuildHandlerChainFunc = func(handler http.Handler, gc *genericapiserver.Config) http.Handler {
+		return chain(late.wrap(handler), gc)
 	}
 	return CompletedConfig{&completedConfig{
 		GenericConfig: cfg.GenericConfig.Complete(),

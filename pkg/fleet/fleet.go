@@ -60,9 +60,9 @@ import (
 	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
+// Resource and Subresource make the fleet's path:
+// /apis/cluster.switchboard.io/v1alpha1/fleets/<selector>/proxy/<path>.
 const (
-	// Resource and Subresource make the fleet's path:
-	// /apis/cluster.switchboard.io/v1alpha1/fleets/<selector>/proxy/<path>.
 	Resource    = "fleets"
 	Subresource = "proxy"
 )
@@ -75,6 +75,8 @@ type Reacher interface {
 	// Reach returns the pooled connection to a member, or the typed
 	// error that says why it cannot be reached now.
 	Reach(name string) (*reach.Member, error)
+	// Down says, without side effects, whether the member is known to be down.
+	Down(name string) bool
 	// Connect proxies one request to a member, as clusters/<name>/proxy.
 	Connect(ctx context.Context, name, path string, responder rest.Responder) (http.Handler, error)
 }
@@ -94,8 +96,9 @@ type Config struct {
 	MembersInFlight int
 	// MemberTimeout bounds each member's answer to a get or list.
 	MemberTimeout time.Duration
-	// Recheck is how often a watch looks for members it does not watch
-	// (down when it started, or new) that it could now reach.
+	// Recheck is how often a watch looks for members it does not watch,
+	// down when it started, that answer again; new members in the fleet
+	// are looked for every sixth time.
 	Recheck time.Duration
 	// EndWatches, when set, is done when the server takes no new
 	// requests; fleet watches then end, as proxied ones do.
@@ -174,7 +177,7 @@ func (f *Fleet) serveRequest(w http.ResponseWriter, req *http.Request, info *req
 	if httpstream.IsUpgradeRequest(req) {
 		return "refused", "", writeRefused("exec, attach and port-forward", path)
 	}
-	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+	if req.Method != http.MethodGet && (req.Method != http.MethodHead || IsLongRunning(req, info)) {
 		return "refused", "", writeRefused(req.Method+" requests", path)
 	}
 	for _, segment := range strings.Split(path, "/") {
@@ -378,6 +381,13 @@ func messageOf(err error) string {
 	return err.Error()
 }
 
+// tooLarge is a member answer larger than the fleet reads.
+type tooLarge struct{ limit int64 }
+
+func (e *tooLarge) Error() string {
+	return fmt.Sprintf("the answer is larger than %d MiB; list with a limit (kubectl --chunk-size, client-go's pager)", e.limit>>20)
+}
+
 // readBody reads a member's answer, up to limit bytes.
 func readBody(body io.Reader, limit int64) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(body, limit+1))
@@ -385,7 +395,7 @@ func readBody(body io.Reader, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("the answer is larger than %d bytes; list with a limit (kubectl --chunk-size)", limit)
+		return nil, &tooLarge{limit: limit}
 	}
 	return data, nil
 }

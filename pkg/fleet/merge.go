@@ -17,6 +17,7 @@ limitations under the License.
 package fleet
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -192,37 +193,178 @@ func (m *merged) list(meta metav1.ListMeta) any {
 	if items == nil {
 		items = []json.RawMessage{}
 	}
-	return &memberList{TypeMeta: m.typeMeta, Metadata: meta, Items: items}
+	typeMeta := m.typeMeta
+	if typeMeta.Kind == "" {
+		// No member answered: a list of no particular kind.
+		typeMeta = metav1.TypeMeta{Kind: "List", APIVersion: "v1"}
+	}
+	return &memberList{TypeMeta: typeMeta, Metadata: meta, Items: items}
 }
 
 // annotate adds ClusterAnnotation to a JSON object's metadata.annotations.
+// It reads the object's fields only up to its metadata (which Kubernetes
+// writes third, after kind and apiVersion), rewrites the metadata, and
+// copies the rest of the object as it came: decoding and encoding whole
+// objects costs several times more, and a fleet list of thousands of
+// objects spends most of its time here. The object must be valid JSON,
+// which decoding the list it came in checked.
 func annotate(object []byte, cluster string) ([]byte, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(object, &fields); err != nil {
+	start, end, found, err := metadataSpan(object)
+	if err != nil {
 		return nil, fmt.Errorf("decoding an object: %w", err)
 	}
-	var metadata map[string]json.RawMessage
-	if raw, ok := fields["metadata"]; ok && string(raw) != "null" {
-		if err := json.Unmarshal(raw, &metadata); err != nil {
-			return nil, fmt.Errorf("decoding an object's metadata: %w", err)
+	if !found {
+		return annotateSlowly(object, cluster)
+	}
+	metadata, err := annotateMetadata(object[start:end], cluster)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(object)+len(metadata)-(end-start))
+	out = append(out, object[:start]...)
+	out = append(out, metadata...)
+	return append(out, object[end:]...), nil
+}
+
+// metadataSpan is where the value of an object's first "metadata" field
+// lies in it; found is false when it has none, or it is null.
+func metadataSpan(object []byte) (start, end int, found bool, err error) {
+	decoder := json.NewDecoder(bytes.NewReader(object))
+	if token, err := decoder.Token(); err != nil || token != json.Delim('{') {
+		return 0, 0, false, fmt.Errorf("not a JSON object")
+	}
+	for decoder.More() {
+		token, err := decoder.Token()
+		if err != nil {
+			return 0, 0, false, err
+		}
+		var value json.RawMessage
+		if err := decoder.Decode(&value); err != nil {
+			return 0, 0, false, err
+		}
+		if key, _ := token.(string); key == "metadata" {
+			if string(value) == "null" {
+				return 0, 0, false, nil
+			}
+			end := int(decoder.InputOffset())
+			return end - len(value), end, true, nil
 		}
 	}
-	if metadata == nil {
-		metadata = map[string]json.RawMessage{}
+	return 0, 0, false, nil
+}
+
+// annotateMetadata adds ClusterAnnotation to a metadata object.
+func annotateMetadata(metadata []byte, cluster string) ([]byte, error) {
+	var head struct {
+		Annotations json.RawMessage `json:"annotations"`
+	}
+	if err := json.Unmarshal(metadata, &head); err != nil {
+		return nil, fmt.Errorf("decoding an object's metadata: %w", err)
 	}
 	annotations := map[string]string{}
-	if raw, ok := metadata["annotations"]; ok && string(raw) != "null" {
-		if err := json.Unmarshal(raw, &annotations); err != nil {
+	if len(head.Annotations) > 0 && string(head.Annotations) != "null" {
+		if err := json.Unmarshal(head.Annotations, &annotations); err != nil {
 			return nil, fmt.Errorf("decoding an object's annotations: %w", err)
 		}
 	}
 	annotations[ClusterAnnotation] = cluster
-	var err error
-	if metadata["annotations"], err = json.Marshal(annotations); err != nil {
+	encoded, err := json.Marshal(annotations)
+	if err != nil {
 		return nil, err
 	}
-	if fields["metadata"], err = json.Marshal(metadata); err != nil {
+	if at, ok := rawIndex(metadata, head.Annotations, "annotations"); ok {
+		out := make([]byte, 0, len(metadata)+len(encoded)-len(head.Annotations))
+		out = append(out, metadata[:at]...)
+		out = append(out, encoded...)
+		return append(out, metadata[at+len(head.Annotations):]...), nil
+	}
+	if len(head.Annotations) > 0 {
+		return nil, fmt.Errorf("decoding an object's metadata: annotations not found where expected")
+	}
+	// No annotations yet: the first field of the metadata.
+	trimmed := bytes.TrimSpace(metadata)
+	if len(trimmed) < 2 || trimmed[0] != '{' {
+		return nil, fmt.Errorf("decoding an object's metadata: not an object")
+	}
+	rest := bytes.TrimSpace(trimmed[1:])
+	out := make([]byte, 0, len(metadata)+len(encoded)+16)
+	out = append(out, `{"annotations":`...)
+	out = append(out, encoded...)
+	if rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, rest...), nil
+}
+
+// rawIndex is where value, the raw JSON of field key of object, begins in
+// object: its first occurrence, checked to follow "key" and a colon. An
+// object that holds the same text earlier (or the key twice) is not
+// found, and is rewritten the slow way.
+func rawIndex(object, value []byte, key string) (int, bool) {
+	if len(value) == 0 {
+		return 0, false
+	}
+	at := bytes.Index(object, value)
+	if at < 0 {
+		return 0, false
+	}
+	before := bytes.TrimRight(object[:at], " \t\r\n")
+	if !bytes.HasSuffix(before, []byte(":")) {
+		return 0, false
+	}
+	before = bytes.TrimRight(before[:len(before)-1], " \t\r\n")
+	if !bytes.HasSuffix(before, []byte(`"`+key+`"`)) {
+		return 0, false
+	}
+	return at, true
+}
+
+// annotateSlowly adds ClusterAnnotation by decoding the object's fields.
+func annotateSlowly(object []byte, cluster string) ([]byte, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(object, &fields); err != nil {
+		return nil, fmt.Errorf("decoding an object: %w", err)
+	}
+	metadata := fields["metadata"]
+	if len(metadata) == 0 || string(metadata) == "null" {
+		metadata = []byte("{}")
+	}
+	annotated, err := annotateMetadata(metadata, cluster)
+	if err != nil {
 		return nil, err
 	}
+	fields["metadata"] = annotated
 	return json.Marshal(fields)
+}
+
+// encodeList writes a list of items, each valid JSON already, without
+// encoding/json checking every item again.
+func encodeList(list *memberList) ([]byte, error) {
+	typeMeta, err := json.Marshal(list.TypeMeta)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := json.Marshal(list.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	size := len(typeMeta) + len(meta) + 32
+	for _, item := range list.Items {
+		size += len(item) + 1
+	}
+	out := make([]byte, 0, size)
+	out = append(out, typeMeta[:len(typeMeta)-1]...)
+	if len(typeMeta) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, `"metadata":`...)
+	out = append(out, meta...)
+	out = append(out, `,"items":[`...)
+	for i, item := range list.Items {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, item...)
+	}
+	return append(out, "]}"...), nil
 }

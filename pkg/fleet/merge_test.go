@@ -80,7 +80,7 @@ func TestMergeEmptyAndBroken(t *testing.T) {
 		t.Errorf("an empty fleet's Table: %+v", table)
 	}
 	data, _ := json.Marshal(newMerged(false).list(metav1.ListMeta{}))
-	if string(data) != `{"metadata":{},"items":[]}` {
+	if string(data) != `{"kind":"List","apiVersion":"v1","metadata":{},"items":[]}` {
 		t.Errorf("an empty fleet's list: %s", data)
 	}
 	for _, body := range []string{`not json`, `{"items":[1]}`, `{"items":[{"metadata":[]}]}`, `{"items":[{"metadata":{"annotations":"x"}}]}`} {
@@ -94,12 +94,114 @@ func TestMergeEmptyAndBroken(t *testing.T) {
 }
 
 func TestAnnotateKeepsTheObject(t *testing.T) {
-	out, err := annotate([]byte(`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web","labels":{"a":"b"}},"spec":{"x":[1,2]}}`), "member1")
+	for name, tc := range map[string]struct{ in, want string }{
+		"no annotations": {
+			`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web","labels":{"a":"b"}},"spec":{"x":[1,2]}}`,
+			`{"kind":"Pod","apiVersion":"v1","metadata":{"annotations":{"switchboard.io/cluster":"member1"},"name":"web","labels":{"a":"b"}},"spec":{"x":[1,2]}}`,
+		},
+		"annotations": {
+			`{"metadata":{"name":"web","annotations":{"z":"1","a":"2"}},"spec":{}}`,
+			`{"metadata":{"name":"web","annotations":{"a":"2","switchboard.io/cluster":"member1","z":"1"}},"spec":{}}`,
+		},
+		"the member's own value is replaced": {
+			`{"metadata":{"annotations":{"switchboard.io/cluster":"evil"}}}`,
+			`{"metadata":{"annotations":{"switchboard.io/cluster":"member1"}}}`,
+		},
+		"null annotations": {
+			`{"metadata":{"annotations":null,"name":"x"}}`,
+			`{"metadata":{"annotations":{"switchboard.io/cluster":"member1"},"name":"x"}}`,
+		},
+		"empty metadata, spaces": {
+			`{ "metadata" : { } }`,
+			`{ "metadata" : {"annotations":{"switchboard.io/cluster":"member1"}} }`,
+		},
+		"null metadata": {
+			`{"metadata":null,"kind":"Pod"}`,
+			`{"kind":"Pod","metadata":{"annotations":{"switchboard.io/cluster":"member1"}}}`,
+		},
+		"no metadata": {
+			`{"kind":"Pod"}`,
+			`{"kind":"Pod","metadata":{"annotations":{"switchboard.io/cluster":"member1"}}}`,
+		},
+		"the metadata's text earlier in the object": {
+			`{"spec":{"name":"x"},"metadata":{"name":"x"}}`,
+			`{"spec":{"name":"x"},"metadata":{"annotations":{"switchboard.io/cluster":"member1"},"name":"x"}}`,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, err := annotate([]byte(tc.in), "member1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(out) != tc.want {
+				t.Errorf("got  %s\nwant %s", out, tc.want)
+			}
+			if !json.Valid(out) {
+				t.Errorf("%s is not JSON", out)
+			}
+		})
+	}
+	for _, bad := range []string{`[]`, `{"metadata":[]}`, `{"metadata":{"annotations":[]}}`, `{"metadata":{"annotations":{"a":1}}}`, `{"metadata":"x"}`} {
+		if out, err := annotate([]byte(bad), "member1"); err == nil {
+			t.Errorf("annotate(%s) = %s, want an error", bad, out)
+		}
+	}
+}
+
+func TestEncodeList(t *testing.T) {
+	list := &memberList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, Metadata: metav1.ListMeta{ResourceVersion: "f1.x", Continue: "c"},
+		Items: []json.RawMessage{json.RawMessage(`{"a":1}`), json.RawMessage(`{"b":2}`)}}
+	out, err := encodeList(list)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"apiVersion":"v1","kind":"Pod","metadata":{"annotations":{"switchboard.io/cluster":"member1"},"labels":{"a":"b"},"name":"web"},"spec":{"x":[1,2]}}`
-	if string(out) != want {
-		t.Errorf("got %s\nwant %s", out, want)
+	want, _ := json.Marshal(list)
+	if string(out) != string(want) {
+		t.Errorf("got  %s\nwant %s", out, want)
 	}
+	out, _ = encodeList(&memberList{Items: []json.RawMessage{}})
+	if want, _ := json.Marshal(&memberList{Items: []json.RawMessage{}}); string(out) != string(want) {
+		t.Errorf("empty: got %s, want %s", out, want)
+	}
+}
+
+// FuzzAnnotate: for any JSON object a member sends, the annotated object is
+// valid JSON, its metadata carries the member's annotation, and every other
+// field is unchanged; anything else is an error, never a panic.
+func FuzzAnnotate(f *testing.F) {
+	f.Add(`{"kind":"Pod","metadata":{"name":"a","annotations":{"x":"y"}},"spec":{}}`)
+	f.Add(`{"metadata":null}`)
+	f.Add(`{"spec":{"metadata":{}},"metadata":{}}`)
+	f.Add(`[1]`)
+	f.Fuzz(func(t *testing.T, in string) {
+		var before map[string]json.RawMessage
+		if json.Unmarshal([]byte(in), &before) != nil {
+			return // not an object: a list's items always are
+		}
+		out, err := annotate([]byte(in), "member1")
+		if err != nil {
+			return
+		}
+		var after map[string]json.RawMessage
+		if err := json.Unmarshal(out, &after); err != nil {
+			t.Fatalf("annotate(%s) = %s, not a JSON object: %v", in, out, err)
+		}
+		var meta struct {
+			Annotations map[string]any `json:"annotations"`
+		}
+		if err := json.Unmarshal(after["metadata"], &meta); err != nil || meta.Annotations[ClusterAnnotation] != "member1" {
+			t.Fatalf("annotate(%s) = %s: metadata %s without the annotation (%v)", in, out, after["metadata"], err)
+		}
+		for key, value := range before {
+			if key == "metadata" {
+				continue
+			}
+			var a, b any
+			_ = json.Unmarshal(value, &a)
+			_ = json.Unmarshal(after[key], &b)
+			if !reflect.DeepEqual(a, b) {
+				t.Fatalf("annotate(%s) changed %s from %s to %s", in, key, value, after[key])
+			}
+		}
+	})
 }

@@ -111,6 +111,13 @@ func (r *read) askMember(ctx context.Context, name string, query url.Values) ans
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, err := readBody(resp.Body, maxAnswerBytes)
+	var large *tooLarge
+	if errors.As(err, &large) {
+		return answer{err: &apierrors.StatusError{ErrStatus: metav1.Status{
+			Status: metav1.StatusFailure, Code: http.StatusRequestEntityTooLarge, Reason: metav1.StatusReasonRequestEntityTooLarge,
+			Message: fmt.Sprintf("cluster %q: %v", name, err),
+		}}}
+	}
 	if err != nil {
 		return answer{err: r.memberFailed(ctx, memberCtx, out, name, endpoint.String(), err)}
 	}
@@ -130,6 +137,14 @@ func (r *read) memberFailed(ctx, memberCtx context.Context, out *http.Request, n
 	return proxy.MemberError(out, name, endpoint, err)
 }
 
+// memberAnswer is an error the member itself answered with, as opposed to
+// switchboard's when the member gave no answer.
+type memberAnswer struct {
+	*apierrors.StatusError
+}
+
+func (e *memberAnswer) Unwrap() error { return e.StatusError }
+
 // memberStatus is the Status a member answered with, or one made from its
 // answer when that is not a Status.
 func memberStatus(name string, code int, body []byte) error {
@@ -138,16 +153,22 @@ func memberStatus(name string, code int, body []byte) error {
 		if status.Code == 0 {
 			status.Code = int32(code)
 		}
-		return &apierrors.StatusError{ErrStatus: status}
+		return &memberAnswer{&apierrors.StatusError{ErrStatus: status}}
 	}
 	text := strings.TrimSpace(string(body))
 	if len(text) > 200 {
 		text = text[:200] + "..."
 	}
-	return &apierrors.StatusError{ErrStatus: metav1.Status{
+	return &memberAnswer{&apierrors.StatusError{ErrStatus: metav1.Status{
 		Status: metav1.StatusFailure, Code: int32(code), Reason: metav1.StatusReasonUnknown,
 		Message: fmt.Sprintf("cluster %q answered %d %s: %s", name, code, http.StatusText(code), text),
-	}}
+	}}}
+}
+
+// answered says whether err is the member's own answer.
+func answered(err error) bool {
+	var a *memberAnswer
+	return errors.As(err, &a)
 }
 
 // fail notes a member that failed.
@@ -211,7 +232,13 @@ func (r *read) outcome() string {
 
 // write sends the merged answer, with a Warning for each failed member.
 func (r *read) write(w http.ResponseWriter, contentType string, obj any) (string, error) {
-	data, err := json.Marshal(obj)
+	var data []byte
+	var err error
+	if list, ok := obj.(*memberList); ok {
+		data, err = encodeList(list)
+	} else {
+		data, err = json.Marshal(obj)
+	}
 	if err != nil {
 		return "", apierrors.NewInternalError(fmt.Errorf("encoding the fleet's answer: %w", err))
 	}
@@ -240,7 +267,40 @@ func (r *read) askAll(names []string, query func(name string) url.Values) []answ
 // callerVersions reads the caller's resourceVersion: a fleet one gives
 // each member its own; "" and "0" go to every member as they are.
 func (r *read) callerVersions() (Versions, error) {
-	rv := r.query.Get("resourceVersion")
+	return callerVersionsOf(r.query)
+}
+
+// expiredFor is the 410 of a read from a fleet resourceVersion that a
+// member no longer holds.
+func expiredFor(name string, err error) error {
+	return apierrors.NewResourceExpired(fmt.Sprintf("cluster %q no longer holds the resourceVersion asked for (%s); list again without one", name, messageOf(err)))
+}
+
+// isExpired says whether a member answered 410.
+func isExpired(err error) bool {
+	return apierrors.IsResourceExpired(err) || apierrors.IsGone(err)
+}
+
+// allFailed is the error of a read that no member answered: the first
+// member's, named, with the others in the warnings.
+func (r *read) allFailed() error {
+	r.mu.Lock()
+	first := r.failures[0]
+	r.mu.Unlock()
+	for _, text := range r.warnings() {
+		warning.AddWarning(r.req.Context(), "", reach.WarningText(text))
+	}
+	status := apierrors.APIStatus(apierrors.NewInternalError(first.err))
+	if s, ok := first.err.(apierrors.APIStatus); ok {
+		status = s
+	}
+	st := status.Status()
+	st.Message = failureText(first)
+	return &apierrors.StatusError{ErrStatus: st}
+}
+
+func callerVersionsOf(query url.Values) (Versions, error) {
+	rv := query.Get("resourceVersion")
 	if rv == "" || rv == "0" {
 		return nil, nil
 	}
@@ -290,6 +350,9 @@ func (r *read) get(w http.ResponseWriter, info *request.RequestInfo) (string, er
 		if apierrors.IsNotFound(a.err) {
 			continue
 		}
+		if isExpired(a.err) && versions != nil && listed(versions[name]) {
+			return "", expiredFor(name, a.err)
+		}
 		if a.err == nil {
 			a.err = m.addObject(name, a.body)
 			if a.err != nil {
@@ -322,6 +385,9 @@ func (r *read) get(w http.ResponseWriter, info *request.RequestInfo) (string, er
 			failed[i] = f.cluster
 		}
 		r.mu.Unlock()
+		if len(failed) == len(r.members) {
+			return "", r.allFailed()
+		}
 		if len(failed) > 0 {
 			for _, text := range r.warnings() {
 				warning.AddWarning(r.req.Context(), "", reach.WarningText(text))
@@ -336,7 +402,7 @@ func (r *read) get(w http.ResponseWriter, info *request.RequestInfo) (string, er
 	if r.media.table {
 		return r.write(w, contentType, m.list(metav1.ListMeta{}))
 	}
-	return r.write(w, contentType, json.RawMessage(m.items[0]))
+	return r.write(w, contentType, m.items[0])
 }
 
 func inNamespace(namespace string) string {
@@ -391,6 +457,9 @@ func (r *read) listAll(w http.ResponseWriter) (string, error) {
 			}
 		}
 		if a.err != nil {
+			if isExpired(a.err) && callerVersions != nil && listed(callerVersions[name]) {
+				return "", expiredFor(name, a.err)
+			}
 			r.fail(name, a.err)
 			versions[name] = markFor(a.err)
 			continue
@@ -401,6 +470,9 @@ func (r *read) listAll(w http.ResponseWriter) (string, error) {
 		if contentType == "" {
 			contentType = a.contentType
 		}
+	}
+	if len(r.members) > 0 && len(r.failures) == len(r.members) {
+		return "", r.allFailed()
 	}
 	return r.write(w, contentType, m.list(metav1.ListMeta{ResourceVersion: EncodeVersions(versions)}))
 }
@@ -420,7 +492,7 @@ func (r *read) listAll(w http.ResponseWriter) (string, error) {
 func (r *read) listPage(w http.ResponseWriter, limit int64, token string) (string, error) {
 	var from *Continue
 	if token != "" {
-		if r.query.Get("resourceVersion") != "" {
+		if rv := r.query.Get("resourceVersion"); rv != "" && rv != "0" {
 			return "", apierrors.NewBadRequest("specifying resourceVersion is not allowed when using continue")
 		}
 		var err error
@@ -497,13 +569,18 @@ walk:
 				}
 			}
 			if a.err != nil {
-				if from != nil && (apierrors.IsResourceExpired(a.err) || apierrors.IsGone(a.err)) {
-					return "", apierrors.NewResourceExpired(fmt.Sprintf("cluster %q no longer holds the snapshot this fleet list began with (%s); list again from the start", name, messageOf(a.err)))
+				if from != nil {
+					// The walk's first page holds this member's
+					// resourceVersion, which client-go's pager hands to the
+					// informer's watch: leaving the member out now would
+					// lose its items for good. A 410 makes client-go list
+					// again, without pages.
+					return "", apierrors.NewResourceExpired(fmt.Sprintf("cluster %q failed in the middle of this fleet list (%s); list again from the start", name, messageOf(a.err)))
+				}
+				if isExpired(a.err) && callerVersions != nil && listed(callerVersions[name]) {
+					return "", expiredFor(name, a.err)
 				}
 				r.fail(name, a.err)
-				// Left out of the rest of the walk; when this is not the
-				// first page, its items so far are lost to the walk, and
-				// the warning says so.
 				versions[name] = markFor(a.err)
 				break
 			}
@@ -543,6 +620,12 @@ walk:
 			q := r.memberQuery(name, callerVersions)
 			q.Del("continue")
 			q.Set("limit", "1")
+			if callerVersions == nil {
+				// A consistent read of one item: with resourceVersion=0 a
+				// member's watch cache would ignore the limit.
+				q.Del("resourceVersion")
+				q.Del("resourceVersionMatch")
+			}
 			return q
 		})
 		for i, name := range rest {
@@ -556,6 +639,9 @@ walk:
 				}
 			}
 			if a.err != nil {
+				if isExpired(a.err) && callerVersions != nil && listed(callerVersions[name]) {
+					return "", expiredFor(name, a.err)
+				}
 				r.fail(name, a.err)
 				versions[name] = markFor(a.err)
 			}
@@ -570,6 +656,9 @@ walk:
 				}
 			}
 		}
+	}
+	if from == nil && len(r.members) > 0 && len(r.failures) == len(r.members) {
+		return "", r.allFailed()
 	}
 	meta := metav1.ListMeta{ResourceVersion: EncodeVersions(versions)}
 	if next != nil {

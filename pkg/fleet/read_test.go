@@ -28,6 +28,9 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/component-base/metrics/testutil"
+
+	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
 // unevenFleet is members of uneven sizes, some empty, in name order.
@@ -125,6 +128,8 @@ func TestPageWalkLosesAndRepeatsNothing(t *testing.T) {
 // named in a warning and left out of the whole walk; the others' items all
 // come back.
 func TestPageWalkWithAFailedMember(t *testing.T) {
+	RegisterMetrics()
+	before, _ := testutil.GetCounterMetricValue(memberFailuresTotal.WithLabelValues("d", "forbidden"))
 	members, names := unevenFleet()
 	members["d"].err = apierrors.NewForbidden(podsResource, "", fmt.Errorf(`User "alice" cannot list resource "pods"`))
 	p, err := listOnce(t, newTestRead(t, members, names, "limit=2", false))
@@ -133,6 +138,9 @@ func TestPageWalkWithAFailedMember(t *testing.T) {
 	}
 	if len(p.warnings) != 1 || !strings.Contains(p.warnings[0], `cluster "d"`) || !strings.Contains(p.warnings[0], "forbidden") {
 		t.Errorf("warnings %q: want one that names cluster d and says forbidden", p.warnings)
+	}
+	if after, _ := testutil.GetCounterMetricValue(memberFailuresTotal.WithLabelValues("d", "forbidden")); after != before+1 {
+		t.Errorf("switchboard_fleet_member_failures_total{cluster=d,reason=forbidden} went from %v to %v, want one more", before, after)
 	}
 	members["d"].err = nil
 	got, _ := walkFrom(t, members, names, 2, p)
@@ -293,4 +301,88 @@ func TestGetOneOrConflict(t *testing.T) {
 			t.Errorf("got %v, want a 503 that names b", err)
 		}
 	})
+}
+
+// A member that fails after the first page fails the page with 410: the
+// first page's resourceVersion, which client-go's pager hands on to an
+// informer's watch, holds the member, so skipping it would lose its items.
+func TestPageWalkMemberFailsLater(t *testing.T) {
+	members, names := unevenFleet()
+	p, err := listOnce(t, newTestRead(t, members, names, "limit=2", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	members["d"].err = &memberAnswer{apierrors.NewServiceUnavailable("etcd is down")}
+	token := p.list.Metadata.Continue
+	for token != "" {
+		next, err := listOnce(t, newTestRead(t, members, names, "limit=2&continue="+url.QueryEscape(token), false))
+		if err != nil {
+			if !apierrors.IsResourceExpired(err) || !strings.Contains(err.Error(), `cluster "d"`) {
+				t.Fatalf("got %v, want a 410 that names cluster d", err)
+			}
+			return
+		}
+		token = next.list.Metadata.Continue
+	}
+	t.Fatal("the walk went past the failed member without an error")
+}
+
+// A list from a fleet resourceVersion that a member has compacted away is
+// a 410, as kube-apiserver's, not a list without the member.
+func TestListFromAnExpiredResourceVersion(t *testing.T) {
+	members, names := unevenFleet()
+	rv := EncodeVersions(Versions{"a": "10", "b": "20", "c": "30", "d": "39", "e": "50", "f": "60"})
+	for _, query := range []string{"", "limit=3&"} {
+		_, err := listOnce(t, newTestRead(t, members, names, query+"resourceVersionMatch=Exact&resourceVersion="+url.QueryEscape(rv), false))
+		if !apierrors.IsResourceExpired(err) || !strings.Contains(err.Error(), `cluster "d"`) {
+			t.Errorf("%q: got %v, want a 410 that names cluster d", query, err)
+		}
+	}
+}
+
+// When no member answers, the fleet answers with the first member's error,
+// not an empty list.
+func TestListWhereEveryMemberFails(t *testing.T) {
+	members := map[string]*fakeMember{"a": newFakeMember(1), "b": newFakeMember(1)}
+	for _, m := range members {
+		m.err = &memberAnswer{apierrors.NewBadRequest(`unable to parse requirement: "bogus"`)}
+	}
+	for _, query := range []string{"", "limit=1"} {
+		_, err := listOnce(t, newTestRead(t, members, []string{"a", "b"}, query, false))
+		if !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), `cluster "a"`) {
+			t.Errorf("%q: got %v, want member a's 400", query, err)
+		}
+	}
+	// A fleet of no members is an empty list.
+	p, err := listOnce(t, newTestRead(t, members, nil, "", false))
+	if err != nil || len(p.list.Items) != 0 || p.list.Kind != "List" {
+		t.Errorf("an empty fleet: %+v, %v", p.list, err)
+	}
+}
+
+func TestMarks(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{reach.Unavailable("m", "cluster m is unreachable"), markDown},
+		{&memberAnswer{apierrors.NewServiceUnavailable("the member's own 503")}, markFailed},
+		{&memberAnswer{apierrors.NewForbidden(podsResource, "", fmt.Errorf("no"))}, markFailed},
+		{apierrors.NewTimeoutError("did not answer within 20s", 0), markFailed},
+	} {
+		if got := markFor(tc.err); got != tc.want {
+			t.Errorf("markFor(%v) = %s, want %s", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestContinueWithResourceVersionZero(t *testing.T) {
+	members, names := unevenFleet()
+	p, err := listOnce(t, newTestRead(t, members, names, "limit=2", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listOnce(t, newTestRead(t, members, names, "limit=2&resourceVersion=0&continue="+url.QueryEscape(p.list.Metadata.Continue), false)); err != nil {
+		t.Errorf("continue with resourceVersion=0, which kube-apiserver allows: %v", err)
+	}
 }

@@ -58,9 +58,11 @@ const (
 	markFailed = "~failed"
 )
 
-// markFor is the mark of a member that failed with err.
+// markFor is the mark of a member that failed with err: down when it gave
+// no answer (switchboard's 502 or 503: unreachable, known down, no usable
+// credentials), failed for every answer of its own and for a timeout.
 func markFor(err error) string {
-	if reasonOf(err) == "unreachable" {
+	if !answered(err) && reasonOf(err) == "unreachable" && !apierrors.IsTimeout(err) {
 		return markDown
 	}
 	return markFailed

@@ -24,6 +24,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -84,8 +85,16 @@ type memberStream struct {
 }
 
 func (r *read) watch(w http.ResponseWriter) (string, error) {
+	if r.fleet.endWatches.Err() != nil {
+		// As the proxy answers new watches while it shuts down: the
+		// caller retries, on another replica.
+		err := apierrors.NewServiceUnavailable("switchboard is shutting down and takes no new fleet watches; retry, another replica will serve it")
+		err.ErrStatus.Details = &metav1.StatusDetails{RetryAfterSeconds: 1}
+		return "", err
+	}
 	ctx, cancel := context.WithCancel(r.req.Context())
 	defer cancel()
+	initial := queryTrue(r.query, "sendInitialEvents")
 	callerVersions, err := r.callerVersions()
 	if err != nil {
 		return "", err
@@ -108,7 +117,7 @@ func (r *read) watch(w http.ResponseWriter) (string, error) {
 			versions[name] = rv
 		default:
 			// Down when the list was made, or not in the fleet then.
-			if _, err := r.fleet.members.Reach(name); err == nil {
+			if !r.fleet.members.Down(name) {
 				return "", memberJoined(name)
 			}
 			versions[name] = markDown
@@ -132,13 +141,19 @@ func (r *read) watch(w http.ResponseWriter) (string, error) {
 			open = append(open, streams[i])
 			continue
 		}
-		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+		if isExpired(err) || (initial && answered(err)) {
+			// Expired: the client lists again. A member that refuses a
+			// watch with initial events (its WatchList is off, say)
+			// refuses the fleet's, and client-go lists instead.
 			for _, s := range streams {
 				if s != nil {
 					_ = s.body.Close()
 				}
 			}
-			return "", apierrors.NewResourceExpired(fmt.Sprintf("cluster %q: %s; list again", name, messageOf(err)))
+			if isExpired(err) {
+				return "", expiredFor(name, err)
+			}
+			return "", (&read{failures: []failure{{cluster: name, err: err}}, req: r.req}).allFailed()
 		}
 		r.fail(name, err)
 		mark := markFor(err)
@@ -148,6 +163,14 @@ func (r *read) watch(w http.ResponseWriter) (string, error) {
 		if mark == markDown {
 			waiting[name] = true
 		}
+	}
+	if initial && len(open) == 0 {
+		if len(r.failures) > 0 {
+			return "", r.allFailed()
+		}
+		// Nothing to send the initial events of, nor their kind: client-go
+		// lists instead.
+		return "", apierrors.NewServiceUnavailable(fmt.Sprintf("fleet %q has no member to watch", r.fleetName))
 	}
 	for _, text := range r.warnings() {
 		warning.AddWarning(r.req.Context(), "", reach.WarningText(text))
@@ -191,30 +214,38 @@ func (r *read) watch(w http.ResponseWriter) (string, error) {
 	}
 
 	state := newWatchState(r.media.table, versions)
-	initial := queryTrue(r.query, "sendInitialEvents")
 	pendingInitial := map[string]bool{}
 	if initial {
 		for _, s := range open {
 			pendingInitial[s.cluster] = true
 		}
-		if len(pendingInitial) == 0 {
-			send(state.initialEventsEnd())
-		}
 	}
 
+	// The caller's timeout ends the watch even with no member to end it.
+	var timeout <-chan time.Time
+	if seconds, err := strconv.ParseInt(r.query.Get("timeoutSeconds"), 10, 64); err == nil && seconds > 0 {
+		timer := time.NewTimer(time.Duration(seconds) * time.Second)
+		defer timer.Stop()
+		timeout = timer.C
+	}
 	ticker := time.NewTicker(r.fleet.recheck)
 	defer ticker.Stop()
-	for {
+	for tick := 1; ; {
 		select {
 		case <-ctx.Done():
 			return r.outcome(), nil
 		case <-r.fleet.endWatches.Done():
 			return r.outcome(), nil
+		case <-timeout:
+			return r.outcome(), nil
 		case <-ticker.C:
-			if err := r.recheck(ctx, versions, waiting); err != nil {
+			// Members that answer again every tick; new members, which
+			// cost a SubjectAccessReview each, every sixth.
+			if err := r.recheck(ctx, versions, waiting, tick%6 == 0); err != nil {
 				sendStatus(err)
 				return r.outcome(), nil
 			}
+			tick++
 		case e := <-events:
 			if e.end {
 				if e.err != nil {
@@ -226,12 +257,14 @@ func (r *read) watch(w http.ResponseWriter) (string, error) {
 				return r.outcome(), nil
 			}
 			if e.event.Type == watch.Error {
-				status := memberStatus(e.cluster, http.StatusInternalServerError, e.event.Object).(*apierrors.StatusError)
+				var answer *memberAnswer
+				_ = errors.As(memberStatus(e.cluster, http.StatusInternalServerError, e.event.Object), &answer)
+				status := answer.StatusError
 				if status.ErrStatus.Code == 0 {
 					status.ErrStatus.Code = http.StatusInternalServerError
 				}
-				status.ErrStatus.Message = fmt.Sprintf("cluster %q: %s", e.cluster, status.ErrStatus.Message)
-				r.fail(e.cluster, status)
+				r.fail(e.cluster, answer)
+				status.ErrStatus.Message = failureText(failure{cluster: e.cluster, err: status})
 				sendStatus(status)
 				return outcomePartial, nil
 			}
@@ -260,12 +293,16 @@ func memberJoined(name string) error {
 }
 
 // recheck finds members the watch does not cover that the caller may now
-// reach: one in waiting that answers, or a new one in the fleet.
-func (r *read) recheck(ctx context.Context, versions Versions, waiting map[string]bool) error {
+// reach: one in waiting that the health prober no longer finds down, or,
+// with members, a new one in the fleet.
+func (r *read) recheck(ctx context.Context, versions Versions, waiting map[string]bool, members bool) error {
 	for name := range waiting {
-		if _, err := r.fleet.members.Reach(name); err == nil {
+		if !r.fleet.members.Down(name) {
 			return memberJoined(name)
 		}
+	}
+	if !members {
+		return nil
 	}
 	selector, err := ParseSelector(r.fleetName)
 	if err != nil {
@@ -280,7 +317,7 @@ func (r *read) recheck(ctx context.Context, versions Versions, waiting map[strin
 	}
 	for _, name := range names {
 		if _, ok := versions[name]; !ok {
-			if _, err := r.fleet.members.Reach(name); err == nil {
+			if !r.fleet.members.Down(name) {
 				return memberJoined(name)
 			}
 			versions[name] = markDown
@@ -489,19 +526,6 @@ func (s *watchState) endsInitialEvents(e watchEvent) bool {
 	return json.Unmarshal(e.Object, &meta) == nil && meta.Metadata.Annotations[initialEventsEnd] == "true"
 }
 
-// initialEventsEnd is the bookmark that ends the initial events of a
-// fleet watch with no member to watch.
-func (s *watchState) initialEventsEnd() watchEvent {
-	object := map[string]any{
-		"metadata": map[string]any{
-			"resourceVersion": EncodeVersions(s.versions),
-			"annotations":     map[string]string{initialEventsEnd: "true"},
-		},
-	}
-	data, _ := json.Marshal(object)
-	return watchEvent{Type: watch.Bookmark, Object: data}
-}
-
 // setResourceVersion sets a JSON object's metadata.resourceVersion.
 func setResourceVersion(object []byte, rv string) ([]byte, error) {
 	var fields map[string]json.RawMessage
@@ -524,8 +548,9 @@ func setResourceVersion(object []byte, rv string) ([]byte, error) {
 	return json.Marshal(fields)
 }
 
-// queryTrue reads a boolean query parameter as kube-apiserver does.
+// queryTrue reads a boolean query parameter as kube-apiserver decodes
+// ListOptions: strconv.ParseBool, anything else false.
 func queryTrue(q url.Values, name string) bool {
-	v, ok := q[name]
-	return ok && len(v) > 0 && v[0] != "0" && v[0] != "false" && v[0] != "False"
+	v, err := strconv.ParseBool(q.Get(name))
+	return err == nil && v
 }

@@ -155,6 +155,17 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 	}), nil
 }
 
+// Down says whether the health prober's last probe of the member failed,
+// with no side effect (Reach, on a member that is down, also asks for a
+// new probe and counts the failure).
+func (p *Proxier) Down(name string) bool {
+	if p.health == nil {
+		return false
+	}
+	_, _, down := p.health.Unreachable(name)
+	return down
+}
+
 // Reach returns the pooled connection to the member named name, or the
 // typed error that says why it cannot be reached now: switchboard's caches
 // are not synced (503 with Retry-After), the Cluster does not exist (404),

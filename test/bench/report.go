@@ -69,6 +69,9 @@ type Report struct {
 	// Policy is what the run measured of path P, shown in a table of its
 	// own; nil when it measured none.
 	Policy *PolicyReport
+	// Fleet is the fleet LIST, shown in a table of its own; nil when the
+	// run did not measure it.
+	Fleet *FleetResult
 }
 
 // cell formats a value for one path, or a dash when the path has none.
@@ -243,6 +246,9 @@ func (r *Report) Markdown() string {
 	}
 	if r.Policy != nil {
 		r.policyMarkdown(&b)
+	}
+	if r.Fleet != nil {
+		r.fleetMarkdown(&b)
 	}
 	return b.String()
 }

@@ -244,6 +244,32 @@ func TestFleet(t *testing.T) {
 		}
 	})
 
+	t.Run("a member's identity policy applies to fleet reads", func(t *testing.T) {
+		sb := f.Switchboard(t).ClusterV1alpha1().Clusters()
+		member1, err := sb.Get(ctx, "member1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refusing := &v1alpha1.Cluster{
+			ObjectMeta: metav1.ObjectMeta{Name: "fleet-refusing", Labels: map[string]string{fleetLabel: "yes"}},
+			Spec:       *member1.Spec.DeepCopy(),
+		}
+		refusing.Spec.Identity = &v1alpha1.IdentityPolicy{Rules: []v1alpha1.IdentityRule{{Expression: "false", Message: "fleet-e2e refuses everyone"}}}
+		if _, err := sb.Create(ctx, refusing, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sb.Delete(context.Background(), refusing.Name, metav1.DeleteOptions{}) })
+		u := reader("fleet-policy", []string{"member1", refusing.Name}, "member1")
+		fleetKC := u.FleetKubeconfig(t, selector)
+		eventually(t, time.Minute, func() error {
+			r := framework.Kubectl(t, fleetKC, "get", "pods", "-n", ns)
+			if r.Err != nil || !strings.Contains(r.Stderr, `Warning: cluster "fleet-refusing"`) || !strings.Contains(r.Stderr, "fleet-e2e refuses everyone") || !lineHas(r.Stdout, "member1", "a-1") {
+				return &kubectlError{r}
+			}
+			return nil
+		})
+	})
+
 	t.Run("a stopped member is named while the other answers, and an informer stays in sync", func(t *testing.T) {
 		client := kubernetes.NewForConfigOrDie(dev.FleetConfig(t, selector))
 		// An informer's store is keyed by namespace and name, so the two

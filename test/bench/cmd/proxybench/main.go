@@ -31,6 +31,11 @@ limitations under the License.
 // same rounds of small GETs: D direct to it, E switchboard alone through the
 // tunnel, against B; and the tunnel's connections, streams and memory.
 //
+// The last table measures the fleet endpoint: client-go's pager over
+// --fleet-pods pods spread over the directly reachable members, through
+// fleets/<selector>/proxy, against listing each member directly one after
+// another, paged and unpaged, with switchboard's RSS during the fleet LISTs.
+//
 // It brings the topology up in --run-dir, or reuses one running there, and
 // takes it down at the end only if it started it (and --keep is not set).
 // Timed numbers are reported, never asserted; it exits non-zero when a
@@ -45,15 +50,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/rest"
 
 	"github.com/switchboard-io/switchboard/pkg/names"
 	"github.com/switchboard-io/switchboard/test/bench"
@@ -90,12 +98,16 @@ type options struct {
 	watches        int
 	watchNamespace string
 	settle         time.Duration
+	fleetPods      int
+	fleetPageSize  int64
+	fleetNamespace string
+	fleetRounds    int
 }
 
 func main() {
 	o := options{}
 	flag.StringVar(&o.runDir, "run-dir", "_output/bench", "the topology's run directory: reused when a topology runs there, else started there and stopped at the end")
-	flag.IntVar(&o.members, "members", 1, "member clusters to start, when starting a topology")
+	flag.IntVar(&o.members, "members", 2, "member clusters to start, when starting a topology (the fleet LIST needs 2 or more)")
 	flag.BoolVar(&o.keep, "keep", false, "leave a topology this run started running, to reuse it (and its objects) next time")
 	flag.StringVar(&o.out, "out", "", "also write the table to this file")
 	flag.StringVar(&o.member, "member", "member1", "the member cluster to measure")
@@ -116,6 +128,10 @@ func main() {
 	flag.IntVar(&o.watches, "watches", 1000, "idle watches to open through switchboard")
 	flag.StringVar(&o.watchNamespace, "watch-namespace", "proxybench-watch", "member namespace of the idle watches")
 	flag.DurationVar(&o.settle, "settle", 5*time.Second, "wait before reading switchboard's RSS after opening or closing the watches")
+	flag.IntVar(&o.fleetPods, "fleet-pods", 5000, "pods of the fleet LIST, spread over the members (member1, member2, ...); 0 measures no fleet LIST")
+	flag.Int64Var(&o.fleetPageSize, "fleet-page-size", 500, "page size (kubectl --chunk-size) of the fleet LIST's paged walks")
+	flag.StringVar(&o.fleetNamespace, "fleet-namespace", "proxybench-fleet", "member namespace of the fleet LIST's pods")
+	flag.IntVar(&o.fleetRounds, "fleet-rounds", 3, "timed walks of each kind in the fleet LIST")
 	flag.Parse()
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -245,7 +261,8 @@ func (b *benchmark) run(ctx context.Context, begin time.Time) (*bench.Report, []
 	// P's Cluster goes once its GETs are done: switchboard then closes
 	// its connections to the member, which the later counts would take
 	// for B's.
-	steps = append(steps, step{"deleting path P's Cluster", b.dropPolicy}, step{"large LIST", b.measureList}, step{"idle watches", b.measureWatches})
+	steps = append(steps, step{"deleting path P's Cluster", b.dropPolicy}, step{"large LIST", b.measureList}, step{"idle watches", b.measureWatches},
+		step{"fleet LIST", b.measureFleet})
 	for _, step := range steps {
 		if err := step.fn(ctx); err != nil {
 			b.fail(fmt.Errorf("%s: %w", step.name, err))
@@ -462,6 +479,60 @@ func gitVersion(ctx context.Context, p *bench.Path) (string, error) {
 		return "", fmt.Errorf("status %d: %.200s", code, body)
 	}
 	return v.GitVersion, nil
+}
+
+// measureFleet lists the fleet's pods through the fleet endpoint and each
+// member directly (see bench.MeasureFleetList).
+func (b *benchmark) measureFleet(ctx context.Context) error {
+	o, s := b.o, b.state
+	if o.fleetPods == 0 {
+		return nil
+	}
+	var members []string
+	configs := map[string]*rest.Config{}
+	for _, m := range s.Members {
+		if m.NetNS != "" {
+			continue // reached through its agent only: no direct LIST
+		}
+		config, err := m.RESTConfig()
+		if err != nil {
+			return err
+		}
+		members, configs[m.Name] = append(members, m.Name), config
+	}
+	if len(members) < 2 {
+		return fmt.Errorf("the fleet LIST needs 2 members that the bench can reach directly, and the topology has %d: start it with --members 2, or pass --fleet-pods 0", len(members))
+	}
+	hub, err := s.Hub.RESTConfig()
+	if err != nil {
+		return err
+	}
+	list := bench.FleetList{Namespace: o.fleetNamespace, Count: o.fleetPods, Members: members, PageSize: o.fleetPageSize}
+	logf("Making %d pods over %s for the fleet LIST", o.fleetPods, strings.Join(members, ", "))
+	created, err := list.Ensure(ctx, hub, configs, o.seedParallel)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := list.Unlabel(context.Background(), hub); err != nil {
+			logf("warning: taking the fleet label off the Clusters: %v", err)
+		}
+	}()
+	logf("Created %d pods; timing the fleet LIST", created)
+	// As the hub's aggregator calls switchboard (path B).
+	alone := &rest.Config{
+		Host:            s.Switchboard.URL,
+		TLSClientConfig: rest.TLSClientConfig{CAFile: s.Switchboard.CACert, CertFile: s.FrontProxy.ClientCert, KeyFile: s.FrontProxy.ClientKey},
+		WrapTransport: func(rt http.RoundTripper) http.RoundTripper {
+			return bench.WithHeaders(rt, map[string]string{"X-Remote-User": bench.Impersonated.User, "X-Remote-Group": bench.Impersonated.Group})
+		},
+	}
+	res, err := bench.MeasureFleetList(ctx, list, hub, alone, configs, b.pid, o.fleetRounds)
+	if err != nil {
+		return err
+	}
+	b.report.Fleet = res
+	return nil
 }
 
 // measureWatches opens idle watches through switchboard alone and reads
