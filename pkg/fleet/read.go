@@ -211,10 +211,10 @@ func (r *read) warnings() []string {
 	return out
 }
 
-// failureText says which member failed and why, naming it once.
+// failureText says which member failed and why, beginning with its name.
 func failureText(f failure) string {
 	message := messageOf(f.err)
-	if strings.Contains(message, strconv.Quote(f.cluster)) {
+	if strings.HasPrefix(message, "cluster "+strconv.Quote(f.cluster)) {
 		return message
 	}
 	return fmt.Sprintf("cluster %q: %s", f.cluster, message)

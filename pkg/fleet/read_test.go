@@ -181,18 +181,24 @@ func TestPageWalkExpired(t *testing.T) {
 	}
 	delete(members["d"].snapshots, 40)
 	members["d"].add("x")
-	token := p.list.Metadata.Continue
+	walkToA410(t, members, names, p.list.Metadata.Continue, "d")
+}
+
+// walkToA410 walks on from token, two items a page, and wants a 410 that
+// names member before the walk ends.
+func walkToA410(t *testing.T, members map[string]*fakeMember, names []string, token, member string) {
+	t.Helper()
 	for token != "" {
 		next, err := listOnce(t, newTestRead(t, members, names, "limit=2&continue="+url.QueryEscape(token), false))
 		if err != nil {
-			if !apierrors.IsResourceExpired(err) || !strings.Contains(err.Error(), `cluster "d"`) {
-				t.Fatalf("got %v, want a 410 that names cluster d", err)
+			if !apierrors.IsResourceExpired(err) || !strings.Contains(err.Error(), fmt.Sprintf("cluster %q", member)) {
+				t.Fatalf("got %v, want a 410 that names cluster %s", err, member)
 			}
 			return
 		}
 		token = next.list.Metadata.Continue
 	}
-	t.Fatal("the walk ended without the 410")
+	t.Fatalf("the walk ended without a 410 for cluster %s", member)
 }
 
 func TestListAllAtOnce(t *testing.T) {
@@ -313,18 +319,7 @@ func TestPageWalkMemberFailsLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	members["d"].err = &memberAnswer{apierrors.NewServiceUnavailable("etcd is down")}
-	token := p.list.Metadata.Continue
-	for token != "" {
-		next, err := listOnce(t, newTestRead(t, members, names, "limit=2&continue="+url.QueryEscape(token), false))
-		if err != nil {
-			if !apierrors.IsResourceExpired(err) || !strings.Contains(err.Error(), `cluster "d"`) {
-				t.Fatalf("got %v, want a 410 that names cluster d", err)
-			}
-			return
-		}
-		token = next.list.Metadata.Continue
-	}
-	t.Fatal("the walk went past the failed member without an error")
+	walkToA410(t, members, names, p.list.Metadata.Continue, "d")
 }
 
 // A list from a fleet resourceVersion that a member has compacted away is

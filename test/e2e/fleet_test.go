@@ -302,20 +302,7 @@ func TestFleet(t *testing.T) {
 		unshared := []string{"member1/a-1", "member1/a-2", "member2/b-1"}
 		eventually(t, time.Minute, storeHas(unshared...))
 
-		name := "member2-kube-apiserver"
-		if err := f.State.StopProcess(name); err != nil {
-			t.Fatal(err)
-		}
-		restarted := false
-		restart := func() {
-			if !restarted {
-				restarted = true
-				if err := f.State.RestartProcess(name); err != nil {
-					t.Fatalf("restarting member2: %v", err)
-				}
-			}
-		}
-		t.Cleanup(restart)
+		restart := stopProcess(t, "member2-kube-apiserver")
 		waitForReady(t, "member2", metav1.ConditionFalse, v1alpha1.ReasonUnreachable)
 		r := framework.Kubectl(t, kc, "get", "pods", "-n", ns)
 		if r.Err != nil {

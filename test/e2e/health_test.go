@@ -105,20 +105,7 @@ func TestMemberHealth(t *testing.T) {
 	}
 
 	t.Run("a member that stops is Unreachable and fails fast, and comes back", func(t *testing.T) {
-		name := "member2-kube-apiserver"
-		if err := f.State.StopProcess(name); err != nil {
-			t.Fatal(err)
-		}
-		restarted := false
-		restart := func() {
-			if !restarted {
-				restarted = true
-				if err := f.State.RestartProcess(name); err != nil {
-					t.Fatalf("restarting member2: %v", err)
-				}
-			}
-		}
-		t.Cleanup(restart)
+		restart := stopProcess(t, "member2-kube-apiserver")
 
 		waitForReady(t, "member2", metav1.ConditionFalse, v1alpha1.ReasonUnreachable)
 		out := framework.MustKubectl(t, hub, "get", "clusters", "-o", "wide")

@@ -85,6 +85,27 @@ func teardown() error {
 	return nil
 }
 
+// stopProcess stops a process of the topology and returns what starts it
+// again, once: call it to bring the process back within the test; the
+// test's cleanup calls it too.
+func stopProcess(t *testing.T, name string) (restart func()) {
+	t.Helper()
+	if err := f.State.StopProcess(name); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	restart = func() {
+		if !restarted {
+			restarted = true
+			if err := f.State.RestartProcess(name); err != nil {
+				t.Fatalf("restarting %s: %v", name, err)
+			}
+		}
+	}
+	t.Cleanup(restart)
+	return restart
+}
+
 // eventually retries fn until it succeeds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, fn func() error) {
 	t.Helper()
