@@ -17,10 +17,12 @@ limitations under the License.
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -88,43 +90,84 @@ func (r *read) askOne(ctx context.Context, name string, query url.Values) answer
 }
 
 // askMember sends a GET of the read's path to a member, as the caller,
-// within the member deadline.
+// within the member deadline, and reads the whole answer.
 func (r *read) askMember(ctx context.Context, name string, query url.Values) answer {
+	stream := r.openMember(ctx, name, query)
+	if stream.err != nil {
+		return answer{err: stream.err}
+	}
+	defer stream.close()
+	body, err := readBody(stream.body, maxAnswerBytes)
+	if err != nil {
+		return answer{err: stream.readFailed(err)}
+	}
+	return answer{body: body, contentType: stream.contentType}
+}
+
+// memberBody is a member's answer of 200 whose body is still to be read;
+// or, with err, why there is none.
+type memberBody struct {
+	body        io.Reader
+	contentType string
+	err         error
+	// readFailed is the Status for an error while reading body.
+	readFailed func(error) error
+	close      func()
+}
+
+// openMember sends a GET of the read's path to a member, as the caller,
+// and returns its answer once the member has sent a 200's headers; the
+// member deadline covers reading the body too.
+func (r *read) openMember(ctx context.Context, name string, query url.Values) memberBody {
+	if r.ask != nil {
+		// Tests: the whole answer at once.
+		a := r.ask(ctx, name, query)
+		if a.err != nil {
+			return memberBody{err: a.err}
+		}
+		return memberBody{body: bytes.NewReader(a.body), contentType: a.contentType, close: func() {},
+			readFailed: func(err error) error { return reach.BadGateway(name, err.Error()) }}
+	}
 	member, err := r.fleet.members.Reach(name)
 	if err != nil {
-		return answer{err: err}
+		return memberBody{err: err}
 	}
 	memberCtx, cancel := context.WithTimeout(ctx, r.fleet.memberTimeout)
-	defer cancel()
 	endpoint := member.Endpoint()
 	location := endpoint
 	location.Path = reach.JoinPath(location.Path, r.path)
 	location.RawQuery = query.Encode()
 	out, err := http.NewRequestWithContext(memberCtx, http.MethodGet, location.String(), nil)
 	if err != nil {
-		return answer{err: apierrors.NewInternalError(err)}
+		cancel()
+		return memberBody{err: apierrors.NewInternalError(err)}
 	}
 	out.Header.Set("Accept", r.media.accept)
 	resp, err := member.AsCaller().RoundTrip(out)
 	if err != nil {
-		return answer{err: r.memberFailed(ctx, memberCtx, out, name, endpoint.String(), err)}
+		cancel()
+		return memberBody{err: r.memberFailed(ctx, memberCtx, out, name, endpoint.String(), err)}
 	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := readBody(resp.Body, maxAnswerBytes)
-	var large *tooLarge
-	if errors.As(err, &large) {
-		return answer{err: &apierrors.StatusError{ErrStatus: metav1.Status{
-			Status: metav1.StatusFailure, Code: http.StatusRequestEntityTooLarge, Reason: metav1.StatusReasonRequestEntityTooLarge,
-			Message: fmt.Sprintf("cluster %q: %v", name, err),
-		}}}
-	}
-	if err != nil {
-		return answer{err: r.memberFailed(ctx, memberCtx, out, name, endpoint.String(), err)}
+	closeBody := func() {
+		_ = resp.Body.Close()
+		cancel()
 	}
 	if resp.StatusCode != http.StatusOK {
-		return answer{err: memberStatus(name, resp.StatusCode, body)}
+		defer closeBody()
+		body, _ := readBody(resp.Body, 1<<20)
+		return memberBody{err: memberStatus(name, resp.StatusCode, body)}
 	}
-	return answer{body: body, contentType: resp.Header.Get("Content-Type")}
+	return memberBody{body: resp.Body, contentType: resp.Header.Get("Content-Type"), close: closeBody,
+		readFailed: func(err error) error {
+			var large *tooLarge
+			if errors.As(err, &large) {
+				return &apierrors.StatusError{ErrStatus: metav1.Status{
+					Status: metav1.StatusFailure, Code: http.StatusRequestEntityTooLarge, Reason: metav1.StatusReasonRequestEntityTooLarge,
+					Message: fmt.Sprintf("cluster %q: %v", name, err),
+				}}
+			}
+			return r.memberFailed(ctx, memberCtx, out, name, endpoint.String(), err)
+		}}
 }
 
 // memberFailed is the Status for a member request that got no (whole)
@@ -560,7 +603,16 @@ walk:
 				q.Set("resourceVersion", versions[name])
 				q.Set("resourceVersionMatch", string(metav1.ResourceVersionMatchExact))
 			}
-			a := r.askOne(r.req.Context(), name, q)
+			var a answer
+			if from != nil && m.len() == 0 && !r.media.table {
+				// A page this member may fill alone goes out as it comes.
+				var streamed bool
+				if streamed, a = r.streamPage(w, name, q, versions); streamed {
+					return r.outcome(), nil
+				}
+			} else {
+				a = r.askOne(r.req.Context(), name, q)
+			}
 			var meta metav1.ListMeta
 			if a.err == nil {
 				meta, a.err = m.add(name, a.body)
