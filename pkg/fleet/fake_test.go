@@ -119,7 +119,7 @@ func (downReacher) Reach(name string) (*reach.Member, error) {
 	return nil, reach.Unavailable(name, fmt.Sprintf("cluster %q is unreachable: its last probe failed", name))
 }
 
-func (downReacher) Down(string) bool { return true }
+func (downReacher) Reachable(string) bool { return false }
 
 func (downReacher) Connect(context.Context, string, string, rest.Responder) (http.Handler, error) {
 	return nil, apierrors.NewServiceUnavailable("no member")

@@ -75,8 +75,9 @@ type Reacher interface {
 	// Reach returns the pooled connection to a member, or the typed
 	// error that says why it cannot be reached now.
 	Reach(name string) (*reach.Member, error)
-	// Down says, without side effects, whether the member is known to be down.
-	Down(name string) bool
+	// Reachable says, without Reach's side effects, whether Reach would
+	// return a connection to the member now.
+	Reachable(name string) bool
 	// Connect proxies one request to a member, as clusters/<name>/proxy.
 	Connect(ctx context.Context, name, path string, responder rest.Responder) (http.Handler, error)
 }

@@ -209,11 +209,11 @@ func (m *merged) list(meta metav1.ListMeta) any {
 // objects spends most of its time here. The object must be valid JSON,
 // which decoding the list it came in checked.
 func annotate(object []byte, cluster string) ([]byte, error) {
-	start, end, found, err := metadataSpan(object)
+	start, end, found, err := fieldSpan(object, "metadata")
 	if err != nil {
 		return nil, fmt.Errorf("decoding an object: %w", err)
 	}
-	if !found {
+	if !found || string(object[start:end]) == "null" {
 		return annotateSlowly(object, cluster)
 	}
 	metadata, err := annotateMetadata(object[start:end], cluster)
@@ -226,9 +226,9 @@ func annotate(object []byte, cluster string) ([]byte, error) {
 	return append(out, object[end:]...), nil
 }
 
-// metadataSpan is where the value of an object's first "metadata" field
-// lies in it; found is false when it has none, or it is null.
-func metadataSpan(object []byte) (start, end int, found bool, err error) {
+// fieldSpan is where the value of an object's first field key lies in it
+// (null included); found is false when it has none.
+func fieldSpan(object []byte, key string) (start, end int, found bool, err error) {
 	decoder := json.NewDecoder(bytes.NewReader(object))
 	if token, err := decoder.Token(); err != nil || token != json.Delim('{') {
 		return 0, 0, false, fmt.Errorf("not a JSON object")
@@ -242,10 +242,7 @@ func metadataSpan(object []byte) (start, end int, found bool, err error) {
 		if err := decoder.Decode(&value); err != nil {
 			return 0, 0, false, err
 		}
-		if key, _ := token.(string); key == "metadata" {
-			if string(value) == "null" {
-				return 0, 0, false, nil
-			}
+		if name, _ := token.(string); name == key {
 			end := int(decoder.InputOffset())
 			return end - len(value), end, true, nil
 		}
@@ -255,38 +252,33 @@ func metadataSpan(object []byte) (start, end int, found bool, err error) {
 
 // annotateMetadata adds ClusterAnnotation to a metadata object.
 func annotateMetadata(metadata []byte, cluster string) ([]byte, error) {
-	var head struct {
-		Annotations json.RawMessage `json:"annotations"`
-	}
-	if err := json.Unmarshal(metadata, &head); err != nil {
+	start, end, found, err := fieldSpan(metadata, "annotations")
+	if err != nil {
 		return nil, fmt.Errorf("decoding an object's metadata: %w", err)
 	}
-	annotations := map[string]string{}
-	if len(head.Annotations) > 0 && string(head.Annotations) != "null" {
-		if err := json.Unmarshal(head.Annotations, &annotations); err != nil {
+	var annotations map[string]string
+	if found {
+		if err := json.Unmarshal(metadata[start:end], &annotations); err != nil {
 			return nil, fmt.Errorf("decoding an object's annotations: %w", err)
 		}
+	}
+	if annotations == nil {
+		annotations = map[string]string{}
 	}
 	annotations[ClusterAnnotation] = cluster
 	encoded, err := json.Marshal(annotations)
 	if err != nil {
 		return nil, err
 	}
-	if at, ok := rawIndex(metadata, head.Annotations, "annotations"); ok {
-		out := make([]byte, 0, len(metadata)+len(encoded)-len(head.Annotations))
-		out = append(out, metadata[:at]...)
+	if found {
+		out := make([]byte, 0, len(metadata)+len(encoded)-(end-start))
+		out = append(out, metadata[:start]...)
 		out = append(out, encoded...)
-		return append(out, metadata[at+len(head.Annotations):]...), nil
+		return append(out, metadata[end:]...), nil
 	}
-	if len(head.Annotations) > 0 {
-		return nil, fmt.Errorf("decoding an object's metadata: annotations not found where expected")
-	}
-	// No annotations yet: the first field of the metadata.
-	trimmed := bytes.TrimSpace(metadata)
-	if len(trimmed) < 2 || trimmed[0] != '{' {
-		return nil, fmt.Errorf("decoding an object's metadata: not an object")
-	}
-	rest := bytes.TrimSpace(trimmed[1:])
+	// No annotations yet: the first field of the metadata, which
+	// fieldSpan has checked is an object.
+	rest := bytes.TrimSpace(bytes.TrimSpace(metadata)[1:])
 	out := make([]byte, 0, len(metadata)+len(encoded)+16)
 	out = append(out, `{"annotations":`...)
 	out = append(out, encoded...)
@@ -294,29 +286,6 @@ func annotateMetadata(metadata []byte, cluster string) ([]byte, error) {
 		out = append(out, ',')
 	}
 	return append(out, rest...), nil
-}
-
-// rawIndex is where value, the raw JSON of field key of object, begins in
-// object: its first occurrence, checked to follow "key" and a colon. An
-// object that holds the same text earlier (or the key twice) is not
-// found, and is rewritten the slow way.
-func rawIndex(object, value []byte, key string) (int, bool) {
-	if len(value) == 0 {
-		return 0, false
-	}
-	at := bytes.Index(object, value)
-	if at < 0 {
-		return 0, false
-	}
-	before := bytes.TrimRight(object[:at], " \t\r\n")
-	if !bytes.HasSuffix(before, []byte(":")) {
-		return 0, false
-	}
-	before = bytes.TrimRight(before[:len(before)-1], " \t\r\n")
-	if !bytes.HasSuffix(before, []byte(`"`+key+`"`)) {
-		return 0, false
-	}
-	return at, true
 }
 
 // annotateSlowly adds ClusterAnnotation by decoding the object's fields.

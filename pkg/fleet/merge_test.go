@@ -115,6 +115,14 @@ func TestAnnotateKeepsTheObject(t *testing.T) {
 			`{ "metadata" : { } }`,
 			`{ "metadata" : {"annotations":{"switchboard.io/cluster":"member1"}} }`,
 		},
+		"labels the same as the annotations": {
+			`{"metadata":{"labels":{"app":"web"},"annotations":{"app":"web"}}}`,
+			`{"metadata":{"labels":{"app":"web"},"annotations":{"app":"web","switchboard.io/cluster":"member1"}}}`,
+		},
+		"an earlier null, then null annotations": {
+			`{"metadata":{"creationTimestamp":null,"annotations":null}}`,
+			`{"metadata":{"creationTimestamp":null,"annotations":{"switchboard.io/cluster":"member1"}}}`,
+		},
 		"null metadata": {
 			`{"metadata":null,"kind":"Pod"}`,
 			`{"kind":"Pod","metadata":{"annotations":{"switchboard.io/cluster":"member1"}}}`,

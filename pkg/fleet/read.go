@@ -25,10 +25,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -112,12 +114,19 @@ type memberBody struct {
 	err         error
 	// readFailed is the Status for an error while reading body.
 	readFailed func(error) error
-	close      func()
+	// stopDeadline lets the rest of the body take as long as the request
+	// may: a streamed page goes at the pace of the client that reads it.
+	stopDeadline func()
+	close        func()
 }
+
+// errMemberDeadline is why a member request is cancelled at the member
+// deadline.
+var errMemberDeadline = errors.New("the member deadline passed")
 
 // openMember sends a GET of the read's path to a member, as the caller,
 // and returns its answer once the member has sent a 200's headers; the
-// member deadline covers reading the body too.
+// member deadline covers reading the body too, unless stopDeadline.
 func (r *read) openMember(ctx context.Context, name string, query url.Values) memberBody {
 	if r.ask != nil {
 		// Tests: the whole answer at once.
@@ -125,14 +134,19 @@ func (r *read) openMember(ctx context.Context, name string, query url.Values) me
 		if a.err != nil {
 			return memberBody{err: a.err}
 		}
-		return memberBody{body: bytes.NewReader(a.body), contentType: a.contentType, close: func() {},
+		return memberBody{body: bytes.NewReader(a.body), contentType: a.contentType, close: func() {}, stopDeadline: func() {},
 			readFailed: func(err error) error { return reach.BadGateway(name, err.Error()) }}
 	}
 	member, err := r.fleet.members.Reach(name)
 	if err != nil {
 		return memberBody{err: err}
 	}
-	memberCtx, cancel := context.WithTimeout(ctx, r.fleet.memberTimeout)
+	memberCtx, cancelCause := context.WithCancelCause(ctx)
+	deadline := time.AfterFunc(r.fleet.memberTimeout, func() { cancelCause(errMemberDeadline) })
+	cancel := func() {
+		deadline.Stop()
+		cancelCause(nil)
+	}
 	endpoint := member.Endpoint()
 	location := endpoint
 	location.Path = reach.JoinPath(location.Path, r.path)
@@ -158,6 +172,7 @@ func (r *read) openMember(ctx context.Context, name string, query url.Values) me
 		return memberBody{err: memberStatus(name, resp.StatusCode, body)}
 	}
 	return memberBody{body: resp.Body, contentType: resp.Header.Get("Content-Type"), close: closeBody,
+		stopDeadline: func() { deadline.Stop() },
 		readFailed: func(err error) error {
 			var large *tooLarge
 			if errors.As(err, &large) {
@@ -173,7 +188,7 @@ func (r *read) openMember(ctx context.Context, name string, query url.Values) me
 // memberFailed is the Status for a member request that got no (whole)
 // answer: the deadline of the member, or what clusters/<name>/proxy says.
 func (r *read) memberFailed(ctx, memberCtx context.Context, out *http.Request, name, endpoint string, err error) error {
-	if ctx.Err() == nil && errors.Is(memberCtx.Err(), context.DeadlineExceeded) {
+	if ctx.Err() == nil && errors.Is(context.Cause(memberCtx), errMemberDeadline) {
 		proxy.RecordUpstreamError(name, string(reach.Timeout))
 		return apierrors.NewTimeoutError(fmt.Sprintf("cluster %q did not answer within %s (switchboard's --fleet-member-timeout)", name, r.fleet.memberTimeout), 0)
 	}
@@ -206,6 +221,12 @@ func memberStatus(name string, code int, body []byte) error {
 		Status: metav1.StatusFailure, Code: int32(code), Reason: metav1.StatusReasonUnknown,
 		Message: fmt.Sprintf("cluster %q answered %d %s: %s", name, code, http.StatusText(code), text),
 	}}}
+}
+
+// unreadable is the 502 for a member's answer that switchboard cannot read:
+// an answer of the member's, so the member counts as failed, not down.
+func unreadable(name, what string, err error) error {
+	return &memberAnswer{reach.BadGateway(name, fmt.Sprintf("cluster %q sent %s switchboard cannot read: %v", name, what, err))}
 }
 
 // answered says whether err is the member's own answer.
@@ -328,17 +349,27 @@ func isExpired(err error) bool {
 // member's, named, with the others in the warnings.
 func (r *read) allFailed() error {
 	r.mu.Lock()
+	if len(r.failures) == 0 {
+		r.mu.Unlock()
+		return apierrors.NewInternalError(fmt.Errorf("no member answered, and none failed"))
+	}
 	first := r.failures[0]
 	r.mu.Unlock()
+	return r.failedWith(first)
+}
+
+// failedWith is the error of a read that f ends: f's Status, naming its
+// member, with every failed member in the warnings.
+func (r *read) failedWith(f failure) error {
 	for _, text := range r.warnings() {
 		warning.AddWarning(r.req.Context(), "", reach.WarningText(text))
 	}
-	status := apierrors.APIStatus(apierrors.NewInternalError(first.err))
-	if s, ok := first.err.(apierrors.APIStatus); ok {
+	status := apierrors.APIStatus(apierrors.NewInternalError(f.err))
+	if s, ok := f.err.(apierrors.APIStatus); ok {
 		status = s
 	}
 	st := status.Status()
-	st.Message = failureText(first)
+	st.Message = failureText(f)
 	return &apierrors.StatusError{ErrStatus: st}
 }
 
@@ -399,7 +430,7 @@ func (r *read) get(w http.ResponseWriter, info *request.RequestInfo) (string, er
 		if a.err == nil {
 			a.err = m.addObject(name, a.body)
 			if a.err != nil {
-				a.err = reach.BadGateway(name, fmt.Sprintf("cluster %q sent an answer switchboard cannot read: %v", name, a.err))
+				a.err = unreadable(name, "an answer", a.err)
 			}
 		}
 		if a.err != nil {
@@ -428,7 +459,7 @@ func (r *read) get(w http.ResponseWriter, info *request.RequestInfo) (string, er
 			failed[i] = f.cluster
 		}
 		r.mu.Unlock()
-		if len(failed) == len(r.members) {
+		if len(failed) > 0 && len(failed) == len(r.members) {
 			return "", r.allFailed()
 		}
 		if len(failed) > 0 {
@@ -496,7 +527,7 @@ func (r *read) listAll(w http.ResponseWriter) (string, error) {
 		if a.err == nil {
 			meta, a.err = m.add(name, a.body)
 			if a.err != nil {
-				a.err = reach.BadGateway(name, fmt.Sprintf("cluster %q sent a list switchboard cannot read: %v", name, a.err))
+				a.err = unreadable(name, "a list", a.err)
 			}
 		}
 		if a.err != nil {
@@ -541,6 +572,16 @@ func (r *read) listPage(w http.ResponseWriter, limit int64, token string) (strin
 		var err error
 		if from, err = DecodeContinue(token); err != nil {
 			return "", err
+		}
+	}
+	if from != nil {
+		// A member of the walk still to come that is no longer in the
+		// fleet (its Cluster deleted, or the caller's RBAC taken away)
+		// would lose the rest of its items without a word.
+		for name, rv := range from.Versions {
+			if name >= from.Cluster && listed(rv) && !slices.Contains(r.members, name) {
+				return "", apierrors.NewResourceExpired(fmt.Sprintf("cluster %q left the fleet in the middle of this list; list again from the start", name))
+			}
 		}
 	}
 	var callerVersions Versions
@@ -617,7 +658,7 @@ walk:
 			if a.err == nil {
 				meta, a.err = m.add(name, a.body)
 				if a.err != nil {
-					a.err = reach.BadGateway(name, fmt.Sprintf("cluster %q sent a list switchboard cannot read: %v", name, a.err))
+					a.err = unreadable(name, "a list", a.err)
 				}
 			}
 			if a.err != nil {
@@ -685,7 +726,7 @@ walk:
 			if a.err == nil {
 				var list memberList
 				if err := json.Unmarshal(a.body, &list); err != nil {
-					a.err = reach.BadGateway(name, fmt.Sprintf("cluster %q sent a list switchboard cannot read: %v", name, err))
+					a.err = unreadable(name, "a list", err)
 				} else if list.Metadata.ResourceVersion != "" {
 					versions[name] = list.Metadata.ResourceVersion
 				}

@@ -381,3 +381,15 @@ func TestContinueWithResourceVersionZero(t *testing.T) {
 		t.Errorf("continue with resourceVersion=0, which kube-apiserver allows: %v", err)
 	}
 }
+
+// A member of the walk that leaves the fleet (its Cluster deleted, or the
+// caller's RBAC for it taken away) makes the next page a 410, rather than
+// losing the rest of its items without a word.
+func TestPageWalkMemberLeaves(t *testing.T) {
+	members, names := unevenFleet()
+	p, err := listOnce(t, newTestRead(t, members, names, "limit=2", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	walkToA410(t, members, []string{"a", "b", "c", "e", "f"}, p.list.Metadata.Continue, "d")
+}

@@ -79,6 +79,7 @@ func (r *read) streamPage(w http.ResponseWriter, name string, query url.Values, 
 	}
 	rec.stopped = true
 	rec.buf = bytes.Buffer{}
+	stream.stopDeadline()
 
 	// A later page has no warnings: a member that fails makes it a 410.
 	next := &Continue{Cluster: name, Token: meta.Continue, Versions: versions}

@@ -117,7 +117,7 @@ func (r *read) watch(w http.ResponseWriter) (string, error) {
 			versions[name] = rv
 		default:
 			// Down when the list was made, or not in the fleet then.
-			if !r.fleet.members.Down(name) {
+			if r.fleet.members.Reachable(name) {
 				return "", memberJoined(name)
 			}
 			versions[name] = markDown
@@ -153,16 +153,21 @@ func (r *read) watch(w http.ResponseWriter) (string, error) {
 			if isExpired(err) {
 				return "", expiredFor(name, err)
 			}
-			return "", (&read{failures: []failure{{cluster: name, err: err}}, req: r.req}).allFailed()
+			r.fail(name, err)
+			return "", r.failedWith(failure{cluster: name, err: err})
 		}
 		r.fail(name, err)
-		mark := markFor(err)
-		if _, ok := versions[name]; !ok || mark == markFailed {
-			versions[name] = mark
+		if answered(err) {
+			// The member refused the watch: left out until the client
+			// lists again.
+			versions[name] = markFailed
+			continue
 		}
-		if mark == markDown {
-			waiting[name] = true
+		// No answer: taken in again, with a 410, once it can be reached.
+		if _, ok := versions[name]; !ok {
+			versions[name] = markDown
 		}
+		waiting[name] = true
 	}
 	if initial && len(open) == 0 {
 		if len(r.failures) > 0 {
@@ -293,11 +298,11 @@ func memberJoined(name string) error {
 }
 
 // recheck finds members the watch does not cover that the caller may now
-// reach: one in waiting that the health prober no longer finds down, or,
+// reach: one in waiting that switchboard can reach again, or,
 // with members, a new one in the fleet.
 func (r *read) recheck(ctx context.Context, versions Versions, waiting map[string]bool, members bool) error {
 	for name := range waiting {
-		if !r.fleet.members.Down(name) {
+		if r.fleet.members.Reachable(name) {
 			return memberJoined(name)
 		}
 	}
@@ -317,7 +322,7 @@ func (r *read) recheck(ctx context.Context, versions Versions, waiting map[strin
 	}
 	for _, name := range names {
 		if _, ok := versions[name]; !ok {
-			if !r.fleet.members.Down(name) {
+			if r.fleet.members.Reachable(name) {
 				return memberJoined(name)
 			}
 			versions[name] = markDown

@@ -155,23 +155,31 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 	}), nil
 }
 
-// Down says whether the health prober's last probe of the member failed,
-// with no side effect (Reach, on a member that is down, also asks for a
-// new probe and counts the failure).
-func (p *Proxier) Down(name string) bool {
-	if p.health == nil {
-		return false
-	}
-	_, _, down := p.health.Unreachable(name)
-	return down
-}
-
 // Reach returns the pooled connection to the member named name, or the
 // typed error that says why it cannot be reached now: switchboard's caches
 // are not synced (503 with Retry-After), the Cluster does not exist (404),
 // its last probe failed (503 at once, without waiting for a dial), or its
 // credentials are missing or unusable (503).
 func (p *Proxier) Reach(name string) (*reach.Member, error) {
+	return p.reach(name, true)
+}
+
+// Reachable says whether Reach would return a connection to the member
+// now, without Reach's side effects: it asks for no probe and counts no
+// failure.
+func (p *Proxier) Reachable(name string) bool {
+	_, err := p.reach(name, false)
+	return err == nil
+}
+
+// reach is Reach; record asks for a probe of a member known to be down,
+// and counts the failures.
+func (p *Proxier) reach(name string, record bool) (*reach.Member, error) {
+	count := func(reason string) {
+		if record {
+			RecordUpstreamError(name, reason)
+		}
+	}
 	if !p.synced() {
 		return nil, retryLater(name, fmt.Sprintf("cluster %q cannot be reached yet: switchboard is starting and its caches of Clusters and credentials are not synced", name))
 	}
@@ -188,8 +196,10 @@ func (p *Proxier) Reach(name string) (*reach.Member, error) {
 			// probe clears the state as soon as the member answers. No
 			// Retry-After: client-go would retry ten times, a second apart,
 			// and show the same error ten seconds later.
-			p.health.ProbeSoon(name)
-			RecordUpstreamError(name, "down")
+			if record {
+				p.health.ProbeSoon(name)
+			}
+			count("down")
 			return nil, reach.Unavailable(name, fmt.Sprintf("cluster %q is unreachable: its last probe, at %s, failed: %s",
 				name, at.UTC().Format(time.RFC3339), message))
 		}
@@ -200,7 +210,7 @@ func (p *Proxier) Reach(name string) (*reach.Member, error) {
 	secretRef := p.namespace + "/" + cl.Spec.CredentialsSecretRef.Name
 	secret, err := p.secrets.Get(cl.Spec.CredentialsSecretRef.Name)
 	if apierrors.IsNotFound(err) {
-		RecordUpstreamError(name, "credentials")
+		count("credentials")
 		return nil, reach.Unavailable(name, (&reach.CredentialsError{Cluster: name, Secret: secretRef, Reason: "does not exist"}).Error())
 	}
 	if err != nil {
@@ -209,7 +219,7 @@ func (p *Proxier) Reach(name string) (*reach.Member, error) {
 	member, err := p.transports.Get(cl, secret)
 	if err != nil {
 		if message, ok := reach.CredentialsProblem(err); ok {
-			RecordUpstreamError(name, "credentials")
+			count("credentials")
 			return nil, reach.Unavailable(name, message)
 		}
 		return nil, apierrors.NewInternalError(err)

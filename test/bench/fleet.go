@@ -247,6 +247,22 @@ func MeasureFleetList(ctx context.Context, l FleetList, hub, alone *rest.Config,
 		return all, pages, took, nil
 	}
 
+	// Switchboard sees the Clusters' new label a moment after the hub has
+	// it: wait until the fleet holds every pod.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		keys, _, _, err := walk(ctx, fleetConfig, l.Namespace, 0, fleetKey)
+		if err == nil {
+			if err = check("the fleet LIST", keys); err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the fleet does not hold every pod after a minute: %w", err)
+		}
+		time.Sleep(time.Second)
+	}
+
 	// The size of one page, as a client reads it.
 	client, err := rest.HTTPClientFor(fleetConfig)
 	if err != nil {
