@@ -30,7 +30,9 @@ func TestStreamPage(t *testing.T) {
 	versions := Versions{"a": "5"}
 	stream := func(t *testing.T, body string) (bool, answer, *httptest.ResponseRecorder) {
 		r := newTestRead(t, nil, []string{"a"}, "limit=2", false)
-		r.ask = func(context.Context, string, url.Values) answer { return answer{body: []byte(body), contentType: "application/json"} }
+		r.ask = func(context.Context, string, url.Values) answer {
+			return answer{body: []byte(body), contentType: "application/json"}
+		}
 		w := httptest.NewRecorder()
 		streamed, a := r.streamPage(w, "a", url.Values{}, versions)
 		return streamed, a, w
