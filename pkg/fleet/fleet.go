@@ -57,6 +57,7 @@ import (
 
 	"github.com/switchboard-io/switchboard/pkg/apis/cluster"
 	listers "github.com/switchboard-io/switchboard/pkg/generated/listers/cluster/v1alpha1"
+	"github.com/switchboard-io/switchboard/pkg/proxy"
 	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
@@ -149,19 +150,6 @@ func MemberPath(info *request.RequestInfo) string {
 	return "/" + strings.Join(info.Parts[3:], "/")
 }
 
-// WithFleet serves fleet requests, and passes every other request to
-// handler. It must run inside the generic server's filters: the caller is
-// authenticated, the hub's authorization of fleets/proxy is checked, and
-// the request counts against max-in-flight (watches are long-running, see
-// proxy.IsLongRunning).
-func (f *Fleet) WithFleet(handler http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if !f.ServeIfFleet(w, req) {
-			handler.ServeHTTP(w, req)
-		}
-	})
-}
-
 func (f *Fleet) serve(w http.ResponseWriter, req *http.Request, info *request.RequestInfo) {
 	verb, outcome, err := f.serveRequest(w, req, info)
 	if err != nil {
@@ -181,10 +169,8 @@ func (f *Fleet) serveRequest(w http.ResponseWriter, req *http.Request, info *req
 	if req.Method != http.MethodGet && (req.Method != http.MethodHead || IsLongRunning(req, info)) {
 		return "refused", "", writeRefused(req.Method+" requests", path)
 	}
-	for _, segment := range strings.Split(path, "/") {
-		if segment == "." || segment == ".." {
-			return "refused", "", apierrors.NewBadRequest(fmt.Sprintf("the member path %q must not contain . or .. segments", path))
-		}
+	if err := proxy.CheckPath(path); err != nil {
+		return "refused", "", err
 	}
 	selector, err := ParseSelector(info.Name)
 	if err != nil {

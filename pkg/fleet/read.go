@@ -115,8 +115,9 @@ type memberBody struct {
 	// readFailed is the Status for an error while reading body.
 	readFailed func(error) error
 	// stopDeadline lets the rest of the body take as long as the request
-	// may: a streamed page goes at the pace of the client that reads it.
-	stopDeadline func()
+	// may: a streamed page goes at the pace of the client that reads it,
+	// a watch for as long as it runs. False: the deadline had passed.
+	stopDeadline func() bool
 	close        func()
 }
 
@@ -134,7 +135,7 @@ func (r *read) openMember(ctx context.Context, name string, query url.Values) me
 		if a.err != nil {
 			return memberBody{err: a.err}
 		}
-		return memberBody{body: bytes.NewReader(a.body), contentType: a.contentType, close: func() {}, stopDeadline: func() {},
+		return memberBody{body: bytes.NewReader(a.body), contentType: a.contentType, close: func() {}, stopDeadline: func() bool { return true },
 			readFailed: func(err error) error { return reach.BadGateway(name, err.Error()) }}
 	}
 	member, err := r.fleet.members.Reach(name)
@@ -172,7 +173,7 @@ func (r *read) openMember(ctx context.Context, name string, query url.Values) me
 		return memberBody{err: memberStatus(name, resp.StatusCode, body)}
 	}
 	return memberBody{body: resp.Body, contentType: resp.Header.Get("Content-Type"), close: closeBody,
-		stopDeadline: func() { deadline.Stop() },
+		stopDeadline: deadline.Stop,
 		readFailed: func(err error) error {
 			var large *tooLarge
 			if errors.As(err, &large) {
@@ -190,7 +191,7 @@ func (r *read) openMember(ctx context.Context, name string, query url.Values) me
 func (r *read) memberFailed(ctx, memberCtx context.Context, out *http.Request, name, endpoint string, err error) error {
 	if ctx.Err() == nil && errors.Is(context.Cause(memberCtx), errMemberDeadline) {
 		proxy.RecordUpstreamError(name, string(reach.Timeout))
-		return apierrors.NewTimeoutError(fmt.Sprintf("cluster %q did not answer within %s (switchboard's --fleet-member-timeout)", name, r.fleet.memberTimeout), 0)
+		return r.timedOut(name)
 	}
 	return proxy.MemberError(out, name, endpoint, err)
 }
@@ -202,6 +203,12 @@ type memberAnswer struct {
 }
 
 func (e *memberAnswer) Unwrap() error { return e.StatusError }
+
+// timedOut is the 504 of a member that did not answer within the member
+// deadline.
+func (r *read) timedOut(name string) error {
+	return apierrors.NewTimeoutError(fmt.Sprintf("cluster %q did not answer within %s (switchboard's --fleet-member-timeout)", name, r.fleet.memberTimeout), 0)
+}
 
 // memberStatus is the Status a member answered with, or one made from its
 // answer when that is not a Status.

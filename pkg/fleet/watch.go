@@ -335,52 +335,26 @@ func (r *read) recheck(ctx context.Context, versions Versions, waiting map[strin
 // openWatch starts one member's watch. The member must answer within the
 // member deadline; its events then come for as long as the watch runs.
 func (r *read) openWatch(ctx context.Context, name string, query url.Values) (*memberStream, error) {
-	member, err := r.fleet.members.Reach(name)
-	if err != nil {
-		return nil, err
+	stream := r.openMember(ctx, name, query)
+	if stream.err != nil {
+		return nil, stream.err
 	}
-	endpoint := member.Endpoint()
-	location := endpoint
-	location.Path = reach.JoinPath(location.Path, r.path)
-	location.RawQuery = query.Encode()
-	memberCtx, cancel := context.WithCancel(ctx)
-	timer := time.AfterFunc(r.fleet.memberTimeout, cancel)
-	out, err := http.NewRequestWithContext(memberCtx, http.MethodGet, location.String(), nil)
-	if err != nil {
-		cancel()
-		return nil, apierrors.NewInternalError(err)
+	if !stream.stopDeadline() {
+		stream.close()
+		return nil, r.timedOut(name)
 	}
-	out.Header.Set("Accept", r.media.accept)
-	resp, err := member.AsCaller().RoundTrip(out)
-	if !timer.Stop() {
-		if err == nil {
-			_ = resp.Body.Close()
-		}
-		cancel()
-		return nil, apierrors.NewTimeoutError(fmt.Sprintf("cluster %q did not answer within %s (switchboard's --fleet-member-timeout)", name, r.fleet.memberTimeout), 0)
-	}
-	if err != nil {
-		cancel()
-		return nil, r.memberFailed(ctx, memberCtx, out, name, endpoint.String(), err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer cancel()
-		defer func() { _ = resp.Body.Close() }()
-		body, _ := readBody(resp.Body, 1<<20)
-		return nil, memberStatus(name, resp.StatusCode, body)
-	}
-	return &memberStream{cluster: name, body: cancelOnClose{ReadCloser: resp.Body, cancel: cancel}}, nil
+	return &memberStream{cluster: name, body: closer{Reader: stream.body, close: stream.close}}, nil
 }
 
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
+// closer is a member's body that close releases.
+type closer struct {
+	io.Reader
+	close func()
 }
 
-func (c cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
+func (c closer) Close() error {
+	c.close()
+	return nil
 }
 
 // readEvents decodes one member's events until its watch ends.

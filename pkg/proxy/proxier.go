@@ -105,7 +105,7 @@ func (p *Proxier) Connect(ctx context.Context, name, path string, responder rest
 }
 
 func (p *Proxier) connect(name, path string, responder rest.Responder, responded *atomic.Int32) (http.Handler, error) {
-	if err := checkPath(path); err != nil {
+	if err := CheckPath(path); err != nil {
 		return nil, err
 	}
 	member, err := p.Reach(name)
@@ -228,10 +228,10 @@ func (p *Proxier) reach(name string, record bool) (*reach.Member, error) {
 	return member, nil
 }
 
-// checkPath refuses dot segments, which could step out of an endpoint's
+// CheckPath refuses dot segments, which could step out of an endpoint's
 // path prefix (a member behind a gateway at https://gw/clusters/a must not
 // reach https://gw/clusters/b).
-func checkPath(path string) error {
+func CheckPath(path string) error {
 	for _, segment := range strings.Split(path, "/") {
 		if segment == "." || segment == ".." {
 			return apierrors.NewBadRequest(fmt.Sprintf("the proxied path %q must not contain . or .. segments", path))
