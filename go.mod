@@ -3,6 +3,7 @@ module github.com/switchboard-io/switchboard
 go 1.26.0
 
 require (
+	github.com/go-json-experiment/json v1.27.2
 	github.com/google/cel-go v0.29.2
 	github.com/hashicorp/yamux v0.1.2
 	github.com/spf13/cobra v1.10.2

@@ -126,7 +126,7 @@ func (downReacher) Connect(context.Context, string, string, rest.Responder) (htt
 }
 
 // newTestRead is a fleet read of path with query, by a user, over fake members.
-func newTestRead(t *testing.T, members map[string]*fakeMember, names []string, rawQuery string, table bool) *read {
+func newTestRead(t testing.TB, members map[string]*fakeMember, names []string, rawQuery string, table bool) *read {
 	t.Helper()
 	query, err := url.ParseQuery(rawQuery)
 	if err != nil {

@@ -20,6 +20,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -202,108 +206,182 @@ func (m *merged) list(meta metav1.ListMeta) any {
 }
 
 // annotate adds ClusterAnnotation to a JSON object's metadata.annotations.
-// It reads the object's fields only up to its metadata (which Kubernetes
-// writes third, after kind and apiVersion), rewrites the metadata, and
-// copies the rest of the object as it came: decoding and encoding whole
-// objects costs several times more, and a fleet list of thousands of
-// objects spends most of its time here. The object must be valid JSON,
-// which decoding the list it came in checked.
+// It reads the object only up to the end of its annotations (Kubernetes
+// writes metadata first in list items, and annotations before the managed
+// fields), splices the annotation in, and copies the rest as it came:
+// decoding and encoding whole objects costs several times more, and a
+// fleet list of thousands of objects spends most of its time here. The
+// object must be valid JSON, which decoding the list it came in checked;
+// its names are not checked for duplicates.
 func annotate(object []byte, cluster string) ([]byte, error) {
-	start, end, found, err := fieldSpan(object, "metadata")
-	if err != nil {
-		return nil, fmt.Errorf("decoding an object: %w", err)
-	}
-	if !found || string(object[start:end]) == "null" {
-		return annotateSlowly(object, cluster)
-	}
-	metadata, err := annotateMetadata(object[start:end], cluster)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 0, len(object)+len(metadata)-(end-start))
-	out = append(out, object[:start]...)
-	out = append(out, metadata...)
-	return append(out, object[end:]...), nil
+	return appendAnnotated(make([]byte, 0, len(object)+len(ClusterAnnotation)+len(cluster)+24), object, cluster)
 }
 
-// fieldSpan is where the value of an object's first field key lies in it
-// (null included); found is false when it has none.
-func fieldSpan(object []byte, key string) (start, end int, found bool, err error) {
-	decoder := json.NewDecoder(bytes.NewReader(object))
-	if token, err := decoder.Token(); err != nil || token != json.Delim('{') {
-		return 0, 0, false, fmt.Errorf("not a JSON object")
+// decoders are jsontext Decoders, reset for each object annotated.
+var decoders = sync.Pool{New: func() any { return new(jsontext.Decoder) }}
+
+func decoderFor(data []byte) *jsontext.Decoder {
+	d := decoders.Get().(*jsontext.Decoder)
+	d.Reset(bytes.NewBuffer(data), jsontext.AllowDuplicateNames(true))
+	return d
+}
+
+// appendAnnotated appends object, annotated as annotate does, to dst.
+func appendAnnotated(dst, object []byte, cluster string) ([]byte, error) {
+	d := decoderFor(object)
+	defer decoders.Put(d)
+	if token, err := d.ReadToken(); err != nil || token.Kind() != '{' {
+		return nil, fmt.Errorf("decoding an object: not a JSON object")
 	}
-	for decoder.More() {
-		token, err := decoder.Token()
+	for {
+		switch d.PeekKind() {
+		case '}':
+			// No metadata.
+			return annotateSlowly(dst, object, cluster)
+		case 0:
+			_, err := d.ReadToken()
+			return nil, fmt.Errorf("decoding an object: %w", err)
+		}
+		name, err := d.ReadToken()
 		if err != nil {
-			return 0, 0, false, err
+			return nil, fmt.Errorf("decoding an object: %w", err)
 		}
-		var value json.RawMessage
-		if err := decoder.Decode(&value); err != nil {
-			return 0, 0, false, err
+		if name.String() != "metadata" {
+			if err := d.SkipValue(); err != nil {
+				return nil, fmt.Errorf("decoding an object: %w", err)
+			}
+			continue
 		}
-		if name, _ := token.(string); name == key {
-			end := int(decoder.InputOffset())
-			return end - len(value), end, true, nil
+		switch d.PeekKind() {
+		case 'n':
+			return annotateSlowly(dst, object, cluster)
+		case '{':
+			return appendMetadataAnnotated(dst, object, d, cluster)
 		}
+		return nil, fmt.Errorf("decoding an object: its metadata is not an object")
 	}
-	return 0, 0, false, nil
 }
 
-// annotateMetadata adds ClusterAnnotation to a metadata object.
-func annotateMetadata(metadata []byte, cluster string) ([]byte, error) {
-	start, end, found, err := fieldSpan(metadata, "annotations")
-	if err != nil {
+// appendMetadataAnnotated appends data to dst with ClusterAnnotation added
+// to the metadata object at which d, a decoder of data, stands.
+func appendMetadataAnnotated(dst, data []byte, d *jsontext.Decoder, cluster string) ([]byte, error) {
+	failed := func(err error) ([]byte, error) {
 		return nil, fmt.Errorf("decoding an object's metadata: %w", err)
 	}
-	var annotations map[string]string
-	if found {
-		if err := json.Unmarshal(metadata[start:end], &annotations); err != nil {
-			return nil, fmt.Errorf("decoding an object's annotations: %w", err)
+	// splice appends data with insert in place of data[start:end].
+	splice := func(start, end int64, insert ...[]byte) ([]byte, error) {
+		dst = append(dst, data[:start]...)
+		for _, b := range insert {
+			dst = append(dst, b...)
+		}
+		return append(dst, data[end:]...), nil
+	}
+	entry, err := jsontext.AppendQuote([]byte(annotationName), cluster)
+	if err != nil {
+		return failed(err)
+	}
+	if _, err := d.ReadToken(); err != nil {
+		return failed(err)
+	}
+	open := d.InputOffset()
+	for fields := 0; ; fields++ {
+		switch d.PeekKind() {
+		case '}':
+			// No annotations yet: they become the metadata's first field.
+			comma := []byte(",")
+			if fields == 0 {
+				comma = nil
+			}
+			return splice(open, open, []byte(`"annotations":{`), entry, []byte("}"), comma)
+		case 0:
+			_, err := d.ReadToken()
+			return failed(err)
+		}
+		name, err := d.ReadToken()
+		if err != nil {
+			return failed(err)
+		}
+		if name.String() != "annotations" {
+			if err := d.SkipValue(); err != nil {
+				return failed(err)
+			}
+			continue
+		}
+		switch d.PeekKind() {
+		case 'n':
+			value, err := d.ReadValue()
+			if err != nil {
+				return failed(err)
+			}
+			end := d.InputOffset()
+			return splice(end-int64(len(value)), end, []byte("{"), entry, []byte("}"))
+		case '{':
+		default:
+			return failed(fmt.Errorf("its annotations are not an object"))
+		}
+		if _, err := d.ReadToken(); err != nil {
+			return failed(err)
+		}
+		at := d.InputOffset()
+		for keys := 0; ; keys++ {
+			switch d.PeekKind() {
+			case '}':
+				comma := []byte(",")
+				if keys == 0 {
+					comma = nil
+				}
+				return splice(at, at, entry, comma)
+			case 0:
+				_, err := d.ReadToken()
+				return failed(err)
+			}
+			key, err := d.ReadToken()
+			if err != nil {
+				return failed(err)
+			}
+			ours := key.String() == ClusterAnnotation // the token lasts until the next read
+			value, err := d.ReadValue()
+			if err != nil {
+				return failed(err)
+			}
+			if value.Kind() != '"' {
+				return failed(fmt.Errorf("its annotations are not a map of strings"))
+			}
+			if ours {
+				// The member's own value gives way to the fleet's.
+				end := d.InputOffset()
+				return splice(end-int64(len(value)), end, entry[len(annotationName):])
+			}
 		}
 	}
-	if annotations == nil {
-		annotations = map[string]string{}
-	}
-	annotations[ClusterAnnotation] = cluster
-	encoded, err := json.Marshal(annotations)
-	if err != nil {
-		return nil, err
-	}
-	if found {
-		out := make([]byte, 0, len(metadata)+len(encoded)-(end-start))
-		out = append(out, metadata[:start]...)
-		out = append(out, encoded...)
-		return append(out, metadata[end:]...), nil
-	}
-	// No annotations yet: the first field of the metadata, which
-	// fieldSpan has checked is an object.
-	rest := bytes.TrimSpace(bytes.TrimSpace(metadata)[1:])
-	out := make([]byte, 0, len(metadata)+len(encoded)+16)
-	out = append(out, `{"annotations":`...)
-	out = append(out, encoded...)
-	if rest[0] != '}' {
-		out = append(out, ',')
-	}
-	return append(out, rest...), nil
 }
 
-// annotateSlowly adds ClusterAnnotation by decoding the object's fields.
-func annotateSlowly(object []byte, cluster string) ([]byte, error) {
+// annotationName is ClusterAnnotation as a JSON object name, with its colon.
+var annotationName = strconv.Quote(ClusterAnnotation) + ":"
+
+// annotateSlowly appends object to dst with ClusterAnnotation added, by
+// decoding its fields: for objects without metadata, or with null.
+func annotateSlowly(dst, object []byte, cluster string) ([]byte, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(object, &fields); err != nil {
 		return nil, fmt.Errorf("decoding an object: %w", err)
 	}
-	metadata := fields["metadata"]
+	metadata := []byte(fields["metadata"])
 	if len(metadata) == 0 || string(metadata) == "null" {
 		metadata = []byte("{}")
 	}
-	annotated, err := annotateMetadata(metadata, cluster)
+	d := decoderFor(metadata)
+	defer decoders.Put(d)
+	annotated, err := appendMetadataAnnotated(nil, metadata, d, cluster)
 	if err != nil {
 		return nil, err
 	}
 	fields["metadata"] = annotated
-	return json.Marshal(fields)
+	encoded, err := json.Marshal(fields)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, encoded...), nil
 }
 
 // encodeList writes a list of items, each valid JSON already, without

@@ -17,7 +17,10 @@ limitations under the License.
 package fleet
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
+	"net/url"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -50,7 +53,7 @@ func benchPod(b *testing.B) []byte {
 // and encoding the object's fields, in the same run.
 func BenchmarkAnnotate(b *testing.B) {
 	pod := benchPod(b)
-	for name, fn := range map[string]func([]byte, string) ([]byte, error){"splice": annotate, "decode-encode": annotateSlowly} {
+	for name, fn := range map[string]func([]byte, string) ([]byte, error){"splice": annotate, "decode-encode": func(object []byte, cluster string) ([]byte, error) { return annotateSlowly(nil, object, cluster) }} {
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(int64(len(pod)))
 			b.ReportAllocs()
@@ -68,7 +71,7 @@ func BenchmarkAnnotate(b *testing.B) {
 // decoding the list alone, in the same run.
 func BenchmarkMergePage(b *testing.B) {
 	pod := benchPod(b)
-	list := memberList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, Metadata: metav1.ListMeta{ResourceVersion: "1"}}
+	list := memberList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, Metadata: metav1.ListMeta{ResourceVersion: "1", Continue: "next"}}
 	for range 500 {
 		list.Items = append(list.Items, pod)
 	}
@@ -100,4 +103,24 @@ func BenchmarkMergePage(b *testing.B) {
 			}
 		}
 	})
+	b.Run("stream", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			r := newTestRead(b, nil, []string{"member1"}, "limit=500", false)
+			r.ask = func(context.Context, string, url.Values) answer {
+				return answer{body: body, contentType: "application/json"}
+			}
+			if _, err := r.list(discardWriter{header: http.Header{}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
+
+// discardWriter is a ResponseWriter that keeps nothing.
+type discardWriter struct{ header http.Header }
+
+func (d discardWriter) Header() http.Header       { return d.header }
+func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (discardWriter) WriteHeader(int)             {}

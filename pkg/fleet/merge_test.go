@@ -101,11 +101,23 @@ func TestAnnotateKeepsTheObject(t *testing.T) {
 		},
 		"annotations": {
 			`{"metadata":{"name":"web","annotations":{"z":"1","a":"2"}},"spec":{}}`,
-			`{"metadata":{"name":"web","annotations":{"a":"2","switchboard.io/cluster":"member1","z":"1"}},"spec":{}}`,
+			`{"metadata":{"name":"web","annotations":{"switchboard.io/cluster":"member1","z":"1","a":"2"}},"spec":{}}`,
 		},
 		"the member's own value is replaced": {
 			`{"metadata":{"annotations":{"switchboard.io/cluster":"evil"}}}`,
 			`{"metadata":{"annotations":{"switchboard.io/cluster":"member1"}}}`,
+		},
+		"the member's own value is replaced, among others": {
+			`{"metadata":{"annotations":{"a":"1","switchboard.io/cluster" : "evil","z":"2"},"name":"x"}}`,
+			`{"metadata":{"annotations":{"a":"1","switchboard.io/cluster" : "member1","z":"2"},"name":"x"}}`,
+		},
+		"annotations after the managed fields": {
+			`{"metadata":{"managedFields":[{"fieldsV1":{"f:metadata":{"f:annotations":{".":{}}}}}],"annotations":{"a":"1"}}}`,
+			`{"metadata":{"managedFields":[{"fieldsV1":{"f:metadata":{"f:annotations":{".":{}}}}}],"annotations":{"switchboard.io/cluster":"member1","a":"1"}}}`,
+		},
+		"an escaped name that unquotes to annotations": {
+			`{"metadata":{"\u0061nnotations":{"a":"1"}}}`,
+			`{"metadata":{"\u0061nnotations":{"switchboard.io/cluster":"member1","a":"1"}}}`,
 		},
 		"null annotations": {
 			`{"metadata":{"annotations":null,"name":"x"}}`,
@@ -113,11 +125,11 @@ func TestAnnotateKeepsTheObject(t *testing.T) {
 		},
 		"empty metadata, spaces": {
 			`{ "metadata" : { } }`,
-			`{ "metadata" : {"annotations":{"switchboard.io/cluster":"member1"}} }`,
+			`{ "metadata" : {"annotations":{"switchboard.io/cluster":"member1"} } }`,
 		},
 		"labels the same as the annotations": {
 			`{"metadata":{"labels":{"app":"web"},"annotations":{"app":"web"}}}`,
-			`{"metadata":{"labels":{"app":"web"},"annotations":{"app":"web","switchboard.io/cluster":"member1"}}}`,
+			`{"metadata":{"labels":{"app":"web"},"annotations":{"switchboard.io/cluster":"member1","app":"web"}}}`,
 		},
 		"an earlier null, then null annotations": {
 			`{"metadata":{"creationTimestamp":null,"annotations":null}}`,

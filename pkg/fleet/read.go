@@ -518,12 +518,56 @@ func (r *read) list(w http.ResponseWriter) (string, error) {
 	return r.listPage(w, limit, token)
 }
 
-// listAll asks every member for its whole list at once.
+// listAll asks every member for its whole list at once. A JSON list
+// streams: each member's answer is held open, once its head is in, until
+// its turn.
 func (r *read) listAll(w http.ResponseWriter) (string, error) {
 	callerVersions, err := r.callerVersions()
 	if err != nil {
 		return "", err
 	}
+	if r.media.table {
+		return r.listAllTables(w, callerVersions)
+	}
+	parts := make([]*memberPart, len(r.members))
+	defer closeParts(parts)
+	r.fleet.each(len(r.members), func(i int) {
+		p := r.openList(r.req.Context(), r.members[i], r.memberQuery(r.members[i], callerVersions))
+		if p.err == nil {
+			p.err = p.hold(r)
+		}
+		parts[i] = p
+	})
+	versions := Versions{}
+	contentType := ""
+	kept := make([]*memberPart, 0, len(parts))
+	for i, name := range r.members {
+		p := parts[i]
+		if p.err != nil {
+			if isExpired(p.err) && callerVersions != nil && listed(callerVersions[name]) {
+				return "", expiredFor(name, p.err)
+			}
+			r.fail(name, p.err)
+			versions[name] = markFor(p.err)
+			continue
+		}
+		if p.meta.ResourceVersion != "" {
+			versions[name] = p.meta.ResourceVersion
+		}
+		if contentType == "" {
+			contentType = p.body.contentType
+		}
+		kept = append(kept, p)
+	}
+	if len(r.members) > 0 && len(kept) == 0 {
+		return "", r.allFailed()
+	}
+	return r.writeParts(w, contentType, kept, metav1.ListMeta{ResourceVersion: EncodeVersions(versions)})
+}
+
+// listAllTables asks every member for its whole Table at once, and merges
+// them.
+func (r *read) listAllTables(w http.ResponseWriter, callerVersions Versions) (string, error) {
 	answers := r.askAll(r.members, func(name string) url.Values { return r.memberQuery(name, callerVersions) })
 	m := newMerged(r.media.table)
 	versions := Versions{}
@@ -563,13 +607,19 @@ func (r *read) listAll(w http.ResponseWriter) (string, error) {
 //
 // The first page records every member's resourceVersion: those it lists,
 // and, for the members after the page, the resourceVersion of a list of
-// one item. Later pages list each member at exactly that resourceVersion,
-// or go on with its own continue token, so the whole walk is each
-// member's snapshot at the first page: nothing lost, nothing repeated. A
-// member that fails on the first page is named in its warnings and left
-// out of the walk; one that joins later is not in it either. When a member
-// has compacted a resourceVersion away, the page is a 410, as
-// kube-apiserver's, and client-go's pager lists again without a limit.
+// one item, asked of them all while the first member lists. Later pages
+// list each member at exactly that resourceVersion, or go on with its own
+// continue token, so the whole walk is each member's snapshot at the first
+// page: nothing lost, nothing repeated. A member that fails on the first
+// page is named in its warnings and left out of the walk; one that joins
+// later is not in it either. When a member has compacted a resourceVersion
+// away, the page is a 410, as kube-apiserver's, and client-go's pager
+// lists again without a limit.
+//
+// In a JSON page, the members that end within the page are read whole,
+// and the first that does not (its answer has a continue token) streams
+// and ends the page, which may then hold fewer items than limit, as
+// Kubernetes' pages may.
 func (r *read) listPage(w http.ResponseWriter, limit int64, token string) (string, error) {
 	var from *Continue
 	if token != "" {
@@ -608,12 +658,20 @@ func (r *read) listPage(w http.ResponseWriter, limit int64, token string) (strin
 		}
 		return listed(from.Versions[name])
 	}
+	stream := !r.media.table
 
 	m := newMerged(r.media.table)
+	var parts []*memberPart
+	defer func() { closeParts(parts) }()
+	count := int64(0)
 	contentType := ""
 	start := 0
 	if from != nil {
 		start = sort.SearchStrings(r.members, from.Cluster)
+	}
+	var probes <-chan []answer
+	if from == nil && len(r.members) > 1 {
+		probes = r.probeVersions(r.members[1:], callerVersions)
 	}
 	var next *Continue
 	stopped := len(r.members)
@@ -630,11 +688,6 @@ walk:
 		firstAsk := true
 		for {
 			q := cloneQuery(r.query)
-			q.Del("continue")
-			q.Del("limit")
-			if limit > 0 {
-				q.Set("limit", strconv.FormatInt(limit-int64(m.len()), 10))
-			}
 			switch {
 			case memberToken != "":
 				q.Set("continue", memberToken)
@@ -643,57 +696,77 @@ walk:
 			case from == nil:
 				q = r.memberQuery(name, callerVersions)
 				q.Del("continue")
-				q.Del("limit")
-				if limit > 0 {
-					q.Set("limit", strconv.FormatInt(limit-int64(m.len()), 10))
-				}
 			default:
+				q.Del("continue")
 				q.Set("resourceVersion", versions[name])
 				q.Set("resourceVersionMatch", string(metav1.ResourceVersionMatchExact))
 			}
-			var a answer
-			if from != nil && m.len() == 0 && !r.media.table {
-				// A page this member may fill alone goes out as it comes.
-				var streamed bool
-				if streamed, a = r.streamPage(w, name, q, versions); streamed {
-					return r.outcome(), nil
-				}
-			} else {
-				a = r.askOne(r.req.Context(), name, q)
+			q.Del("limit")
+			if limit > 0 {
+				q.Set("limit", strconv.FormatInt(limit-count, 10))
 			}
 			var meta metav1.ListMeta
-			if a.err == nil {
-				meta, a.err = m.add(name, a.body)
-				if a.err != nil {
-					a.err = unreadable(name, "a list", a.err)
+			var err error
+			var got int64
+			var part *memberPart
+			if stream {
+				part = r.openList(r.req.Context(), name, q)
+				parts = append(parts, part)
+				if err = part.err; err == nil {
+					meta = part.meta
+					if contentType == "" {
+						contentType = part.body.contentType
+					}
+					if meta.Continue != "" {
+						err = part.hold(r)
+					} else {
+						err = part.readAll()
+						got = int64(len(part.items))
+					}
+				}
+			} else {
+				a := r.askOne(r.req.Context(), name, q)
+				if err = a.err; err == nil {
+					before := m.len()
+					if meta, err = m.add(name, a.body); err != nil {
+						err = unreadable(name, "a list", err)
+					}
+					got = int64(m.len() - before)
+					if contentType == "" {
+						contentType = a.contentType
+					}
 				}
 			}
-			if a.err != nil {
+			if err != nil {
+				if part != nil {
+					part.close()
+					parts = parts[:len(parts)-1]
+				}
 				if from != nil {
 					// The walk's first page holds this member's
 					// resourceVersion, which client-go's pager hands to the
 					// informer's watch: leaving the member out now would
 					// lose its items for good. A 410 makes client-go list
 					// again, without pages.
-					return "", apierrors.NewResourceExpired(fmt.Sprintf("cluster %q failed in the middle of this fleet list (%s); list again from the start", name, messageOf(a.err)))
+					return "", apierrors.NewResourceExpired(fmt.Sprintf("cluster %q failed in the middle of this fleet list (%s); list again from the start", name, messageOf(err)))
 				}
-				if isExpired(a.err) && callerVersions != nil && listed(callerVersions[name]) {
-					return "", expiredFor(name, a.err)
+				if isExpired(err) && callerVersions != nil && listed(callerVersions[name]) {
+					return "", expiredFor(name, err)
 				}
-				r.fail(name, a.err)
-				versions[name] = markFor(a.err)
+				r.fail(name, err)
+				versions[name] = markFor(err)
 				break
 			}
 			if from == nil && firstAsk && meta.ResourceVersion != "" {
 				versions[name] = meta.ResourceVersion
 			}
-			if contentType == "" {
-				contentType = a.contentType
-			}
 			firstAsk = false
+			count += got
 			memberToken = meta.Continue
-			full := limit > 0 && int64(m.len()) >= limit
-			if memberToken != "" && full {
+			full := limit > 0 && count >= limit
+			if memberToken != "" && (full || stream) {
+				// A streamed member ends the page whether it fills it or
+				// not: its items are not counted before they go out.
 				next = &Continue{Cluster: name, Token: memberToken}
 				stopped = i + 1
 				break walk
@@ -714,20 +787,10 @@ walk:
 		}
 	}
 	if from == nil && stopped < len(r.members) {
-		// The resourceVersions of the members after this page.
+		// The resourceVersions of the members after this page; probes
+		// asked every member after the first.
 		rest := r.members[stopped:]
-		answers := r.askAll(rest, func(name string) url.Values {
-			q := r.memberQuery(name, callerVersions)
-			q.Del("continue")
-			q.Set("limit", "1")
-			if callerVersions == nil {
-				// A consistent read of one item: with resourceVersion=0 a
-				// member's watch cache would ignore the limit.
-				q.Del("resourceVersion")
-				q.Del("resourceVersionMatch")
-			}
-			return q
-		})
+		answers := (<-probes)[stopped-1:]
 		for i, name := range rest {
 			a := answers[i]
 			if a.err == nil {
@@ -765,5 +828,31 @@ walk:
 		next.Versions = versions
 		meta.Continue = EncodeContinue(next)
 	}
+	if stream {
+		return r.writeParts(w, contentType, parts, meta)
+	}
 	return r.write(w, contentType, m.list(meta))
+}
+
+// probeVersions asks each member in names, at once, for a list of one
+// item, whose resourceVersion a first page records for the members after
+// it. The answers come on the channel, in names' order; nobody need take
+// them.
+func (r *read) probeVersions(names []string, callerVersions Versions) <-chan []answer {
+	out := make(chan []answer, 1)
+	go func() {
+		out <- r.askAll(names, func(name string) url.Values {
+			q := r.memberQuery(name, callerVersions)
+			q.Del("continue")
+			q.Set("limit", "1")
+			if callerVersions == nil {
+				// A consistent read of one item: with resourceVersion=0 a
+				// member's watch cache would ignore the limit.
+				q.Del("resourceVersion")
+				q.Del("resourceVersionMatch")
+			}
+			return q
+		})
+	}()
+	return out
 }

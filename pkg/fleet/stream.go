@@ -17,29 +17,214 @@ limitations under the License.
 package fleet
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 
+	"github.com/go-json-experiment/json/jsontext"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/warning"
+
+	"github.com/switchboard-io/switchboard/pkg/reach"
 )
 
-// A page that one member fills alone goes out as it comes: each item is
+// A JSON list goes out as the members send it. Before the first byte,
+// switchboard reads the head of each member's answer that the list holds:
+// its kind, apiVersion and metadata, which Kubernetes writes before the
+// items. By then every member has answered or failed, so the Warning
+// headers that name the failed ones can still be sent, and the fleet's
+// resourceVersion and continue token are known; they go after the items,
+// where JSON decoders take them as well. The items then stream: each is
 // annotated and written while the member still sends the next, so the
-// member's encoding, switchboard's work and the client's decoding overlap,
-// as on a direct connection, and switchboard holds one item at a time.
-// Only such a page can: once a page's first byte is out, no Warning header
-// can follow, and a member that fails within the page is already named by
-// its answer's status, before anything is written. The member's list
-// metadata, which Kubernetes writes before the items, says whether it fills
-// the page (it returns a continue token); the fleet's metadata goes after
-// the items. A member that breaks off within its items breaks off the
-// answer (the client sees a truncated response and lists again).
+// members' encoding, switchboard's work and the client's decoding overlap,
+// as on a direct connection, and switchboard holds a few items at a time,
+// not the list. In a page, the members that end within it are read whole
+// first (at most a page), and the one that fills it streams last. A member
+// that breaks off within its items, after the answer has begun, breaks off
+// the answer: the client sees a truncated response and lists again. Tables
+// are merged whole: their columns must be known before their rows.
 
-// recorder keeps what is read through it, until stop.
+// memberPart is one member's share of a JSON list answer: the head of its
+// answer, and its items, read whole or still to stream.
+type memberPart struct {
+	name     string
+	typeMeta metav1.TypeMeta
+	meta     metav1.ListMeta
+	// items are the member's items, annotated, once read whole; until
+	// then, decoder stands at the items' next element.
+	items   []json.RawMessage
+	decoder *jsontext.Decoder
+	bound   *boundedReader
+	body    memberBody
+	err     error
+	closed  bool
+}
+
+// openList asks member name for a list and reads the head of its answer.
+// The member deadline still runs: the caller reads the items whole within
+// it, or holds the part to stream it.
+func (r *read) openList(ctx context.Context, name string, query url.Values) *memberPart {
+	p := &memberPart{name: name}
+	p.body = r.openMember(ctx, name, query)
+	if p.err = p.body.err; p.err != nil {
+		p.closed = true
+		return p
+	}
+	p.bound = &boundedReader{r: p.body.body, left: maxAnswerBytes + 1}
+	rec := &recorder{r: p.bound}
+	decoder := jsontext.NewDecoder(rec, jsontext.AllowDuplicateNames(true))
+	var ok bool
+	p.typeMeta, p.meta, ok = readListHead(decoder)
+	if ok {
+		rec.stopped, rec.buf = true, bytes.Buffer{}
+		p.decoder = decoder
+		return p
+	}
+	// Not a list whose metadata comes before its items: read it whole.
+	defer p.close()
+	tail, err := io.ReadAll(p.bound)
+	if err != nil {
+		p.err = p.readError(err)
+		return p
+	}
+	var list memberList
+	if err := json.Unmarshal(append(rec.buf.Bytes(), tail...), &list); err != nil {
+		p.err = unreadable(name, "a list", err)
+		return p
+	}
+	p.typeMeta, p.meta = list.TypeMeta, list.Metadata
+	p.items = make([]json.RawMessage, 0, len(list.Items))
+	for _, item := range list.Items {
+		annotated, err := annotate(item, name)
+		if err != nil {
+			p.err = unreadable(name, "a list", err)
+			return p
+		}
+		p.items = append(p.items, annotated)
+	}
+	return p
+}
+
+// hold lets the rest of the part's answer take as long as the fleet's
+// answer does, which goes at the pace of the client that reads it. It
+// fails when the member deadline has passed already.
+func (p *memberPart) hold(r *read) error {
+	if p.decoder == nil {
+		return nil
+	}
+	if !p.body.stopDeadline() {
+		p.close()
+		return r.timedOut(p.name)
+	}
+	p.bound.left = math.MaxInt64
+	return nil
+}
+
+// readAll reads the part's items whole, annotated.
+func (p *memberPart) readAll() error {
+	if p.decoder == nil {
+		return nil
+	}
+	defer p.close()
+	err := p.each(func(item []byte) error {
+		annotated, err := annotate(item, p.name)
+		if err != nil {
+			return err
+		}
+		p.items = append(p.items, annotated)
+		return nil
+	})
+	p.decoder = nil
+	var failed *doError
+	if errors.As(err, &failed) {
+		return unreadable(p.name, "a list", failed.error)
+	}
+	return err
+}
+
+// each hands the part's items still to come to do, one by one, as the
+// member sends them. An error of do's is returned as it is; one of the
+// member's answer is a Status that names the member.
+func (p *memberPart) each(do func(item []byte) error) error {
+	for {
+		switch p.decoder.PeekKind() {
+		case ']':
+			_, err := p.decoder.ReadToken()
+			if err != nil {
+				return p.readError(err)
+			}
+			return nil
+		case 0:
+			// The error PeekKind met.
+			_, err := p.decoder.ReadToken()
+			return p.readError(err)
+		}
+		item, err := p.decoder.ReadValue()
+		if err != nil {
+			return p.readError(err)
+		}
+		if err := do(item); err != nil {
+			return &doError{err}
+		}
+	}
+}
+
+// doError is an error of each's do, not of the member's answer.
+type doError struct{ error }
+
+func (e *doError) Unwrap() error { return e.error }
+
+// readError is the Status for err, met while reading the part's answer.
+func (p *memberPart) readError(err error) error {
+	var syntax *jsontext.SyntacticError
+	if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return unreadable(p.name, "a list", err)
+	}
+	return p.body.readFailed(err)
+}
+
+func (p *memberPart) close() {
+	if !p.closed {
+		p.closed = true
+		p.body.close()
+	}
+}
+
+func closeParts(parts []*memberPart) {
+	for _, p := range parts {
+		if p != nil {
+			p.close()
+		}
+	}
+}
+
+// boundedReader fails with tooLarge once more than its bound is read.
+type boundedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, &tooLarge{limit: maxAnswerBytes}
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+// recorder keeps what is read through it, until stopped.
 type recorder struct {
 	r       io.Reader
 	buf     bytes.Buffer
@@ -54,76 +239,105 @@ func (rec *recorder) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// streamPage asks member name for a page of a later walk with query. If
-// the member fills the page, it writes the page and says so; otherwise it
-// returns the member's whole answer, for the walk to go on as with askOne.
-func (r *read) streamPage(w http.ResponseWriter, name string, query url.Values, versions Versions) (bool, answer) {
-	stream := r.openMember(r.req.Context(), name, query)
-	if stream.err != nil {
-		return false, answer{err: stream.err}
-	}
-	defer stream.close()
-	rec := &recorder{r: io.LimitReader(stream.body, maxAnswerBytes+1)}
-	decoder := json.NewDecoder(rec)
-	rest := func() answer {
-		// Not streamed: the whole answer, from what was read so far on.
-		tail, err := readBody(stream.body, maxAnswerBytes)
-		if err != nil {
-			return answer{err: stream.readFailed(err)}
+// writeParts sends a JSON list of the parts' items, in order, with meta as
+// its metadata and a Warning for each failed member. Each part that still
+// streams is held (its deadline stopped) before the answer begins.
+func (r *read) writeParts(w http.ResponseWriter, contentType string, parts []*memberPart, meta metav1.ListMeta) (string, error) {
+	typeMeta := metav1.TypeMeta{}
+	for _, p := range parts {
+		if p.typeMeta.Kind != "" {
+			typeMeta = p.typeMeta
+			break
 		}
-		return answer{body: append(rec.buf.Bytes(), tail...), contentType: stream.contentType}
 	}
-	typeMeta, meta, ok := readListHead(decoder)
-	if !ok || meta.Continue == "" {
-		return false, rest()
+	if typeMeta.Kind == "" {
+		// No member answered: a list of no particular kind.
+		typeMeta = metav1.TypeMeta{Kind: "List", APIVersion: "v1"}
 	}
-	rec.stopped = true
-	rec.buf = bytes.Buffer{}
-	_ = stream.stopDeadline() // the head came in time; the rest may take longer
-
-	// A later page has no warnings: a member that fails makes it a 410.
-	next := &Continue{Cluster: name, Token: meta.Continue, Versions: versions}
-	contentType := stream.contentType
+	head, err := json.Marshal(typeMeta)
+	if err != nil {
+		return "", apierrors.NewInternalError(err)
+	}
+	tail, err := json.Marshal(meta)
+	if err != nil {
+		return "", apierrors.NewInternalError(err)
+	}
+	for _, text := range r.warnings() {
+		warning.AddWarning(r.req.Context(), "", reach.WarningText(text))
+	}
 	if contentType == "" {
 		contentType = r.media.accept
 	}
 	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(http.StatusOK)
-	head, _ := json.Marshal(typeMeta)
+
+	out := &listWriter{w: bufio.NewWriterSize(w, listBuffer)}
 	head = head[:len(head)-1]
 	if len(head) > 1 {
 		head = append(head, ',')
 	}
-	head = append(head, `"items":[`...)
-	if _, err := w.Write(head); err != nil {
-		return true, answer{}
-	}
-	for first := true; decoder.More(); first = false {
-		var item json.RawMessage
-		if err := decoder.Decode(&item); err != nil {
-			r.breakOff(name, err)
+	out.write(append(head, `"items":[`...))
+	for _, p := range parts {
+		for _, item := range p.items {
+			out.item(item)
 		}
-		annotated, err := annotate(item, name)
+		if p.decoder == nil {
+			continue
+		}
+		var scratch []byte
+		err := p.each(func(item []byte) error {
+			var err error
+			if scratch, err = appendAnnotated(scratch[:0], item, p.name); err != nil {
+				return err
+			}
+			out.item(scratch)
+			return out.err
+		})
+		p.close()
+		if out.gone() {
+			return r.outcome(), nil
+		}
 		if err != nil {
-			r.breakOff(name, err)
-		}
-		if !first {
-			annotated = append([]byte{','}, annotated...)
-		}
-		if _, err := w.Write(annotated); err != nil {
-			return true, answer{}
+			r.breakOff(p.name, err)
 		}
 	}
-	if _, err := decoder.Token(); err != nil {
-		r.breakOff(name, err)
+	out.write(append(append([]byte(`],"metadata":`), tail...), '}'))
+	if out.err == nil {
+		out.err = out.w.Flush()
 	}
-	listMeta, _ := json.Marshal(metav1.ListMeta{ResourceVersion: EncodeVersions(versions), Continue: EncodeContinue(next)})
-	_, _ = w.Write(append(append([]byte(`],"metadata":`), listMeta...), '}'))
-	return true, answer{}
+	return r.outcome(), nil
 }
 
-// breakOff ends an answer that has begun: the member's items could not
-// be read to their end.
+// listBuffer is how much of a streamed list switchboard gathers before it
+// writes: one write per item would cost a frame and a flush check each.
+const listBuffer = 64 << 10
+
+// listWriter writes a list's items, separated by commas, until it fails.
+type listWriter struct {
+	w     *bufio.Writer
+	items int
+	err   error
+}
+
+// gone says whether a write failed: the client has gone.
+func (l *listWriter) gone() bool { return l.err != nil }
+
+func (l *listWriter) write(b []byte) {
+	if l.err == nil {
+		_, l.err = l.w.Write(b)
+	}
+}
+
+func (l *listWriter) item(b []byte) {
+	if l.items > 0 {
+		l.write([]byte{','})
+	}
+	l.items++
+	l.write(b)
+}
+
+// breakOff ends an answer that has begun: a member's items could not be
+// read to their end.
 func (r *read) breakOff(name string, err error) {
 	r.fail(name, fmt.Errorf("cluster %q: its list broke off: %w", name, err))
 	panic(http.ErrAbortHandler)
@@ -132,20 +346,20 @@ func (r *read) breakOff(name string, err error) {
 // readListHead reads a list's fields up to its items: kind, apiVersion and
 // metadata. ok is false unless the metadata came first and the decoder
 // stands at the items' first element.
-func readListHead(decoder *json.Decoder) (metav1.TypeMeta, metav1.ListMeta, bool) {
+func readListHead(decoder *jsontext.Decoder) (metav1.TypeMeta, metav1.ListMeta, bool) {
 	var typeMeta metav1.TypeMeta
 	var meta metav1.ListMeta
-	if token, err := decoder.Token(); err != nil || token != json.Delim('{') {
+	if token, err := decoder.ReadToken(); err != nil || token.Kind() != '{' {
 		return typeMeta, meta, false
 	}
 	sawMeta := false
-	for decoder.More() {
-		token, err := decoder.Token()
+	for decoder.PeekKind() == '"' {
+		token, err := decoder.ReadToken()
 		if err != nil {
 			return typeMeta, meta, false
 		}
 		var target any
-		switch token {
+		switch token.String() {
 		case "kind":
 			target = &typeMeta.Kind
 		case "apiVersion":
@@ -153,15 +367,19 @@ func readListHead(decoder *json.Decoder) (metav1.TypeMeta, metav1.ListMeta, bool
 		case "metadata":
 			target, sawMeta = &meta, true
 		case "items":
-			if !sawMeta {
+			if !sawMeta || decoder.PeekKind() != '[' {
 				return typeMeta, meta, false
 			}
-			open, err := decoder.Token()
-			return typeMeta, meta, err == nil && open == json.Delim('[')
+			_, err := decoder.ReadToken()
+			return typeMeta, meta, err == nil
 		default:
-			target = &json.RawMessage{}
+			if err := decoder.SkipValue(); err != nil {
+				return typeMeta, meta, false
+			}
+			continue
 		}
-		if err := decoder.Decode(target); err != nil {
+		value, err := decoder.ReadValue()
+		if err != nil || json.Unmarshal(value, target) != nil {
 			return typeMeta, meta, false
 		}
 	}

@@ -23,32 +23,54 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 )
 
-func TestStreamPage(t *testing.T) {
-	versions := Versions{"a": "5"}
-	stream := func(t *testing.T, body string) (bool, answer, *httptest.ResponseRecorder) {
-		r := newTestRead(t, nil, []string{"a"}, "limit=2", false)
-		r.ask = func(context.Context, string, url.Values) answer {
-			return answer{body: []byte(body), contentType: "application/json"}
+// bodiesRead is a fleet read whose members answer every list with bodies.
+func bodiesRead(t *testing.T, rawQuery string, bodies map[string]string) *read {
+	names := make([]string, 0, len(bodies))
+	for _, name := range []string{"a", "b", "c"} {
+		if _, ok := bodies[name]; ok {
+			names = append(names, name)
 		}
-		w := httptest.NewRecorder()
-		streamed, a := r.streamPage(w, "a", url.Values{}, versions)
-		return streamed, a, w
 	}
+	r := newTestRead(t, nil, names, rawQuery, false)
+	r.ask = func(_ context.Context, name string, _ url.Values) answer {
+		return answer{body: []byte(bodies[name]), contentType: "application/json"}
+	}
+	return r
+}
 
-	t.Run("a member that fills the page", func(t *testing.T) {
-		streamed, _, w := stream(t, `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"5","continue":"next"},"items":[{"metadata":{"name":"p1"}},{"metadata":{"name":"p2"}}]}`)
-		if !streamed {
-			t.Fatal("not streamed")
+func decodePage(t *testing.T, w *httptest.ResponseRecorder) (memberList, []string) {
+	t.Helper()
+	var list memberList
+	if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil {
+		t.Fatalf("%s: %v", w.Body.String(), err)
+	}
+	var keys []string
+	for _, item := range list.Items {
+		keys = append(keys, itemKey(t, item))
+	}
+	return list, keys
+}
+
+func TestStreamedPages(t *testing.T) {
+	t.Run("a member that fills a later page", func(t *testing.T) {
+		versions := Versions{"a": "5"}
+		r := bodiesRead(t, "limit=2&continue="+EncodeContinue(&Continue{Cluster: "a", Versions: versions}), map[string]string{
+			"a": `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"5","continue":"next"},"items":[{"metadata":{"name":"p1"}},{"metadata":{"name":"p2"}}]}`,
+		})
+		w := httptest.NewRecorder()
+		if _, err := r.list(w); err != nil {
+			t.Fatal(err)
 		}
-		var list memberList
-		if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil {
-			t.Fatalf("%s: %v", w.Body.String(), err)
-		}
-		if list.Kind != "PodList" || len(list.Items) != 2 || itemKey(t, list.Items[1]) != "a/p2" {
+		list, keys := decodePage(t, w)
+		if list.Kind != "PodList" || strings.Join(keys, " ") != "a/p1 a/p2" {
 			t.Errorf("the page: %s", w.Body.String())
+		}
+		if w.Header().Get("Content-Length") != "" {
+			t.Errorf("a streamed page has a Content-Length")
 		}
 		c, err := DecodeContinue(list.Metadata.Continue)
 		if err != nil || c.Cluster != "a" || c.Token != "next" || c.Versions["a"] != "5" || list.Metadata.ResourceVersion != EncodeVersions(versions) {
@@ -56,29 +78,103 @@ func TestStreamPage(t *testing.T) {
 		}
 	})
 
+	t.Run("a first page: a member read whole, then one that streams", func(t *testing.T) {
+		r := bodiesRead(t, "limit=3", map[string]string{
+			"a": `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"5"},"items":[{"metadata":{"name":"p1"}}]}`,
+			"b": `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7","continue":"next"},"items":[{"metadata":{"name":"q1"}},{"metadata":{"name":"q2"}}]}`,
+			"c": `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"9","continue":"x"},"items":[{"metadata":{"name":"r1"}}]}`,
+		})
+		w := httptest.NewRecorder()
+		if _, err := r.list(w); err != nil {
+			t.Fatal(err)
+		}
+		list, keys := decodePage(t, w)
+		if strings.Join(keys, " ") != "a/p1 b/q1 b/q2" {
+			t.Errorf("the page's items: %v", keys)
+		}
+		c, err := DecodeContinue(list.Metadata.Continue)
+		if err != nil || c.Cluster != "b" || c.Token != "next" {
+			t.Errorf("the page goes on at %+v (%v), want b's token", c, err)
+		}
+		// c's resourceVersion comes from its probe, asked while a listed.
+		if want := EncodeVersions(Versions{"a": "5", "b": "7", "c": "9"}); list.Metadata.ResourceVersion != want {
+			t.Errorf("resourceVersion %s, want %s", list.Metadata.ResourceVersion, want)
+		}
+	})
+
+	t.Run("one LIST streams every member, and warns of the failed", func(t *testing.T) {
+		r := bodiesRead(t, "", map[string]string{
+			"a": `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"5"},"items":[{"metadata":{"name":"p1"}},{"metadata":{"name":"p2"}}]}`,
+			"b": `not JSON`,
+			"c": `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"9"},"items":[{"metadata":{"name":"r1"}}]}`,
+		})
+		w := httptest.NewRecorder()
+		if _, err := r.list(w); err != nil {
+			t.Fatal(err)
+		}
+		list, keys := decodePage(t, w)
+		if strings.Join(keys, " ") != "a/p1 a/p2 c/r1" {
+			t.Errorf("the items: %v", keys)
+		}
+		if want := EncodeVersions(Versions{"a": "5", "b": markFailed, "c": "9"}); list.Metadata.ResourceVersion != want {
+			t.Errorf("resourceVersion %s, want %s", list.Metadata.ResourceVersion, want)
+		}
+		if warnings := r.warnings(); len(warnings) != 1 || !strings.HasPrefix(warnings[0], `cluster "b"`) {
+			t.Errorf("warnings %q, want one for b", warnings)
+		}
+	})
+
 	for name, body := range map[string]string{
-		"no continue: another member follows": `{"kind":"PodList","metadata":{"resourceVersion":"5"},"items":[{"metadata":{"name":"p1"}}]}`,
-		"items before metadata":               `{"kind":"PodList","items":[{"metadata":{"name":"p1"}}],"metadata":{"continue":"next"}}`,
-		"null items":                          `{"kind":"PodList","metadata":{"continue":"next"},"items":null}`,
+		"items before metadata": `{"kind":"PodList","items":[{"metadata":{"name":"p1"}}],"metadata":{"continue":"next"}}`,
+		"null items":            `{"kind":"PodList","metadata":{"continue":"next"},"items":null}`,
 	} {
-		t.Run(name, func(t *testing.T) {
-			streamed, a, w := stream(t, body)
-			if streamed || w.Body.Len() > 0 {
-				t.Fatalf("streamed %q", w.Body.String())
+		t.Run(name+": read whole", func(t *testing.T) {
+			r := bodiesRead(t, "limit=2", map[string]string{"a": body})
+			w := httptest.NewRecorder()
+			if _, err := r.list(w); err != nil {
+				t.Fatal(err)
 			}
-			if a.err != nil || string(a.body) != body {
-				t.Errorf("the answer handed back: %q, %v; want the member's whole answer", a.body, a.err)
+			var want memberList
+			if err := json.Unmarshal([]byte(body), &want); err != nil {
+				t.Fatal(err)
+			}
+			list, _ := decodePage(t, w)
+			if len(list.Items) != len(want.Items) || list.Kind != "PodList" {
+				t.Errorf("the page %s, from %s", w.Body.String(), body)
 			}
 		})
 	}
 
-	t.Run("a member whose items break off breaks off the answer", func(t *testing.T) {
-		defer func() {
-			if got, _ := recover().(error); !errors.Is(got, http.ErrAbortHandler) {
-				t.Errorf("recovered %v, want http.ErrAbortHandler", got)
-			}
-		}()
-		stream(t, `{"kind":"PodList","metadata":{"continue":"next"},"items":[{"metadata":{"name":"p1"}},{"metad`)
-		t.Error("no panic")
+	for name, query := range map[string]string{"a page": "limit=2", "one LIST": ""} {
+		t.Run(name+": a member whose items break off breaks off the answer", func(t *testing.T) {
+			r := bodiesRead(t, query, map[string]string{
+				"a": `{"kind":"PodList","metadata":{"continue":"next"},"items":[{"metadata":{"name":"p1"}},{"metad`,
+			})
+			defer func() {
+				if got, _ := recover().(error); !errors.Is(got, http.ErrAbortHandler) {
+					t.Errorf("recovered %v, want http.ErrAbortHandler", got)
+				}
+			}()
+			_, _ = r.list(httptest.NewRecorder())
+			t.Error("no panic")
+		})
+	}
+
+	t.Run("a member that breaks off before the page begins fails the member", func(t *testing.T) {
+		r := bodiesRead(t, "limit=5", map[string]string{
+			"a": `{"kind":"PodList","metadata":{"resourceVersion":"5"},"items":[{"metadata":{"name":"p1"}},{"metad`,
+			"b": `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[{"metadata":{"name":"q1"}}]}`,
+		})
+		w := httptest.NewRecorder()
+		if _, err := r.list(w); err != nil {
+			t.Fatal(err)
+		}
+		_, keys := decodePage(t, w)
+		if strings.Join(keys, " ") != "b/q1" {
+			t.Errorf("the items: %v", keys)
+		}
+		if warnings := r.warnings(); len(warnings) != 1 || !strings.HasPrefix(warnings[0], `cluster "a"`) {
+			t.Errorf("warnings %q, want one for a", warnings)
+		}
 	})
 }

@@ -102,6 +102,8 @@ type options struct {
 	fleetPageSize  int64
 	fleetNamespace string
 	fleetRounds    int
+	// only names the measurements to run; empty runs every one.
+	only string
 }
 
 func main() {
@@ -132,6 +134,7 @@ func main() {
 	flag.Int64Var(&o.fleetPageSize, "fleet-page-size", 500, "page size (kubectl --chunk-size) of the fleet LIST's paged walks")
 	flag.StringVar(&o.fleetNamespace, "fleet-namespace", "proxybench-fleet", "member namespace of the fleet LIST's pods")
 	flag.IntVar(&o.fleetRounds, "fleet-rounds", 3, "timed walks of each kind in the fleet LIST")
+	flag.StringVar(&o.only, "only", "", "run only these measurements, comma-separated: gets, list, watches, fleet (default: every one); the tables of the others stay empty")
 	flag.Parse()
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -142,6 +145,14 @@ func main() {
 
 func run(ctx context.Context, o options) int {
 	begin := time.Now()
+	for _, name := range strings.Split(o.only, ",") {
+		switch strings.TrimSpace(name) {
+		case "", "gets", "list", "watches", "fleet":
+		default:
+			logf("error: --only=%s: %q is no measurement; name some of gets, list, watches, fleet", o.only, name)
+			return 1
+		}
+	}
 	if o.tunnelMember != "" && o.isolated < 1 {
 		logf("error: --tunnel-member=%s needs an isolated member: set --isolated-members to 1 or more, or --tunnel-member= to measure no tunnel", o.tunnelMember)
 		return 1
@@ -264,6 +275,9 @@ func (b *benchmark) run(ctx context.Context, begin time.Time) (*bench.Report, []
 	steps = append(steps, step{"deleting path P's Cluster", b.dropPolicy}, step{"large LIST", b.measureList}, step{"idle watches", b.measureWatches},
 		step{"fleet LIST", b.measureFleet})
 	for _, step := range steps {
+		if !b.wanted(step.name) {
+			continue
+		}
 		if err := step.fn(ctx); err != nil {
 			b.fail(fmt.Errorf("%s: %w", step.name, err))
 			if ctx.Err() != nil {
@@ -277,6 +291,25 @@ func (b *benchmark) run(ctx context.Context, begin time.Time) (*bench.Report, []
 	r.OtherAPIServers[1] = bench.CountProcesses("kube-apiserver", b.ownPIDs())
 	r.Duration = time.Since(begin)
 	return r, b.failures
+}
+
+// wanted says whether --only lets a step run. The steps that are no
+// measurement (such as deleting path P's Cluster) always run.
+func (b *benchmark) wanted(step string) bool {
+	if b.o.only == "" {
+		return true
+	}
+	measurement := map[string]string{"small GETs": "gets", "large LIST": "list", "idle watches": "watches", "fleet LIST": "fleet",
+		"idle tunnel before the small GETs": "gets", "idle tunnel after the small GETs": "gets"}[step]
+	if measurement == "" {
+		return true
+	}
+	for _, name := range strings.Split(b.o.only, ",") {
+		if strings.TrimSpace(name) == measurement {
+			return true
+		}
+	}
+	return false
 }
 
 // dropPolicy deletes path P's Cluster, if the run made one.
