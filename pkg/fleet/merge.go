@@ -19,6 +19,7 @@ package fleet
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -206,28 +207,60 @@ func (m *merged) list(meta metav1.ListMeta) any {
 }
 
 // annotate adds ClusterAnnotation to a JSON object's metadata.annotations.
-// It reads the object only up to the end of its annotations (Kubernetes
-// writes metadata first in list items, and annotations before the managed
-// fields), splices the annotation in, and copies the rest as it came:
+// It reads the object's tokens without decoding them, splices the
+// annotation in where the annotations are, and copies the rest as it came:
 // decoding and encoding whole objects costs several times more, and a
-// fleet list of thousands of objects spends most of its time here. The
-// object must be valid JSON, which decoding the list it came in checked;
-// its names are not checked for duplicates.
+// fleet list of thousands of objects spends most of its time here. An
+// object that gives a name twice anywhere is an error: Go's decoders take
+// the last metadata, annotations or annotation, and a member's own
+// ClusterAnnotation given after the fleet's would win.
 func annotate(object []byte, cluster string) ([]byte, error) {
-	return appendAnnotated(make([]byte, 0, len(object)+len(ClusterAnnotation)+len(cluster)+24), object, cluster)
+	return appendAnnotated(make([]byte, 0, len(object)+len(ClusterAnnotation)+len(cluster)+24), object, cluster, false)
 }
+
+// annotateValid is annotate for an object that a strict jsontext Decoder
+// has read already: valid, with no name given twice.
+func annotateValid(object []byte, cluster string) ([]byte, error) {
+	return appendAnnotated(make([]byte, 0, len(object)+len(ClusterAnnotation)+len(cluster)+24), object, cluster, true)
+}
+
+// errGivenTwice is the error of JSON that gives a name twice in an object.
+var errGivenTwice = errors.New("it is not valid JSON, or gives a name twice in an object")
 
 // decoders are jsontext Decoders, reset for each object annotated.
 var decoders = sync.Pool{New: func() any { return new(jsontext.Decoder) }}
 
 func decoderFor(data []byte) *jsontext.Decoder {
 	d := decoders.Get().(*jsontext.Decoder)
-	d.Reset(bytes.NewBuffer(data), jsontext.AllowDuplicateNames(true))
+	// Names given twice are an error: Go's decoders take the last
+	// metadata, annotations or ClusterAnnotation, and the fleet's
+	// annotation must be the one clients read.
+	d.Reset(bytes.NewBuffer(data))
 	return d
 }
 
-// appendAnnotated appends object, annotated as annotate does, to dst.
-func appendAnnotated(dst, object []byte, cluster string) ([]byte, error) {
+// readRest reads the rest of the object that d stands in, to its end: a
+// name given twice anywhere in it is an error.
+func readRest(d *jsontext.Decoder) error {
+	for d.StackDepth() > 0 {
+		var err error
+		switch d.PeekKind() {
+		case '}', ']':
+			_, err = d.ReadToken()
+		default:
+			err = d.SkipValue()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendAnnotated appends object, annotated as annotate does, to dst;
+// valid says that object is known to be valid JSON with no name given
+// twice, so what follows the annotation need not be read.
+func appendAnnotated(dst, object []byte, cluster string, valid bool) ([]byte, error) {
 	d := decoderFor(object)
 	defer decoders.Put(d)
 	if token, err := d.ReadToken(); err != nil || token.Kind() != '{' {
@@ -256,7 +289,7 @@ func appendAnnotated(dst, object []byte, cluster string) ([]byte, error) {
 		case 'n':
 			return annotateSlowly(dst, object, cluster)
 		case '{':
-			return appendMetadataAnnotated(dst, object, d, cluster)
+			return appendMetadataAnnotated(dst, object, d, cluster, valid)
 		}
 		return nil, fmt.Errorf("decoding an object: its metadata is not an object")
 	}
@@ -264,12 +297,18 @@ func appendAnnotated(dst, object []byte, cluster string) ([]byte, error) {
 
 // appendMetadataAnnotated appends data to dst with ClusterAnnotation added
 // to the metadata object at which d, a decoder of data, stands.
-func appendMetadataAnnotated(dst, data []byte, d *jsontext.Decoder, cluster string) ([]byte, error) {
+func appendMetadataAnnotated(dst, data []byte, d *jsontext.Decoder, cluster string, valid bool) ([]byte, error) {
 	failed := func(err error) ([]byte, error) {
 		return nil, fmt.Errorf("decoding an object's metadata: %w", err)
 	}
-	// splice appends data with insert in place of data[start:end].
+	// splice appends data with insert in place of data[start:end], once
+	// the rest of data has been read.
 	splice := func(start, end int64, insert ...[]byte) ([]byte, error) {
+		if !valid {
+			if err := readRest(d); err != nil {
+				return failed(err)
+			}
+		}
 		dst = append(dst, data[:start]...)
 		for _, b := range insert {
 			dst = append(dst, b...)
@@ -362,6 +401,10 @@ var annotationName = strconv.Quote(ClusterAnnotation) + ":"
 // annotateSlowly appends object to dst with ClusterAnnotation added, by
 // decoding its fields: for objects without metadata, or with null.
 func annotateSlowly(dst, object []byte, cluster string) ([]byte, error) {
+	if !jsontext.Value(object).IsValid() {
+		// Names given twice, of which json.Unmarshal would take the last.
+		return nil, fmt.Errorf("decoding an object: %w", errGivenTwice)
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(object, &fields); err != nil {
 		return nil, fmt.Errorf("decoding an object: %w", err)
@@ -372,7 +415,7 @@ func annotateSlowly(dst, object []byte, cluster string) ([]byte, error) {
 	}
 	d := decoderFor(metadata)
 	defer decoders.Put(d)
-	annotated, err := appendMetadataAnnotated(nil, metadata, d, cluster)
+	annotated, err := appendMetadataAnnotated(nil, metadata, d, cluster, true)
 	if err != nil {
 		return nil, err
 	}

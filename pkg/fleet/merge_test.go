@@ -161,7 +161,19 @@ func TestAnnotateKeepsTheObject(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{`[]`, `{"metadata":[]}`, `{"metadata":{"annotations":[]}}`, `{"metadata":{"annotations":{"a":1}}}`, `{"metadata":"x"}`} {
+	for _, bad := range []string{
+		`[]`, `{"metadata":[]}`, `{"metadata":{"annotations":[]}}`, `{"metadata":{"annotations":{"a":1}}}`, `{"metadata":"x"}`,
+		// Names given twice: Go's decoders would take the member's last.
+		`{"metadata":{"annotations":{"switchboard.io/cluster":"a","switchboard.io/cluster":"evil"}}}`,
+		`{"metadata":{"annotations":{"switchboard.io/cluster":"a","b":"c","switchboard.io/cl\u0075ster":"evil"}}}`,
+		`{"metadata":{"annotations":{}},"metadata":{"annotations":{"switchboard.io/cluster":"evil"}}}`,
+		`{"metadata":{"annotations":{},"annotations":{"switchboard.io/cluster":"evil"}}}`,
+		`{"metadata":{"\u0061nnotations":{},"annotations":{"switchboard.io/cluster":"evil"}}}`,
+		`{"metadata":{"annotations":null,"annotations":{"switchboard.io/cluster":"evil"}}}`,
+		`{"metadata":{},"spec":{"a":1,"a":2}}`,
+		`{"metadata":null,"metadata":{"annotations":{"switchboard.io/cluster":"evil"}}}`,
+		`{"kind":"a","kind":"b"}`,
+	} {
 		if out, err := annotate([]byte(bad), "member1"); err == nil {
 			t.Errorf("annotate(%s) = %s, want an error", bad, out)
 		}
@@ -193,6 +205,9 @@ func FuzzAnnotate(f *testing.F) {
 	f.Add(`{"metadata":null}`)
 	f.Add(`{"spec":{"metadata":{}},"metadata":{}}`)
 	f.Add(`[1]`)
+	f.Add(`{"metadata":{"annotations":{"switchboard.io/cluster":"a","switchboard.io/cluster":"evil"}}}`)
+	f.Add(`{"metadata":{"annotations":{}},"metadata":{"annotations":{"switchboard.io/cluster":"evil"}}}`)
+	f.Add(`{"metadata":null,"metadata":{"annotations":{"switchboard.io/cluster":"evil"}}}`)
 	f.Fuzz(func(t *testing.T, in string) {
 		var before map[string]json.RawMessage
 		if json.Unmarshal([]byte(in), &before) != nil {

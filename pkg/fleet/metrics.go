@@ -35,13 +35,16 @@ const (
 	outcomePartial = "partial"
 	// outcomeError: the request failed as a whole, with a 4xx or 5xx.
 	outcomeError = "error"
+	// outcomeAborted: the answer had begun when a member's part of it
+	// broke off, or the client went away, and it was cut off.
+	outcomeAborted = "aborted"
 )
 
 var (
 	requestsTotal = metrics.NewCounterVec(&metrics.CounterOpts{
 		Subsystem:      "switchboard_fleet",
 		Name:           "requests_total",
-		Help:           "Requests to the fleet endpoint (fleets/<selector>/proxy), by verb (get, list, watch, discovery, refused) and outcome: ok, partial (an answer, with members that failed) or error.",
+		Help:           "Requests to the fleet endpoint (fleets/<selector>/proxy), by verb (get, list, watch, discovery, refused) and outcome: ok, partial (an answer, with members that failed), error, or aborted (a get or list whose client went away or timed out, or a streamed list cut off when a member's part of it broke off or stalled).",
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"verb", "outcome"})
 	memberFailuresTotal = metrics.NewCounterVec(&metrics.CounterOpts{

@@ -64,6 +64,9 @@ type read struct {
 	// watch; nil is askMember and openWatch. Tests replace them.
 	ask  func(ctx context.Context, name string, query url.Values) answer
 	open func(ctx context.Context, name string, query url.Values) (*memberStream, error)
+	// reach is the connection to a member; nil is the fleet's Reacher.
+	// Tests replace it.
+	reach func(name string) (memberConn, error)
 
 	mu       sync.Mutex
 	failures []failure
@@ -115,19 +118,42 @@ type memberBody struct {
 	// readFailed is the Status for an error while reading body.
 	readFailed func(error) error
 	// stopDeadline lets the rest of the body take as long as the request
-	// may: a streamed page goes at the pace of the client that reads it,
-	// a watch for as long as it runs. False: the deadline had passed.
+	// may: a watch's, for as long as it runs. False: the deadline had
+	// passed.
 	stopDeadline func() bool
+	// paceDeadline lets the rest of the body go at the pace of the client
+	// that reads it, as a streamed list does, while each read of it still
+	// waits at most the member timeout for the member: a member that
+	// stalls in the middle of its answer is cut off, not waited for. False:
+	// the deadline had passed.
+	paceDeadline func() bool
 	close        func()
 }
 
+// memberConn is what a read uses of a member's pooled connection.
+type memberConn interface {
+	Endpoint() url.URL
+	AsCaller() http.RoundTripper
+}
+
+func (r *read) reachMember(name string) (memberConn, error) {
+	if r.reach != nil {
+		return r.reach(name)
+	}
+	return r.fleet.members.Reach(name)
+}
+
 // errMemberDeadline is why a member request is cancelled at the member
-// deadline.
-var errMemberDeadline = errors.New("the member deadline passed")
+// deadline; errMemberStalled, when a streamed answer stalls.
+var (
+	errMemberDeadline = errors.New("the member deadline passed")
+	errMemberStalled  = errors.New("the member stalled")
+)
 
 // openMember sends a GET of the read's path to a member, as the caller,
 // and returns its answer once the member has sent a 200's headers; the
-// member deadline covers reading the body too, unless stopDeadline.
+// member deadline covers reading the body too, unless stopDeadline or
+// paceDeadline ends it.
 func (r *read) openMember(ctx context.Context, name string, query url.Values) memberBody {
 	if r.ask != nil {
 		// Tests: the whole answer at once.
@@ -135,10 +161,11 @@ func (r *read) openMember(ctx context.Context, name string, query url.Values) me
 		if a.err != nil {
 			return memberBody{err: a.err}
 		}
-		return memberBody{body: bytes.NewReader(a.body), contentType: a.contentType, close: func() {}, stopDeadline: func() bool { return true },
+		return memberBody{body: bytes.NewReader(a.body), contentType: a.contentType, close: func() {},
+			stopDeadline: func() bool { return true }, paceDeadline: func() bool { return true },
 			readFailed: func(err error) error { return reach.BadGateway(name, err.Error()) }}
 	}
-	member, err := r.fleet.members.Reach(name)
+	member, err := r.reachMember(name)
 	if err != nil {
 		return memberBody{err: err}
 	}
@@ -172,8 +199,16 @@ func (r *read) openMember(ctx context.Context, name string, query url.Values) me
 		body, _ := readBody(resp.Body, 1<<20)
 		return memberBody{err: memberStatus(name, resp.StatusCode, body)}
 	}
-	return memberBody{body: resp.Body, contentType: resp.Header.Get("Content-Type"), close: closeBody,
+	paced := &pacedReader{r: resp.Body, timeout: r.fleet.memberTimeout}
+	return memberBody{body: paced, contentType: resp.Header.Get("Content-Type"), close: closeBody,
 		stopDeadline: deadline.Stop,
+		paceDeadline: func() bool {
+			if !deadline.Stop() {
+				return false
+			}
+			paced.stalled = func() { cancelCause(errMemberStalled) }
+			return true
+		},
 		readFailed: func(err error) error {
 			var large *tooLarge
 			if errors.As(err, &large) {
@@ -189,11 +224,40 @@ func (r *read) openMember(ctx context.Context, name string, query url.Values) me
 // memberFailed is the Status for a member request that got no (whole)
 // answer: the deadline of the member, or what clusters/<name>/proxy says.
 func (r *read) memberFailed(ctx, memberCtx context.Context, out *http.Request, name, endpoint string, err error) error {
-	if ctx.Err() == nil && errors.Is(context.Cause(memberCtx), errMemberDeadline) {
-		proxy.RecordUpstreamError(name, string(reach.Timeout))
-		return r.timedOut(name)
+	if ctx.Err() == nil {
+		switch cause := context.Cause(memberCtx); {
+		case errors.Is(cause, errMemberDeadline):
+			proxy.RecordUpstreamError(name, string(reach.Timeout))
+			return r.timedOut(name)
+		case errors.Is(cause, errMemberStalled):
+			proxy.RecordUpstreamError(name, string(reach.Timeout))
+			return apierrors.NewTimeoutError(fmt.Sprintf("cluster %q sent nothing for %s in the middle of its answer (switchboard's --fleet-member-timeout)", name, r.fleet.memberTimeout), 0)
+		}
 	}
 	return proxy.MemberError(out, name, endpoint, err)
+}
+
+// pacedReader is a member's body that, once stalled is set, calls it when
+// one read waits longer than timeout for the member.
+type pacedReader struct {
+	r       io.Reader
+	timeout time.Duration
+	stalled func()
+	stall   *time.Timer
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	switch {
+	case p.stalled == nil:
+		return p.r.Read(b)
+	case p.stall == nil:
+		p.stall = time.AfterFunc(p.timeout, p.stalled)
+	default:
+		p.stall.Reset(p.timeout)
+	}
+	n, err := p.r.Read(b)
+	p.stall.Stop()
+	return n, err
 }
 
 // memberAnswer is an error the member itself answered with, as opposed to
@@ -242,8 +306,12 @@ func answered(err error) bool {
 	return errors.As(err, &a)
 }
 
-// fail notes a member that failed.
+// fail notes a member that failed, unless the client has gone: that
+// cancels the member requests, and is no fault of the members'.
 func (r *read) fail(name string, err error) {
+	if r.req.Context().Err() != nil {
+		return
+	}
 	recordMemberFailure(name, reasonOf(err))
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -253,7 +321,8 @@ func (r *read) fail(name string, err error) {
 // reasonOf is the metric reason of a member's failure.
 func reasonOf(err error) string {
 	code := int32(0)
-	if status, ok := err.(apierrors.APIStatus); ok {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
 		code = status.Status().Code
 	}
 	switch code {
@@ -418,6 +487,17 @@ func cloneQuery(q url.Values) url.Values {
 // get answers a get of one object: the object if one member has it, a 409
 // that names the members if several do.
 func (r *read) get(w http.ResponseWriter, info *request.RequestInfo) (string, error) {
+	outcome, err := r.getOnce(w, info)
+	if r.req.Context().Err() != nil {
+		// The client has gone: no answer reaches it, and fail has left
+		// out the members whose requests that cut off (so the object may
+		// seem to be in none).
+		return outcomeAborted, nil //nolint:nilerr // no one is left to tell.
+	}
+	return outcome, err
+}
+
+func (r *read) getOnce(w http.ResponseWriter, info *request.RequestInfo) (string, error) {
 	versions, err := r.callerVersions()
 	if err != nil {
 		return "", err
@@ -559,6 +639,11 @@ func (r *read) listAll(w http.ResponseWriter) (string, error) {
 		}
 		kept = append(kept, p)
 	}
+	if r.req.Context().Err() != nil {
+		// The client has gone: no answer reaches it, and fail has left
+		// out the members whose requests that cut off.
+		return outcomeAborted, nil
+	}
 	if len(r.members) > 0 && len(kept) == 0 {
 		return "", r.allFailed()
 	}
@@ -596,6 +681,11 @@ func (r *read) listAllTables(w http.ResponseWriter, callerVersions Versions) (st
 			contentType = a.contentType
 		}
 	}
+	if r.req.Context().Err() != nil {
+		// The client has gone: no answer reaches it, and fail has left
+		// out the members whose requests that cut off.
+		return outcomeAborted, nil //nolint:nilerr // no one is left to tell.
+	}
 	if len(r.members) > 0 && len(r.failures) == len(r.members) {
 		return "", r.allFailed()
 	}
@@ -607,7 +697,8 @@ func (r *read) listAllTables(w http.ResponseWriter, callerVersions Versions) (st
 //
 // The first page records every member's resourceVersion: those it lists,
 // and, for the members after the page, the resourceVersion of a list of
-// one item, asked of them all while the first member lists. Later pages
+// one item, asked of them all once the page is known to end before them
+// (while the member that ends it streams). Later pages
 // list each member at exactly that resourceVersion, or go on with its own
 // continue token, so the whole walk is each member's snapshot at the first
 // page: nothing lost, nothing repeated. A member that fails on the first
@@ -669,9 +760,15 @@ func (r *read) listPage(w http.ResponseWriter, limit int64, token string) (strin
 	if from != nil {
 		start = sort.SearchStrings(r.members, from.Cluster)
 	}
+	// probes are the answers of the members after a first page, from
+	// probe(j), which asks r.members[j:] once the page is known to end
+	// before them.
 	var probes <-chan []answer
-	if from == nil && len(r.members) > 1 {
-		probes = r.probeVersions(r.members[1:], callerVersions)
+	probed := len(r.members)
+	probe := func(j int) {
+		if probes == nil {
+			probes, probed = r.probeVersions(r.members[j:], callerVersions), j
+		}
 	}
 	var next *Continue
 	stopped := len(r.members)
@@ -714,15 +811,20 @@ walk:
 				parts = append(parts, part)
 				if err = part.err; err == nil {
 					meta = part.meta
-					if contentType == "" {
-						contentType = part.body.contentType
-					}
 					if meta.Continue != "" {
+						if from == nil && i+1 < len(r.members) {
+							// This member ends the page: the members
+							// after it are probed while it streams.
+							probe(i + 1)
+						}
 						err = part.hold(r)
 					} else {
 						err = part.readAll()
 						got = int64(len(part.items))
 					}
+				}
+				if err == nil && contentType == "" {
+					contentType = part.body.contentType
 				}
 			} else {
 				a := r.askOne(r.req.Context(), name, q)
@@ -787,10 +889,10 @@ walk:
 		}
 	}
 	if from == nil && stopped < len(r.members) {
-		// The resourceVersions of the members after this page; probes
-		// asked every member after the first.
+		// The resourceVersions of the members after this page.
+		probe(stopped)
 		rest := r.members[stopped:]
-		answers := (<-probes)[stopped-1:]
+		answers := (<-probes)[stopped-probed:]
 		for i, name := range rest {
 			a := answers[i]
 			if a.err == nil {
@@ -820,6 +922,11 @@ walk:
 			}
 		}
 	}
+	if r.req.Context().Err() != nil {
+		// The client has gone: no answer reaches it, and fail has left
+		// out the members whose requests that cut off.
+		return outcomeAborted, nil
+	}
 	if from == nil && len(r.members) > 0 && len(r.failures) == len(r.members) {
 		return "", r.allFailed()
 	}
@@ -836,8 +943,7 @@ walk:
 
 // probeVersions asks each member in names, at once, for a list of one
 // item, whose resourceVersion a first page records for the members after
-// it. The answers come on the channel, in names' order; nobody need take
-// them.
+// it. The answers come on the channel, in names' order.
 func (r *read) probeVersions(names []string, callerVersions Versions) <-chan []answer {
 	out := make(chan []answer, 1)
 	go func() {

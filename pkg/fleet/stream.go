@@ -45,12 +45,16 @@ import (
 // where JSON decoders take them as well. The items then stream: each is
 // annotated and written while the member still sends the next, so the
 // members' encoding, switchboard's work and the client's decoding overlap,
-// as on a direct connection, and switchboard holds a few items at a time,
-// not the list. In a page, the members that end within it are read whole
-// first (at most a page), and the one that fills it streams last. A member
-// that breaks off within its items, after the answer has begun, breaks off
-// the answer: the client sees a truncated response and lists again. Tables
-// are merged whole: their columns must be known before their rows.
+// as on a direct connection. Switchboard holds, of each member, the first
+// wholeBytes of its items, read with the head so that a small member that
+// fails still fails alone, and then the few items in flight. In a page,
+// the members that end within it are read whole first (at most a page),
+// and the one that fills it streams last. A member that breaks off within
+// its items, or stalls for the member timeout, after the answer has begun,
+// breaks off the answer: the client sees a truncated response and lists
+// again. Tables are merged whole: their columns must be known before their
+// rows, and so are lists whose items come before their metadata (custom
+// resources' lists, whose keys the API server writes sorted).
 
 // memberPart is one member's share of a JSON list answer: the head of its
 // answer, and its items, read whole or still to stream.
@@ -66,6 +70,8 @@ type memberPart struct {
 	body    memberBody
 	err     error
 	closed  bool
+	// held: the rest of the answer streams, at the client's pace.
+	held bool
 }
 
 // openList asks member name for a list and reads the head of its answer.
@@ -80,12 +86,15 @@ func (r *read) openList(ctx context.Context, name string, query url.Values) *mem
 	}
 	p.bound = &boundedReader{r: p.body.body, left: maxAnswerBytes + 1}
 	rec := &recorder{r: p.bound}
-	decoder := jsontext.NewDecoder(rec, jsontext.AllowDuplicateNames(true))
+	// Strict: a name given twice, in the head, an item or after the items,
+	// is an error, as annotate says.
+	decoder := jsontext.NewDecoder(rec)
 	var ok bool
 	p.typeMeta, p.meta, ok = readListHead(decoder)
 	if ok {
 		rec.stopped, rec.buf = true, bytes.Buffer{}
 		p.decoder = decoder
+		p.err = p.readUpTo(wholeBytes)
 		return p
 	}
 	// Not a list whose metadata comes before its items: read it whole.
@@ -95,15 +104,20 @@ func (r *read) openList(ctx context.Context, name string, query url.Values) *mem
 		p.err = p.readError(err)
 		return p
 	}
+	whole := append(rec.buf.Bytes(), tail...)
 	var list memberList
-	if err := json.Unmarshal(append(rec.buf.Bytes(), tail...), &list); err != nil {
+	if err := json.Unmarshal(whole, &list); err != nil {
 		p.err = unreadable(name, "a list", err)
+		return p
+	}
+	if !jsontext.Value(whole).IsValid() {
+		p.err = unreadable(name, "a list", errGivenTwice)
 		return p
 	}
 	p.typeMeta, p.meta = list.TypeMeta, list.Metadata
 	p.items = make([]json.RawMessage, 0, len(list.Items))
 	for _, item := range list.Items {
-		annotated, err := annotate(item, name)
+		annotated, err := annotateValid(item, name)
 		if err != nil {
 			p.err = unreadable(name, "a list", err)
 			return p
@@ -113,36 +127,59 @@ func (r *read) openList(ctx context.Context, name string, query url.Values) *mem
 	return p
 }
 
-// hold lets the rest of the part's answer take as long as the fleet's
-// answer does, which goes at the pace of the client that reads it. It
-// fails when the member deadline has passed already.
+// wholeBytes is how much of a member's items switchboard reads at once,
+// within the member deadline, with the head of the answer: a member whose
+// items end within it is read whole, so that if it fails, it fails alone,
+// with a Warning, rather than breaking off the fleet's answer.
+const wholeBytes = 64 << 10
+
+// hold lets the rest of the part's answer go at the pace of the fleet's
+// answer, which is the pace of the client that reads it; each read still
+// waits at most the member timeout for the member. It fails when the
+// member deadline has passed already.
 func (p *memberPart) hold(r *read) error {
 	if p.decoder == nil {
 		return nil
 	}
-	if !p.body.stopDeadline() {
+	if !p.body.paceDeadline() {
 		p.close()
 		return r.timedOut(p.name)
 	}
-	p.bound.left = math.MaxInt64
+	p.held = true
 	return nil
 }
 
 // readAll reads the part's items whole, annotated.
 func (p *memberPart) readAll() error {
+	return p.readUpTo(math.MaxInt)
+}
+
+// errEnough ends readUpTo's reading.
+var errEnough = errors.New("enough read")
+
+// readUpTo reads the part's items, annotated, until they end or more than
+// limit bytes of them are in; the rest is still to stream.
+func (p *memberPart) readUpTo(limit int) error {
 	if p.decoder == nil {
 		return nil
 	}
-	defer p.close()
+	size := 0
 	err := p.each(func(item []byte) error {
-		annotated, err := annotate(item, p.name)
+		annotated, err := annotateValid(item, p.name)
 		if err != nil {
 			return err
 		}
 		p.items = append(p.items, annotated)
+		if size += len(annotated); size > limit {
+			return errEnough
+		}
 		return nil
 	})
+	if errors.Is(err, errEnough) {
+		return nil
+	}
 	p.decoder = nil
+	p.close()
 	var failed *doError
 	if errors.As(err, &failed) {
 		return unreadable(p.name, "a list", failed.error)
@@ -151,14 +188,25 @@ func (p *memberPart) readAll() error {
 }
 
 // each hands the part's items still to come to do, one by one, as the
-// member sends them. An error of do's is returned as it is; one of the
-// member's answer is a Status that names the member.
+// member sends them, and then reads the answer to its end (so that the
+// member's connection can carry the next request). An error of do's is
+// returned in a doError; one of the member's answer is a Status that names
+// the member.
 func (p *memberPart) each(do func(item []byte) error) error {
 	for {
+		if p.held {
+			// The answer has no bound, but each value in it has.
+			p.bound.left = maxAnswerBytes + 1
+		}
 		switch p.decoder.PeekKind() {
 		case ']':
-			_, err := p.decoder.ReadToken()
-			if err != nil {
+			if err := readRest(p.decoder); err != nil {
+				return p.readError(err)
+			}
+			switch _, err := p.decoder.ReadToken(); {
+			case err == nil:
+				return unreadable(p.name, "a list", errors.New("more than one JSON value"))
+			case !errors.Is(err, io.EOF):
 				return p.readError(err)
 			}
 			return nil
@@ -182,10 +230,12 @@ type doError struct{ error }
 
 func (e *doError) Unwrap() error { return e.error }
 
-// readError is the Status for err, met while reading the part's answer.
+// readError is the Status for err, met while reading the part's answer:
+// an answer that is not JSON is the member's, one that ends too soon is a
+// broken connection.
 func (p *memberPart) readError(err error) error {
 	var syntax *jsontext.SyntacticError
-	if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.As(err, &syntax) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return unreadable(p.name, "a list", err)
 	}
 	return p.body.readFailed(err)
@@ -287,7 +337,7 @@ func (r *read) writeParts(w http.ResponseWriter, contentType string, parts []*me
 		var scratch []byte
 		err := p.each(func(item []byte) error {
 			var err error
-			if scratch, err = appendAnnotated(scratch[:0], item, p.name); err != nil {
+			if scratch, err = appendAnnotated(scratch[:0], item, p.name, true); err != nil {
 				return err
 			}
 			out.item(scratch)
@@ -295,7 +345,7 @@ func (r *read) writeParts(w http.ResponseWriter, contentType string, parts []*me
 		})
 		p.close()
 		if out.gone() {
-			return r.outcome(), nil
+			return outcomeAborted, nil
 		}
 		if err != nil {
 			r.breakOff(p.name, err)
@@ -304,6 +354,9 @@ func (r *read) writeParts(w http.ResponseWriter, contentType string, parts []*me
 	out.write(append(append([]byte(`],"metadata":`), tail...), '}'))
 	if out.err == nil {
 		out.err = out.w.Flush()
+	}
+	if out.gone() {
+		return outcomeAborted, nil
 	}
 	return r.outcome(), nil
 }
@@ -337,9 +390,10 @@ func (l *listWriter) item(b []byte) {
 }
 
 // breakOff ends an answer that has begun: a member's items could not be
-// read to their end.
+// read to their end. The client sees the answer cut off and lists again.
 func (r *read) breakOff(name string, err error) {
 	r.fail(name, fmt.Errorf("cluster %q: its list broke off: %w", name, err))
+	recordRequest("list", outcomeAborted)
 	panic(http.ErrAbortHandler)
 }
 

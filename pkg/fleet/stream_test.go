@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -145,10 +146,39 @@ func TestStreamedPages(t *testing.T) {
 		})
 	}
 
+	for name, body := range map[string]string{
+		"a name twice in an item":              `{"kind":"PodList","metadata":{},"items":[{"metadata":{"name":"p1","name":"p2"}}]}`,
+		"the annotation twice in an item":      `{"kind":"PodList","metadata":{},"items":[{"metadata":{"annotations":{"` + ClusterAnnotation + `":"x","` + ClusterAnnotation + `":"y"}}}]}`,
+		"the metadata twice in the head":       `{"kind":"PodList","metadata":{"resourceVersion":"5"},"metadata":{"resourceVersion":"9"},"items":[]}`,
+		"a name twice after the items":         `{"kind":"PodList","metadata":{},"items":[{"metadata":{"name":"p1"}}],"x":1,"x":2}`,
+		"a name twice, items first":            `{"apiVersion":"v1","items":[{"metadata":{"name":"p1"}}],"kind":"PodList","kind":"List","metadata":{}}`,
+		"a name twice in an item, items first": `{"apiVersion":"v1","items":[{"metadata":{"name":"p1","name":"p2"}}],"kind":"PodList","metadata":{}}`,
+		"a second JSON value":                  `{"kind":"PodList","metadata":{},"items":[]} {"kind":"PodList"}`,
+	} {
+		for query := range map[string]bool{"limit=2": true, "": true} {
+			t.Run(name+" fails the member ("+query+")", func(t *testing.T) {
+				r := bodiesRead(t, query, map[string]string{
+					"a": body,
+					"b": `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[{"metadata":{"name":"q1"}}]}`,
+				})
+				w := httptest.NewRecorder()
+				if _, err := r.list(w); err != nil {
+					t.Fatal(err)
+				}
+				if _, keys := decodePage(t, w); strings.Join(keys, " ") != "b/q1" {
+					t.Errorf("the items: %v", keys)
+				}
+				if warnings := r.warnings(); len(warnings) != 1 || !strings.HasPrefix(warnings[0], `cluster "a" sent a list switchboard cannot read`) {
+					t.Errorf("warnings %q, want that a's list cannot be read", warnings)
+				}
+			})
+		}
+	}
+
 	for name, query := range map[string]string{"a page": "limit=2", "one LIST": ""} {
-		t.Run(name+": a member whose items break off breaks off the answer", func(t *testing.T) {
+		t.Run(name+": a member that breaks off past what is read whole breaks off the answer", func(t *testing.T) {
 			r := bodiesRead(t, query, map[string]string{
-				"a": `{"kind":"PodList","metadata":{"continue":"next"},"items":[{"metadata":{"name":"p1"}},{"metad`,
+				"a": `{"kind":"PodList","metadata":{"continue":"next"},"items":[` + manyItems(2*wholeBytes) + `,{"metad`,
 			})
 			defer func() {
 				if got, _ := recover().(error); !errors.Is(got, http.ErrAbortHandler) {
@@ -157,6 +187,26 @@ func TestStreamedPages(t *testing.T) {
 			}()
 			_, _ = r.list(httptest.NewRecorder())
 			t.Error("no panic")
+		})
+	}
+
+	for name, query := range map[string]string{"a page": "limit=2", "one LIST": ""} {
+		t.Run(name+": a member that breaks off within what is read whole fails alone", func(t *testing.T) {
+			r := bodiesRead(t, query, map[string]string{
+				"a": `{"kind":"PodList","metadata":{"continue":"next"},"items":[{"metadata":{"name":"p1"}},{"metad`,
+				"b": `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[{"metadata":{"name":"q1"}}]}`,
+			})
+			w := httptest.NewRecorder()
+			if _, err := r.list(w); err != nil {
+				t.Fatal(err)
+			}
+			_, keys := decodePage(t, w)
+			if strings.Join(keys, " ") != "b/q1" {
+				t.Errorf("the items: %v", keys)
+			}
+			if warnings := r.warnings(); len(warnings) != 1 || !strings.HasPrefix(warnings[0], `cluster "a"`) {
+				t.Errorf("warnings %q, want one for a", warnings)
+			}
 		})
 	}
 
@@ -177,4 +227,16 @@ func TestStreamedPages(t *testing.T) {
 			t.Errorf("warnings %q, want one for a", warnings)
 		}
 	})
+}
+
+// manyItems is a run of pod items, comma-separated, of at least size bytes.
+func manyItems(size int) string {
+	var b strings.Builder
+	for i := 0; b.Len() < size; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"metadata":{"name":"p%d","namespace":"default"}}`, i)
+	}
+	return b.String()
 }

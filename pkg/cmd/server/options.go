@@ -216,7 +216,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fleetFlags.IntVar(&o.Proxy.FleetMembersInFlight, "fleet-members-in-flight", o.Proxy.FleetMembersInFlight,
 		"How many members one request to the fleet endpoint (fleets/<selector>/proxy) asks at once, however many it reaches.")
 	fleetFlags.DurationVar(&o.Proxy.FleetMemberTimeout, "fleet-member-timeout", o.Proxy.FleetMemberTimeout,
-		"How long each member may take to answer a fleet get or list, or to start a fleet watch. A member that takes longer is named in a Warning and the others' answers come back.")
+		"How long each member may take to answer a fleet get or list, or to start a fleet watch, and how long a streamed list waits for a member's next bytes. A member that takes longer to answer is named in a Warning and the others' answers come back; one that stalls in the middle of a streamed list breaks off the answer.")
 
 	healthFlags := fss.FlagSet("member health")
 	healthFlags.DurationVar(&o.Health.Interval, "cluster-probe-interval", o.Health.Interval,
