@@ -246,7 +246,8 @@ func TestMembersOverHTTP(t *testing.T) {
 		}
 	})
 
-	for name, query := range map[string]string{"a page": "limit=10", "one LIST": ""} {
+	later := "limit=10&continue=" + url.QueryEscape(EncodeContinue(&Continue{Cluster: "a", Token: "a-token", Versions: Versions{"a": "1", "b": "2"}}))
+	for name, query := range map[string]string{"a page": "limit=10", "a later page": later, "one LIST": ""} {
 		t.Run(name+": a client gone before the members answer gets no answer, and fails no member", func(t *testing.T) {
 			m := newMemberServers(t, func(_ string, w http.ResponseWriter, _ *http.Request) {
 				_, _ = w.Write([]byte(podListHead + `]}`))

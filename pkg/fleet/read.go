@@ -612,7 +612,7 @@ func (r *read) listAll(w http.ResponseWriter) (string, error) {
 	parts := make([]*memberPart, len(r.members))
 	defer closeParts(parts)
 	r.fleet.each(len(r.members), func(i int) {
-		p := r.openList(r.req.Context(), r.members[i], r.memberQuery(r.members[i], callerVersions))
+		p := r.openList(r.req.Context(), r.members[i], r.memberQuery(r.members[i], callerVersions), nil)
 		if p.err == nil {
 			p.err = p.hold(r)
 		}
@@ -762,11 +762,12 @@ func (r *read) listPage(w http.ResponseWriter, limit int64, token string) (strin
 	}
 	// probes are the answers of the members after a first page, from
 	// probe(j), which asks r.members[j:] once the page is known to end
-	// before them.
+	// before them: no member is asked twice. Their Warnings go in the
+	// answer's headers, so they are awaited before its first byte.
 	var probes <-chan []answer
 	probed := len(r.members)
 	probe := func(j int) {
-		if probes == nil {
+		if from == nil && j < len(r.members) && probes == nil {
 			probes, probed = r.probeVersions(r.members[j:], callerVersions), j
 		}
 	}
@@ -807,16 +808,18 @@ walk:
 			var got int64
 			var part *memberPart
 			if stream {
-				part = r.openList(r.req.Context(), name, q)
+				// The head of a member's answer says whether it ends the
+				// page: if it does, the members after it are probed while
+				// the first of its items are read.
+				part = r.openList(r.req.Context(), name, q, func(meta metav1.ListMeta) {
+					if meta.Continue != "" {
+						probe(i + 1)
+					}
+				})
 				parts = append(parts, part)
 				if err = part.err; err == nil {
 					meta = part.meta
 					if meta.Continue != "" {
-						if from == nil && i+1 < len(r.members) {
-							// This member ends the page: the members
-							// after it are probed while it streams.
-							probe(i + 1)
-						}
 						err = part.hold(r)
 					} else {
 						err = part.readAll()
@@ -834,6 +837,9 @@ walk:
 						err = unreadable(name, "a list", err)
 					}
 					got = int64(m.len() - before)
+					if meta.Continue != "" && limit > 0 && count+got >= limit {
+						probe(i + 1)
+					}
 					if contentType == "" {
 						contentType = a.contentType
 					}
@@ -843,6 +849,9 @@ walk:
 				if part != nil {
 					part.close()
 					parts = parts[:len(parts)-1]
+				}
+				if from != nil && r.req.Context().Err() != nil {
+					return outcomeAborted, nil
 				}
 				if from != nil {
 					// The walk's first page holds this member's

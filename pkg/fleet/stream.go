@@ -77,7 +77,7 @@ type memberPart struct {
 // openList asks member name for a list and reads the head of its answer.
 // The member deadline still runs: the caller reads the items whole within
 // it, or holds the part to stream it.
-func (r *read) openList(ctx context.Context, name string, query url.Values) *memberPart {
+func (r *read) openList(ctx context.Context, name string, query url.Values, headRead func(metav1.ListMeta)) *memberPart {
 	p := &memberPart{name: name}
 	p.body = r.openMember(ctx, name, query)
 	if p.err = p.body.err; p.err != nil {
@@ -94,6 +94,9 @@ func (r *read) openList(ctx context.Context, name string, query url.Values) *mem
 	if ok {
 		rec.stopped, rec.buf = true, bytes.Buffer{}
 		p.decoder = decoder
+		if headRead != nil {
+			headRead(p.meta)
+		}
 		p.err = p.readUpTo(wholeBytes)
 		return p
 	}
@@ -115,6 +118,9 @@ func (r *read) openList(ctx context.Context, name string, query url.Values) *mem
 		return p
 	}
 	p.typeMeta, p.meta = list.TypeMeta, list.Metadata
+	if headRead != nil {
+		headRead(p.meta)
+	}
 	p.items = make([]json.RawMessage, 0, len(list.Items))
 	for _, item := range list.Items {
 		annotated, err := annotateValid(item, name)
