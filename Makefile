@@ -56,11 +56,21 @@ $(BIN_DIR)/kubectl_complete-switchboard: $(BIN_DIR)/kubectl-switchboard
 	ln -sf kubectl-switchboard $@
 
 .PHONY: test
-test: verify test-unit test-integration test-e2e
+test: verify test-unit test-fuzz test-integration test-e2e
 
 .PHONY: test-unit
 test-unit:
 	$(GO) test $(GOFLAGS) -race -count=1 ./artifacts/... ./cmd/... ./pkg/... ./test/bench/... ./test/topology/...
+
+.PHONY: test-fuzz
+test-fuzz:
+	hack/fuzz.sh 10s
+
+# Every fuzz target for longer: make fuzz FUZZTIME=30m.
+FUZZTIME ?= 2m
+.PHONY: fuzz
+fuzz:
+	hack/fuzz.sh $(FUZZTIME)
 
 .PHONY: test-integration
 test-integration:

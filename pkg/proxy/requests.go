@@ -47,23 +47,28 @@ func innerPath(info *request.RequestInfo) []string {
 	return info.Parts[3:]
 }
 
-// longRunningSubresources of member resources keep a connection open for
-// as long as the caller wants: exec, attach and port-forward streams, and
-// proxies to pods, services and nodes.
-var longRunningSubresources = map[string]bool{"exec": true, "attach": true, "portforward": true, "proxy": true}
+// memberLongRunning is kube-apiserver's own LongRunningFunc (its control
+// plane's config): the requests a member holds open, watches, exec,
+// attach, port-forward, nested proxies, logs and /debug/pprof/, are the
+// ones switchboard holds open for it.
+var memberLongRunning = genericfilters.BasicLongRunningRequestCheck(
+	sets.NewString("watch", "proxy"), sets.NewString("attach", "exec", "proxy", "log", "portforward"))
 
 // hubLongRunning is the generic server's default check.
 var hubLongRunning = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), sets.NewString())
 
 // IsLongRunning says whether a request may stay open indefinitely: what the
-// generic server counts (watches of Clusters, /debug/pprof/), and proxied requests that stream (watches, logs -f, exec,
-// attach, port-forward, nested proxies). Long-running requests are not cut
-// by the request timeout and do not count against max-in-flight. Other
-// proxied requests, however large their answer, are ordinary requests.
+// generic server counts (watches of Clusters, /debug/pprof/), and proxied
+// requests that the member holds open (watches, exec, attach,
+// port-forward, nested proxies, its /debug/pprof/), and logs, when
+// followed. Long-running requests are not cut by the request timeout and
+// do not count against max-in-flight. Other proxied requests, however
+// large their answer, are ordinary requests.
 //
 // The member path is read as the member reads it: its own request info
 // (watch verbs, subresources) and its boolean parameters, where anything but
-// "0" or "false" is true.
+// "0" or "false" is true. FuzzMemberRequest checks both against
+// kube-apiserver's.
 func IsLongRunning(r *http.Request, info *request.RequestInfo) bool {
 	if info == nil {
 		return false
@@ -82,19 +87,17 @@ func IsLongRunning(r *http.Request, info *request.RequestInfo) bool {
 	if member == nil {
 		return false
 	}
-	switch {
-	case member.Verb == "watch":
-		return true
-	case longRunningSubresources[member.Subresource]:
-		return true
-	case member.Subresource == "log":
+	if member.IsResourceRequest && member.Subresource == "log" {
+		// The one difference from kube-apiserver: a log that is not
+		// followed ends once it is read, however large, so it is an
+		// ordinary request here.
 		return queryTrue(r.URL.Query(), "follow")
 	}
-	return false
+	return memberLongRunning(r, member)
 }
 
 // memberRequest is the request info of a proxy request's member path, as
-// the member reads it; nil when it is not a resource request. Parsing it
+// the member reads it; nil when it cannot be read. Parsing it
 // takes microseconds and a few dozen allocations, and the generic filters
 // ask about one request several times (max-in-flight or priority and
 // fairness, audit, timeout, wait group, ...), so within a request that
@@ -113,12 +116,18 @@ func memberRequest(r *http.Request, info *request.RequestInfo) *request.RequestI
 }
 
 func parseMemberRequest(r *http.Request, info *request.RequestInfo) *request.RequestInfo {
+	// The path as the generic server's Connect handler passes it on
+	// (k8s.io/apiserver's getRequestOptions), joined as the proxy joins it.
+	path := strings.Join(innerPath(info), "/")
+	if strings.HasSuffix(info.Path, "/") && !strings.HasSuffix(path, "/") {
+		path += "/"
+	}
 	inner := &http.Request{
 		Method: r.Method,
-		URL:    &url.URL{Path: "/" + strings.Join(innerPath(info), "/"), RawQuery: r.URL.RawQuery},
+		URL:    &url.URL{Path: reach.JoinPath("", path), RawQuery: r.URL.RawQuery},
 	}
 	member, err := reach.MemberRequestInfo.NewRequestInfo(inner)
-	if err != nil || !member.IsResourceRequest {
+	if err != nil {
 		return nil
 	}
 	return member
@@ -149,7 +158,7 @@ func isMemberWatch(r *http.Request) bool {
 		return false
 	}
 	member := memberRequest(r, info)
-	return member != nil && member.Verb == "watch"
+	return member != nil && member.IsResourceRequest && member.Verb == "watch"
 }
 
 // queryTrue reads a boolean query parameter as kube-apiserver does.
