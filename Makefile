@@ -64,13 +64,13 @@ test-unit:
 
 .PHONY: test-fuzz
 test-fuzz:
-	hack/fuzz.sh 10s
+	GO=$(GO) hack/fuzz.sh 10s
 
 # Every fuzz target for longer: make fuzz FUZZTIME=30m.
 FUZZTIME ?= 2m
 .PHONY: fuzz
 fuzz:
-	hack/fuzz.sh $(FUZZTIME)
+	GO=$(GO) hack/fuzz.sh $(FUZZTIME)
 
 .PHONY: test-integration
 test-integration:

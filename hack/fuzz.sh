@@ -17,6 +17,7 @@ set -o nounset
 set -o pipefail
 
 fuzztime="${1:-${FUZZTIME:-2m}}"
+go="${GO:-go}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "${root}"
 
@@ -25,10 +26,19 @@ while IFS= read -r file; do
   dir="$(dirname "${file}")"
   while IFS= read -r name; do
     echo "== ${name} in ./${dir}, for ${fuzztime}"
-    go test -run '^$' -fuzz "^${name}\$" -fuzztime "${fuzztime}" "./${dir}"
+    if ! "${go}" test -run '^$' -fuzz "^${name}\$" -fuzztime "${fuzztime}" "./${dir}"; then
+      # The input is in the checkout, which CI throws away: show it.
+      for input in "${dir}/testdata/fuzz/${name}"/*; do
+        if [[ -n "$(git status --porcelain -- "${input}")" ]]; then
+          echo "-- the failing input, ${input}: put it there to run it again"
+          cat "${input}"
+        fi
+      done
+      exit 1
+    fi
     targets=$((targets + 1))
   done < <(grep -o '^func Fuzz[A-Za-z0-9_]*' "${file}" | cut -d' ' -f2)
-done < <(grep -rl --include='*_test.go' '^func Fuzz' cmd pkg test | sort)
+done < <(git ls-files --cached --others --exclude-standard -- '*_test.go' | xargs grep -l '^func Fuzz' | sort)
 
 if [[ "${targets}" -eq 0 ]]; then
   echo "no fuzz targets found" >&2

@@ -762,8 +762,9 @@ func (r *read) listPage(w http.ResponseWriter, limit int64, token string) (strin
 	}
 	// probes are the answers of the members after a first page, from
 	// probe(j), which asks r.members[j:] once the page is known to end
-	// before them: no member is asked twice. Their Warnings go in the
-	// answer's headers, so they are awaited before its first byte.
+	// before them (if the member that ends it then fails, the walk goes on
+	// and asks them again). Their Warnings go in the answer's headers, so
+	// they are awaited before its first byte.
 	var probes <-chan []answer
 	probed := len(r.members)
 	probe := func(j int) {
@@ -837,7 +838,7 @@ walk:
 						err = unreadable(name, "a list", err)
 					}
 					got = int64(m.len() - before)
-					if meta.Continue != "" && limit > 0 && count+got >= limit {
+					if err == nil && meta.Continue != "" && limit > 0 && count+got >= limit {
 						probe(i + 1)
 					}
 					if contentType == "" {

@@ -125,6 +125,12 @@ func FuzzWatchEnding(f *testing.F) {
 			}
 			return
 		}
+		member.mu.Lock()
+		closed := member.closed
+		member.mu.Unlock()
+		if !closed {
+			t.Fatal("the watch ended, but the member's stream was not closed (its watch goes on)")
+		}
 		lo, hi := wantEnd(ends, before)
 		if len(out) < lo || len(out) > hi {
 			t.Fatalf("stopped after %d bytes, the caller read %d, want %d to %d (events end at %v)", before, len(out), lo, hi, ends)
@@ -133,8 +139,9 @@ func FuzzWatchEnding(f *testing.F) {
 }
 
 // wantEnd is where a watch stopped after `before` bytes may end: right
-// there if that is between two events, else at the end of the event in
-// flight, with or without the white space after it.
+// there if that is between two events (or after the rest of the white space
+// that ends the last one), else at the end of the event in flight, with or
+// without the white space after it.
 func wantEnd(ends [][2]int, before int) (int, int) {
 	if before == 0 {
 		return 0, 0
@@ -144,7 +151,9 @@ func wantEnd(ends [][2]int, before int) (int, int) {
 			return event[0], event[1]
 		}
 		if before <= event[1] {
-			return before, before
+			// Between two events: the white space left after the one
+			// that ended may still go with it.
+			return before, event[1]
 		}
 	}
 	return before, before
