@@ -134,15 +134,18 @@ func (cfg *Config) Complete() (CompletedConfig, error) {
 	proxy.RegisterMetrics()
 	fleet.RegisterMetrics()
 	m, err := members.New(members.Config{
-		Loopback:       loopback,
-		Hub:            cfg.ExtraConfig.HubClient,
-		Namespace:      cfg.ExtraConfig.CredentialsNamespace,
-		DialTimeout:    cfg.ExtraConfig.MemberDialTimeout,
-		KeepAlive:      cfg.ExtraConfig.TunnelKeepAlive,
-		OnFailure:      proxy.RecordUpstreamError,
-		OnDelete:       func(name string) { proxy.ForgetClusterMetrics(name); fleet.ForgetClusterMetrics(name) },
-		Health:         cfg.ExtraConfig.Health,
-		LeaderElection: cfg.ExtraConfig.LeaderElection,
+		Loopback:    loopback,
+		Hub:         cfg.ExtraConfig.HubClient,
+		Namespace:   cfg.ExtraConfig.CredentialsNamespace,
+		DialTimeout: cfg.ExtraConfig.MemberDialTimeout,
+		// A member must begin its answer within the time an ordinary
+		// request may take at all; watches and logs -f then run on.
+		ResponseHeaderTimeout: cfg.GenericConfig.RequestTimeout,
+		KeepAlive:             cfg.ExtraConfig.TunnelKeepAlive,
+		OnFailure:             proxy.RecordUpstreamError,
+		OnDelete:              func(name string) { proxy.ForgetClusterMetrics(name); fleet.ForgetClusterMetrics(name) },
+		Health:                cfg.ExtraConfig.Health,
+		LeaderElection:        cfg.ExtraConfig.LeaderElection,
 	})
 	if err != nil {
 		return CompletedConfig{}, err

@@ -59,6 +59,9 @@ type Config struct {
 	Namespace string
 	// DialTimeout bounds connecting to a member.
 	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds how long a member may take to begin its
+	// answer; zero is no bound.
+	ResponseHeaderTimeout time.Duration
 	// KeepAlive is how agents' tunnels are found dead; zero is
 	// tunnel.DefaultKeepAlive.
 	KeepAlive tunnel.KeepAlive
@@ -115,9 +118,10 @@ func New(cfg Config) (*Members, error) {
 		OnChange: func(cluster string) { m.Health.ProbeNow(cluster) },
 	})
 	m.Transports = reach.NewTransportCache(reach.Config{
-		DialTimeout: cfg.DialTimeout,
-		Dialers:     tunnel.Dialers{Tunnels: m.Tunnels, Network: reach.Network{Timeout: cfg.DialTimeout}},
-		OnFailure:   cfg.OnFailure,
+		DialTimeout:           cfg.DialTimeout,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+		Dialers:               tunnel.Dialers{Tunnels: m.Tunnels, Network: reach.Network{Timeout: cfg.DialTimeout}},
+		OnFailure:             cfg.OnFailure,
 	})
 	clusterInformer := m.clusterFactory.Cluster().V1alpha1().Clusters()
 	m.Clusters = clusterInformer.Lister()

@@ -103,6 +103,12 @@ func (r *errorResponder) status(req *http.Request, err error) error {
 		// The member answered an upgrade with neither 101 nor an error,
 		// a redirect for instance; it is not passed on.
 		return reach.BadGateway(r.cluster, fmt.Sprintf("cluster %q did not accept the upgrade: %v", r.cluster, err))
+	case strings.Contains(err.Error(), "timeout awaiting response headers"):
+		RecordUpstreamError(r.cluster, string(reach.Timeout))
+		return reach.GatewayTimeout(r.cluster, fmt.Sprintf("cluster %q at %s accepted the request and did not begin its answer within switchboard's --request-timeout", r.cluster, r.endpoint))
+	case badAnswer(err):
+		RecordUpstreamError(r.cluster, string(reach.Other))
+		return reach.BadGateway(r.cluster, fmt.Sprintf("cluster %q at %s sent an answer that is not valid HTTP: %v", r.cluster, r.endpoint, err))
 	case reach.Classify(err) == reach.Reset:
 		RecordUpstreamError(r.cluster, string(reach.Reset))
 		return reach.Unavailable(r.cluster, fmt.Sprintf("cluster %q closed the connection at %s: %v", r.cluster, r.endpoint, err))
@@ -115,6 +121,16 @@ func (r *errorResponder) status(req *http.Request, err error) error {
 		RecordUpstreamError(r.cluster, string(failure))
 		return reach.Unavailable(r.cluster, fmt.Sprintf("cluster %q is unreachable at %s: %s: %v", r.cluster, r.endpoint, failure.Hint(), err))
 	}
+}
+
+// badAnswer says whether err is the transport's refusal of what a member
+// answered: no HTTP at all, a header block over its limit, or a protocol
+// switch nobody asked for.
+func badAnswer(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "malformed HTTP") ||
+		strings.Contains(msg, "server response headers exceeded") ||
+		strings.Contains(msg, "tried to switch protocol")
 }
 
 // MemberError is the Status for err, which a request to the member named

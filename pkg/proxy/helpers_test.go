@@ -284,10 +284,16 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, reach.Config{DialTimeout: testDialTimeout, OnFailure: RecordUpstreamError})
+}
+
+// newFixtureWith is newFixture with member transports built from cfg.
+func newFixtureWith(t *testing.T, cfg reach.Config) *fixture {
+	t.Helper()
 	f := &fixture{
 		clusters:   cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
 		secrets:    cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}),
-		transports: reach.NewTransportCache(reach.Config{DialTimeout: testDialTimeout, OnFailure: RecordUpstreamError}),
+		transports: reach.NewTransportCache(cfg),
 	}
 	f.synced.Store(true)
 	// As in the server: watches end when it shuts down, which these tests
@@ -998,6 +1004,22 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// failOnce sends a request by alice in mode m to testCluster, which must
+// end, within waitTimeout, in one error from the proxy: its Status, and
+// what the caller got.
+func (f *fixture) failOnce(t *testing.T, m mode) (metav1.Status, *httptest.ResponseRecorder) {
+	t.Helper()
+	req, path := newModeRequest(m, testCluster)
+	rec := httptest.NewRecorder()
+	responder := &recordingResponder{w: rec}
+	handler, err := f.connect(req.Context(), testCluster, path, responder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, "the proxied request", func() { handler.ServeHTTP(rec, req) })
+	return statusOf(t, responder.onlyError(t)), rec
 }
 
 // within runs fn and fails the test if it does not return within waitTimeout.

@@ -149,7 +149,7 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 		if httpstream.IsUpgradeRequest(req) {
 			// The member's answer to an upgrade is copied to the hijacked
 			// connection, past the round trippers: its code is read there.
-			w = member.GuardUpgrade(w, req, func(code int) { responded.Store(int32(code)) })
+			w, req = member.GuardUpgrade(w, req, func(code int) { responded.Store(int32(code)) })
 		}
 		handler.ServeHTTP(w, req)
 	}), nil

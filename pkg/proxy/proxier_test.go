@@ -297,17 +297,7 @@ func TestUnreachableMember(t *testing.T) {
 				cl := newCluster(testCluster, endpoint)
 				cl.Spec.InsecureSkipTLSVerify = true
 				f.putCluster(t, cl)
-				req, path := newModeRequest(m, testCluster)
-				rec := httptest.NewRecorder()
-				responder := &recordingResponder{w: rec}
-				handler, err := f.connect(req.Context(), testCluster, path, responder)
-				if err != nil {
-					t.Fatal(err)
-				}
-
-				within(t, "the proxied request", func() { handler.ServeHTTP(rec, req) })
-
-				status := statusOf(t, responder.onlyError(t))
+				status, rec := f.failOnce(t, m)
 				checkStatus(t, status, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, testCluster, endpoint)
 				if rec.Code != http.StatusServiceUnavailable {
 					t.Errorf("code = %d, want 503", rec.Code)

@@ -19,6 +19,7 @@ package reach
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -104,12 +105,16 @@ func (g *credentialGuard) WrappedRoundTripper() http.RoundTripper { return g.del
 // member's answer to an upgrade straight to the hijacked connection, past
 // the round trippers and their guards, so this is where its status line is
 // read: code hears it (101, or the member's refusal), and a 401 is
-// replaced with the 503 Status that AsCaller would answer.
-func (m *Member) GuardUpgrade(w http.ResponseWriter, req *http.Request, code func(int)) http.ResponseWriter {
+// replaced with the 503 Status that AsCaller would answer. The request it
+// returns, served in place of req, bounds the member's answer in time and
+// size until it is heard here (upgradeanswer.go).
+func (m *Member) GuardUpgrade(w http.ResponseWriter, req *http.Request, code func(int)) (http.ResponseWriter, *http.Request) {
 	if code == nil {
 		code = func(int) {}
 	}
-	return &upgradeGuard{ResponseWriter: w, member: m, req: req, code: code}
+	answer := &upgradeAnswer{}
+	req = req.WithContext(context.WithValue(req.Context(), upgradeAnswerKey{}, answer))
+	return &upgradeGuard{ResponseWriter: w, member: m, req: req, code: code, answer: answer}, req
 }
 
 type upgradeGuard struct {
@@ -117,6 +122,7 @@ type upgradeGuard struct {
 	member *Member
 	req    *http.Request
 	code   func(int)
+	answer *upgradeAnswer
 }
 
 func (g *upgradeGuard) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -151,6 +157,8 @@ func (c *upgradeGuardConn) Write(p []byte) (int, error) {
 	case c.decided:
 		return c.Conn.Write(p)
 	}
+	// The handler writes the member's answer here once it has read it.
+	c.guard.answer.begin()
 	c.head = append(c.head, p...)
 	line, _, complete := bytes.Cut(c.head, []byte("\r\n"))
 	if !complete && len(c.head) < 4096 {

@@ -50,6 +50,18 @@ func BadGateway(clusterName, message string) *apierrors.StatusError {
 	}}
 }
 
+// GatewayTimeout is a 504 Status naming the cluster: the member took the
+// request and did not answer in time.
+func GatewayTimeout(clusterName, message string) *apierrors.StatusError {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status:  metav1.StatusFailure,
+		Code:    http.StatusGatewayTimeout,
+		Reason:  metav1.StatusReasonTimeout,
+		Message: message,
+		Details: &metav1.StatusDetails{Group: cluster.GroupName, Kind: "clusters", Name: clusterName},
+	}}
+}
+
 // CredentialRejected is the 503 Status that replaces a member's 401.
 func CredentialRejected(clusterName string) *apierrors.StatusError {
 	return Unavailable(clusterName, fmt.Sprintf(

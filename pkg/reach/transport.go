@@ -80,6 +80,12 @@ type Config struct {
 	// DialTimeout bounds connecting to a member: the dial, a proxy's
 	// CONNECT, and the TLS handshake.
 	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds how long a member may take, once the
+	// request is sent, to begin its answer (status line and headers), for
+	// every request: a member that accepts the connection and then says
+	// nothing would otherwise hold a watch or logs -f for ever. Zero is no
+	// bound.
+	ResponseHeaderTimeout time.Duration
 	// Dialers picks how each member is dialled; nil is Network.
 	Dialers Dialers
 	// OnFailure, when set, hears of each answer of a member that the
@@ -91,9 +97,10 @@ type Config struct {
 // transport only when what it is built from changes, and closes the idle
 // connections of the one it replaces or forgets.
 type TransportCache struct {
-	dialTimeout time.Duration
-	dialers     Dialers
-	onFailure   func(cluster, reason string)
+	dialTimeout           time.Duration
+	responseHeaderTimeout time.Duration
+	dialers               Dialers
+	onFailure             func(cluster, reason string)
 
 	mu      sync.Mutex
 	members map[string]*Member
@@ -103,7 +110,7 @@ type TransportCache struct {
 
 // NewTransportCache returns an empty cache.
 func NewTransportCache(cfg Config) *TransportCache {
-	c := &TransportCache{dialTimeout: cfg.DialTimeout, dialers: cfg.Dialers, onFailure: cfg.OnFailure, members: map[string]*Member{}}
+	c := &TransportCache{dialTimeout: cfg.DialTimeout, responseHeaderTimeout: cfg.ResponseHeaderTimeout, dialers: cfg.Dialers, onFailure: cfg.OnFailure, members: map[string]*Member{}}
 	if c.dialers == nil {
 		c.dialers = Network{Timeout: cfg.DialTimeout}
 	}
@@ -203,8 +210,10 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*Membe
 		DialContext:         dialer.DialContext,
 		TLSClientConfig:     tlsConfig,
 		TLSHandshakeTimeout: c.dialTimeout,
-		MaxIdleConnsPerHost: 32,
-		IdleConnTimeout:     90 * time.Second,
+		// Upgrades are bounded as they are dialed (upgradeBase, below).
+		ResponseHeaderTimeout: c.responseHeaderTimeout,
+		MaxIdleConnsPerHost:   32,
+		IdleConnTimeout:       90 * time.Second,
 		// Never ask the member for gzip on the caller's behalf (and then
 		// unpack it here): the caller's Accept-Encoding passes through, and
 		// the answer reaches it as the member sent it.
@@ -212,6 +221,12 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*Membe
 	})
 	// The proxy, if any, is in the dialer; environment proxies never apply.
 	base.Proxy = nil
+
+	// Upgrades are dialed by the upgrade-aware handler, from this
+	// transport's dialer and TLS config; their answers are bounded there
+	// (upgradeanswer.go).
+	upgradeBase := base.Clone()
+	upgradeBase.DialContext = answerDialer{dial: dialer.DialContext, timeout: c.upgradeAnswerTimeout()}.DialContext
 
 	prefix := strings.TrimSuffix(endpoint.Path, "/")
 	return &Member{
@@ -227,13 +242,22 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*Membe
 			delegate: &credentialGuard{cluster: cl.Name, prefix: prefix, onFailure: c.onFailure,
 				delegate: &redirectBlocker{cluster: cl.Name, prefix: prefix, onFailure: c.onFailure, delegate: base}},
 		},
-		upgrade: utilproxy.NewUpgradeRequestRoundTripper(base, &identityRoundTripper{
+		upgrade: utilproxy.NewUpgradeRequestRoundTripper(upgradeBase, &identityRoundTripper{
 			cluster:  cl.Name,
 			token:    creds.token,
 			policy:   policy,
 			delegate: &dialDeadline{timeout: c.dialTimeout, delegate: utilproxy.MirrorRequest},
 		}),
 	}, nil
+}
+
+// upgradeAnswerTimeout is how long a member has, from the dial, to finish
+// the TLS handshake and begin its answer to an upgrade; zero is no bound.
+func (c *TransportCache) upgradeAnswerTimeout() time.Duration {
+	if c.responseHeaderTimeout <= 0 {
+		return 0
+	}
+	return c.dialTimeout + c.responseHeaderTimeout
 }
 
 // fingerprintOf hashes everything a transport is built from.
