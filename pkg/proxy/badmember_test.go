@@ -60,6 +60,11 @@ func TestMisbehavingMembers(t *testing.T) {
 		want   string
 		// notForUpgrades: what the member does is right for an upgrade.
 		notForUpgrades bool
+		// quick: the row is about the bound on a member's silence. Other
+		// rows run with a bound they cannot reach on a loaded machine (an
+		// 11 MB header block takes seconds to read there), so that they
+		// test what they are about.
+		quick bool
 	}{
 		{"finishes TLS and never answers", func(_ http.ResponseWriter, r *http.Request) {
 			select {
@@ -67,7 +72,7 @@ func TestMisbehavingMembers(t *testing.T) {
 			case <-r.Context().Done():
 			}
 		},
-			http.StatusGatewayTimeout, metav1.StatusReasonTimeout, "did not begin its answer", false},
+			http.StatusGatewayTimeout, metav1.StatusReasonTimeout, "did not begin its answer", false, true},
 		{"sends headers without end", func(w http.ResponseWriter, r *http.Request) {
 			conn, _, err := http.NewResponseController(w).Hijack()
 			if err != nil {
@@ -88,18 +93,20 @@ func TestMisbehavingMembers(t *testing.T) {
 				}
 			}
 		},
-			http.StatusGatewayTimeout, metav1.StatusReasonTimeout, "did not begin its answer", false},
+			http.StatusGatewayTimeout, metav1.StatusReasonTimeout, "did not begin its answer", false, true},
 		{"answers garbage", raw(func(b *strings.Builder) { b.WriteString("\x00\x01 not HTTP at all\r\n\r\n") }),
-			http.StatusBadGateway, "", "not valid HTTP", false},
+			http.StatusBadGateway, "", "not valid HTTP", false, false},
+		{"answers 2 MiB of NUL bytes", raw(func(b *strings.Builder) { b.WriteString(strings.Repeat("\x00", 2<<20) + "\r\n\r\n") }),
+			http.StatusBadGateway, "", "not valid HTTP", false, false},
 		{"sends a header block over 10 MB", raw(func(b *strings.Builder) {
 			b.WriteString("HTTP/1.1 200 OK\r\n")
 			for b.Len() < 11<<20 {
 				b.WriteString("X-Filler: " + strings.Repeat("x", 1000) + "\r\n")
 			}
-		}), http.StatusBadGateway, "", "headers exceeded", false},
+		}), http.StatusBadGateway, "", "headers exceeded", false, false},
 		{"answers 101 to a request that asked for no upgrade", raw(func(b *strings.Builder) {
 			b.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n")
-		}), http.StatusBadGateway, "", "switch protocol", true},
+		}), http.StatusBadGateway, "", "switch protocol", true, false},
 	} {
 		for _, m := range []mode{plainMode, watchMode, upgradeMode} {
 			if m == upgradeMode && tc.notForUpgrades {
@@ -107,15 +114,74 @@ func TestMisbehavingMembers(t *testing.T) {
 			}
 			t.Run(tc.name+"/"+string(m), func(t *testing.T) {
 				mem := newMember(t, tc.answer, withHTTP2(false))
-				f := newFixtureWith(t, reach.Config{DialTimeout: testDialTimeout, ResponseHeaderTimeout: testDialTimeout, OnFailure: RecordUpstreamError})
+				bound := time.Hour
+				if tc.quick {
+					bound = testDialTimeout
+				}
+				f := newFixtureWith(t, reach.Config{DialTimeout: testDialTimeout, ResponseHeaderTimeout: bound, OnFailure: RecordUpstreamError})
 				f.addMember(t, testCluster, mem, "")
 				status, rec := f.failOnce(t, m)
 				checkStatus(t, status, tc.code, tc.reason, testCluster, mem.srv.URL, tc.want)
+				// What the member sent is not echoed back at length.
+				if len(status.Message) > 1024 || rec.Body.Len() > 2048 {
+					t.Errorf("a message of %d bytes in an answer of %d", len(status.Message), rec.Body.Len())
+				}
 				if rec.Code != int(tc.code) {
 					t.Errorf("code = %d, want %d", rec.Code, tc.code)
 				}
 			})
 		}
+	}
+}
+
+// Members that rightly begin their answer later than the bound: the
+// member holds these requests open, and kube-apiserver sends their headers
+// only when it has something (logs -f: the kubelet's first line; a nested
+// proxy: the backend's answer; a CPU profile: when it is done). The bound
+// stays for what the member answers at once: an ordinary GET and a watch.
+func TestMembersThatRightlyAnswerLate(t *testing.T) {
+	const bound = 500 * time.Millisecond
+	late := func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(8 * bound):
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "the first line\n")
+	}
+	for _, tc := range []struct {
+		path string
+		code int
+	}{
+		{"/api/v1/namespaces/dev/pods/web-0/log?follow=true&tailLines=0", http.StatusOK},
+		{"/api/v1/namespaces/dev/services/web:80/proxy/slow", http.StatusOK},
+		{"/api/v1/namespaces/dev/pods/web-0:8080/proxy/", http.StatusOK},
+		{"/api/v1/nodes/node-0/proxy/metrics", http.StatusOK},
+		{"/debug/pprof/profile?seconds=1", http.StatusOK},
+		// What the member answers at once is bounded.
+		{"/api/v1/namespaces/dev/pods/web-0/log", http.StatusGatewayTimeout},
+		{"/api/v1/namespaces/dev/pods/web-0/exec?command=ls", http.StatusGatewayTimeout},
+		{"/api/v1/namespaces/dev/pods/web-0/portforward?ports=80", http.StatusGatewayTimeout},
+		{"/api/v1/namespaces/dev/pods?watch=true", http.StatusGatewayTimeout},
+		{"/api/v1/namespaces/dev/pods", http.StatusGatewayTimeout},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			mem := newMember(t, late)
+			f := newFixtureWith(t, reach.Config{DialTimeout: bound, ResponseHeaderTimeout: bound, OnFailure: RecordUpstreamError})
+			f.addMember(t, testCluster, mem, "")
+			fe := f.newFrontend(t, testCluster, alice, nil)
+			resp, raw := fe.do(t, http.MethodGet, proxyPath(testCluster, tc.path), nil, "")
+			body := string(raw)
+			if resp.StatusCode != tc.code {
+				t.Fatalf("answer = %d %q, want %d", resp.StatusCode, body, tc.code)
+			}
+			if tc.code == http.StatusOK && body != "the first line\n" {
+				t.Errorf("body = %q", body)
+			}
+			if tc.code == http.StatusGatewayTimeout && !strings.Contains(body, "did not begin its answer within switchboard's --request-timeout") {
+				t.Errorf("body = %q", body)
+			}
+		})
 	}
 }
 
@@ -235,4 +301,27 @@ func TestSlowReaderHoldsBackTheMember(t *testing.T) {
 	// The caller goes away: the member's answer ends with it.
 	_ = resp.Body.Close()
 	within(t, "the member's answer after the caller left", func() { <-memberDone })
+}
+
+// A member that speaks HTTP/2, as kube-apiservers do, and sends a header
+// block over the transport's 10 MiB limit: the same 502 as over HTTP/1.1.
+func TestHTTP2MemberSendsHeadersOverTheLimit(t *testing.T) {
+	mem := newMember(t, func(w http.ResponseWriter, _ *http.Request) {
+		for i := 0; i < 12<<10; i++ {
+			w.Header().Set(fmt.Sprintf("X-Filler-%d", i), strings.Repeat("x", 1000))
+		}
+		w.WriteHeader(http.StatusOK)
+	}, withHTTP2(true))
+	for _, m := range []mode{plainMode, watchMode} {
+		t.Run(string(m), func(t *testing.T) {
+			// No bound it could reach: the row is about the size.
+			f := newFixtureWith(t, reach.Config{DialTimeout: testDialTimeout, ResponseHeaderTimeout: time.Hour, OnFailure: RecordUpstreamError})
+			f.addMember(t, testCluster, mem, "")
+			status, rec := f.failOnce(t, m)
+			checkStatus(t, status, http.StatusBadGateway, "", testCluster, mem.srv.URL, "not valid HTTP")
+			if rec.Code != http.StatusBadGateway {
+				t.Errorf("code = %d, want 502", rec.Code)
+			}
+		})
+	}
 }

@@ -108,10 +108,10 @@ func (r *errorResponder) status(req *http.Request, err error) error {
 		return reach.GatewayTimeout(r.cluster, fmt.Sprintf("cluster %q at %s accepted the request and did not begin its answer within switchboard's --request-timeout", r.cluster, r.endpoint))
 	case badAnswer(err):
 		RecordUpstreamError(r.cluster, string(reach.Other))
-		return reach.BadGateway(r.cluster, fmt.Sprintf("cluster %q at %s sent an answer that is not valid HTTP: %v", r.cluster, r.endpoint, err))
+		return reach.BadGateway(r.cluster, fmt.Sprintf("cluster %q at %s sent an answer that is not valid HTTP: %s", r.cluster, r.endpoint, brief(err)))
 	case reach.Classify(err) == reach.Reset:
 		RecordUpstreamError(r.cluster, string(reach.Reset))
-		return reach.Unavailable(r.cluster, fmt.Sprintf("cluster %q closed the connection at %s: %v", r.cluster, r.endpoint, err))
+		return reach.Unavailable(r.cluster, fmt.Sprintf("cluster %q closed the connection at %s: %s", r.cluster, r.endpoint, brief(err)))
 	case req.Context().Err() != nil:
 		// The caller went away or its request timed out; nobody reads this.
 		return apierrors.NewTimeoutError(fmt.Sprintf("request to cluster %q ended: %v", r.cluster, req.Context().Err()), 0)
@@ -119,18 +119,35 @@ func (r *errorResponder) status(req *http.Request, err error) error {
 		logger.V(2).Info("Member unreachable", "cluster", klog.KRef("", r.cluster), "err", err)
 		failure := reach.Classify(err)
 		RecordUpstreamError(r.cluster, string(failure))
-		return reach.Unavailable(r.cluster, fmt.Sprintf("cluster %q is unreachable at %s: %s: %v", r.cluster, r.endpoint, failure.Hint(), err))
+		return reach.Unavailable(r.cluster, fmt.Sprintf("cluster %q is unreachable at %s: %s: %s", r.cluster, r.endpoint, failure.Hint(), brief(err)))
 	}
+}
+
+// maxErrorInMessage bounds how much of an error goes into a Status: the
+// transport's errors quote what the member sent, which may be megabytes.
+const maxErrorInMessage = 256
+
+// brief is err's text, cut to maxErrorInMessage bytes.
+func brief(err error) string {
+	msg := err.Error()
+	if len(msg) <= maxErrorInMessage {
+		return msg
+	}
+	return strings.ToValidUTF8(msg[:maxErrorInMessage], "") + "... (cut)"
 }
 
 // badAnswer says whether err is the transport's refusal of what a member
 // answered: no HTTP at all, a header block over its limit, or a protocol
-// switch nobody asked for.
+// switch nobody asked for, over HTTP/1.1 or HTTP/2.
 func badAnswer(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "malformed HTTP") ||
 		strings.Contains(msg, "server response headers exceeded") ||
-		strings.Contains(msg, "tried to switch protocol")
+		strings.Contains(msg, "tried to switch protocol") ||
+		// HTTP/2, which kube-apiservers speak: what the client found wrong
+		// in the member's frames (a header list over its limit, for one).
+		strings.Contains(msg, "connection error: PROTOCOL_ERROR") ||
+		strings.Contains(msg, "malformed response from server")
 }
 
 // MemberError is the Status for err, which a request to the member named

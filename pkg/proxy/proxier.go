@@ -146,6 +146,9 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 			u.RawQuery = location.RawQuery
 			req.URL = &u
 		}
+		if mayAnswerLate(req) {
+			req = req.WithContext(reach.MayAnswerLate(req.Context()))
+		}
 		if httpstream.IsUpgradeRequest(req) {
 			// The member's answer to an upgrade is copied to the hijacked
 			// connection, past the round trippers: its code is read there.

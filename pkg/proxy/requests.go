@@ -161,6 +161,31 @@ func isMemberWatch(r *http.Request) bool {
 	return member != nil && member.IsResourceRequest && member.Verb == "watch"
 }
 
+// mayAnswerLate says whether the member may rightly take longer than
+// --request-timeout to begin its answer: a request it holds open and
+// answers only when it has something, logs -f, nested proxies and
+// /debug/pprof/. It answers a watch at once, and exec, attach and
+// port-forward too (a 101, or a refusal when no upgrade was asked for);
+// an upgrade is bounded as it is dialed.
+func mayAnswerLate(r *http.Request) bool {
+	info, ok := request.RequestInfoFrom(r.Context())
+	if !ok || !isProxyRequest(info) || httpstream.IsUpgradeRequest(r) || !IsLongRunning(r, info) {
+		return false
+	}
+	member := memberRequest(r, info)
+	if member == nil {
+		return false
+	}
+	if member.IsResourceRequest {
+		return member.Verb != "watch" && !answeredAtOnce.Has(member.Subresource)
+	}
+	return true
+}
+
+// answeredAtOnce are the subresources a member holds open whose answer
+// begins at once.
+var answeredAtOnce = sets.NewString("exec", "attach", "portforward")
+
 // queryTrue reads a boolean query parameter as kube-apiserver does.
 func queryTrue(q url.Values, name string) bool {
 	v, ok := q[name]

@@ -82,9 +82,9 @@ type Config struct {
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds how long a member may take, once the
 	// request is sent, to begin its answer (status line and headers), for
-	// every request: a member that accepts the connection and then says
-	// nothing would otherwise hold a watch or logs -f for ever. Zero is no
-	// bound.
+	// every request but those marked MayAnswerLate: a member that accepts
+	// the connection and then says nothing would otherwise hold a watch or
+	// an exec for ever. Zero is no bound.
 	ResponseHeaderTimeout time.Duration
 	// Dialers picks how each member is dialled; nil is Network.
 	Dialers Dialers
@@ -210,10 +210,11 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*Membe
 		DialContext:         dialer.DialContext,
 		TLSClientConfig:     tlsConfig,
 		TLSHandshakeTimeout: c.dialTimeout,
-		// Upgrades are bounded as they are dialed (upgradeBase, below).
-		ResponseHeaderTimeout: c.responseHeaderTimeout,
-		MaxIdleConnsPerHost:   32,
-		IdleConnTimeout:       90 * time.Second,
+		// How long a member may take to begin its answer is bounded per
+		// request (headerBound, below); upgrades are bounded as they are
+		// dialed (upgradeBase).
+		MaxIdleConnsPerHost: 32,
+		IdleConnTimeout:     90 * time.Second,
 		// Never ask the member for gzip on the caller's behalf (and then
 		// unpack it here): the caller's Accept-Encoding passes through, and
 		// the answer reaches it as the member sent it.
@@ -240,7 +241,8 @@ func (c *TransportCache) build(cl *v1alpha1.Cluster, creds *credentials) (*Membe
 			token:   creds.token,
 			policy:  policy,
 			delegate: &credentialGuard{cluster: cl.Name, prefix: prefix, onFailure: c.onFailure,
-				delegate: &redirectBlocker{cluster: cl.Name, prefix: prefix, onFailure: c.onFailure, delegate: base}},
+				delegate: &redirectBlocker{cluster: cl.Name, prefix: prefix, onFailure: c.onFailure,
+					delegate: &headerBound{timeout: c.responseHeaderTimeout, delegate: base}}},
 		},
 		upgrade: utilproxy.NewUpgradeRequestRoundTripper(upgradeBase, &identityRoundTripper{
 			cluster:  cl.Name,

@@ -162,7 +162,7 @@ func (c *answerConn) Read(p []byte) (int, error) {
 	switch {
 	case c.read > maxUpgradeAnswerBytes:
 		return n, errUpgradeAnswerTooLarge
-	case err != nil && !c.deadline.IsZero() && errors.Is(err, os.ErrDeadlineExceeded):
+	case err != nil && !c.deadline.IsZero() && isTimeout(err):
 		return n, errUpgradeAnswerTimeout
 	}
 	return n, err
@@ -183,4 +183,12 @@ func (c *answerConn) SetReadDeadline(t time.Time) error {
 	defer c.mu.Unlock()
 	c.deadline = time.Time{}
 	return c.Conn.SetReadDeadline(t)
+}
+
+// isTimeout says whether a read failed at its deadline: os.ErrDeadlineExceeded
+// on a network connection, a net.Error that says so on a tunnel's yamux
+// stream.
+func isTimeout(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout()
 }

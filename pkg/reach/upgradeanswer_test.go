@@ -23,6 +23,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // dialBounded dials one end of a pipe for an upgrade that a guard watches,
@@ -60,6 +62,32 @@ func TestAnswerConnBounds(t *testing.T) {
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			t.Errorf("%v is not a net.Error timeout", err)
+		}
+	})
+
+	t.Run("silent member over a tunnel: the same timeout", func(t *testing.T) {
+		// A tunnelled member is dialed as a yamux stream, whose deadline
+		// error is yamux's own.
+		hubEnd, agentEnd := net.Pipe()
+		t.Cleanup(func() { _ = hubEnd.Close(); _ = agentEnd.Close() })
+		hub, err := yamux.Client(hubEnd, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		agent, err := yamux.Server(agentEnd, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = hub.Close(); _ = agent.Close() })
+		go func() { _, _ = agent.Accept() }()
+		ctx := context.WithValue(context.Background(), upgradeAnswerKey{}, &upgradeAnswer{})
+		d := answerDialer{timeout: 50 * time.Millisecond, dial: func(context.Context, string, string) (net.Conn, error) { return hub.OpenStream() }}
+		conn, err := d.DialContext(ctx, "tcp", "member:443")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, errUpgradeAnswerTimeout) {
+			t.Fatalf("read = %v, want the answer timeout", err)
 		}
 	})
 
