@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/kubernetes"
@@ -108,6 +109,10 @@ type completedConfig struct {
 	Members *members.Members
 	// fleet serves the fleet endpoint inside the handler chain.
 	fleet *lateFleet
+	// fleetAuthorizer is the delegating authorizer itself: the fleet
+	// answers a failed SubjectAccessReview with its own 503, where the
+	// handler chain's authorizer refuses (FailClosed).
+	fleetAuthorizer authorizer.Authorizer
 }
 
 // CompletedConfig is a Config on which Complete has run. Only this package
@@ -151,6 +156,10 @@ func (cfg *Config) Complete() (CompletedConfig, error) {
 		return CompletedConfig{}, err
 	}
 	late := &lateFleet{}
+	fleetAuthorizer := cfg.GenericConfig.Authorization.Authorizer
+	if fleetAuthorizer != nil {
+		cfg.GenericConfig.Authorization.Authorizer = FailClosed(fleetAuthorizer)
+	}
 	chain := cfg.GenericConfig.BuildHandlerChainFunc
 	if chain == nil {
 		chain = genericapiserver.DefaultBuildHandlerChain
@@ -159,10 +168,11 @@ func (cfg *Config) Complete() (CompletedConfig, error) {
 		return chain(late.wrap(handler), gc)
 	}
 	return CompletedConfig{&completedConfig{
-		GenericConfig: cfg.GenericConfig.Complete(),
-		ExtraConfig:   &cfg.ExtraConfig,
-		Members:       m,
-		fleet:         late,
+		GenericConfig:   cfg.GenericConfig.Complete(),
+		ExtraConfig:     &cfg.ExtraConfig,
+		Members:         m,
+		fleet:           late,
+		fleetAuthorizer: fleetAuthorizer,
 	}}, nil
 }
 
@@ -183,6 +193,11 @@ func (c CompletedConfig) New() (*Server, error) {
 	if err := genericServer.AddReadyzChecks(c.Members.ReadyzCheck()); err != nil {
 		return nil, err
 	}
+	if hub := c.ExtraConfig.HubClient; hub != nil {
+		if err := genericServer.AddReadyzChecks(HubReadyzCheck(hub.Discovery().RESTClient())); err != nil {
+			return nil, err
+		}
+	}
 	endWatches := notAcceptingNewRequests(c.GenericConfig.ShutdownInitiatedNotify(), genericServer)
 	proxier := proxy.NewProxier(proxy.Config{
 		Clusters:   c.Members.Clusters,
@@ -196,7 +211,7 @@ func (c CompletedConfig) New() (*Server, error) {
 	c.fleet.fleet.Store(fleet.New(fleet.Config{
 		Clusters:        c.Members.Clusters,
 		Members:         proxier,
-		Authorizer:      c.GenericConfig.Authorization.Authorizer,
+		Authorizer:      c.fleetAuthorizer,
 		Serializer:      Codecs,
 		MembersInFlight: c.ExtraConfig.FleetMembersInFlight,
 		MemberTimeout:   c.ExtraConfig.FleetMemberTimeout,

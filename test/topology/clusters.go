@@ -103,7 +103,7 @@ func (u *upper) startAPIServer(c *Cluster) error {
 	if isHub {
 		args = append(args,
 			"--requestheader-client-ca-file="+s.FrontProxy.CACert,
-			"--requestheader-allowed-names="+frontProxyClientName,
+			"--requestheader-allowed-names="+FrontProxyClientName,
 			"--requestheader-username-headers=X-Remote-User",
 			"--requestheader-uid-headers=X-Remote-Uid",
 			"--requestheader-group-headers=X-Remote-Group",

@@ -73,9 +73,9 @@ type switchboardPKI struct {
 }
 
 const (
-	// frontProxyClientName is the aggregator's client certificate name, the
+	// FrontProxyClientName is the aggregator's client certificate name, the
 	// one --requestheader-allowed-names lists.
-	frontProxyClientName = "front-proxy-client"
+	FrontProxyClientName = "front-proxy-client"
 	// switchboardHubUser is the user switchboard authenticates to the hub as.
 	switchboardHubUser = "switchboard-apiserver"
 	// serviceIP is the first address of --service-cluster-ip-range, the
@@ -149,7 +149,7 @@ func newFrontProxyPKI(dir string) (*frontProxyPKI, error) {
 	if p.CACert, err = ca.WriteCA(dir, "front-proxy-ca"); err != nil {
 		return nil, err
 	}
-	client, err := ca.ClientPair(frontProxyClientName)
+	client, err := ca.ClientPair(FrontProxyClientName)
 	if err != nil {
 		return nil, err
 	}
