@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -32,23 +34,55 @@ import (
 	"k8s.io/client-go/rest"
 )
 
+// maxHubMessage bounds how much of the hub's own message a refusal quotes.
+const maxHubMessage = 256
+
 // hubCheckTimeout bounds the /readyz check of the hub, well inside a
 // kubelet's default probe timeout.
 const hubCheckTimeout = 800 * time.Millisecond
 
+// hubCheckInterval is how often, at most, the /readyz check asks the hub:
+// however often /readyz is called, by anyone who can reach the port.
+const hubCheckInterval = time.Second
+
 // HubReadyzCheck reports on /readyz, as "hub", whether the hub's API
 // server answers: switchboard asks it to authorize every request, and reads
 // credentials from it. /livez leaves it out: restarting switchboard does
-// not bring the hub back.
+// not bring the hub back. The Deployment's readinessProbe leaves it out
+// too (/readyz?exclude=hub): every replica would fail it at once, and
+// none would then serve what it still can (decisions the hub made lately,
+// system:masters).
 func HubReadyzCheck(hub rest.Interface) healthz.HealthChecker {
-	return healthz.NamedCheck("hub", func(req *http.Request) error {
-		ctx, cancel := context.WithTimeout(req.Context(), hubCheckTimeout)
-		defer cancel()
-		if err := hub.Get().AbsPath("/version").MaxRetries(0).Do(ctx).Error(); err != nil {
-			return fmt.Errorf("the hub's API server does not answer GET /version: %w", err)
-		}
-		return nil
-	})
+	c := &hubCheck{hub: hub}
+	return healthz.NamedCheck("hub", c.check)
+}
+
+type hubCheck struct {
+	hub rest.Interface
+
+	mu      sync.Mutex
+	checked time.Time
+	err     error
+}
+
+// check asks the hub at most once per hubCheckInterval, and otherwise
+// answers what it saw last.
+func (c *hubCheck) check(*http.Request) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.checked.IsZero() && time.Since(c.checked) < hubCheckInterval {
+		return c.err
+	}
+	// Not the caller's context: a caller that leaves must not make the
+	// answer other callers get for the next second a failure.
+	ctx, cancel := context.WithTimeout(context.Background(), hubCheckTimeout)
+	defer cancel()
+	c.err = nil
+	if err := c.hub.Get().AbsPath("/version").MaxRetries(0).Do(ctx).Error(); err != nil {
+		c.err = fmt.Errorf("the hub's API server does not answer GET /version: %w", err)
+	}
+	c.checked = time.Now()
+	return c.err
 }
 
 // FailClosed wraps the authorizer of the handler chain: it refuses, with a
@@ -89,7 +123,11 @@ func hubCause(err error) string {
 	switch {
 	case errors.As(err, &status) && status.Status().Code != 0:
 		s := status.Status()
-		return fmt.Sprintf("the hub answered %d %s: %s", s.Code, http.StatusText(int(s.Code)), s.Message)
+		msg := s.Message
+		if len(msg) > maxHubMessage {
+			msg = strings.ToValidUTF8(msg[:maxHubMessage], "") + "... (cut)"
+		}
+		return fmt.Sprintf("the hub answered %d %s: %s", s.Code, http.StatusText(int(s.Code)), msg)
 	case utilnet.IsConnectionRefused(err):
 		return "the hub refused the connection"
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():

@@ -195,8 +195,10 @@ func TestFailClosed(t *testing.T) {
 
 func TestHubReadyzCheck(t *testing.T) {
 	var up atomic.Bool
+	var asked atomic.Int32
 	up.Store(true)
 	hub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
 		if r.URL.Path != "/version" {
 			http.NotFound(w, r)
 			return
@@ -212,20 +214,32 @@ func TestHubReadyzCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := HubReadyzCheck(client.Discovery().RESTClient())
-	if check.Name() != "hub" {
-		t.Errorf("name = %q", check.Name())
+	if name := HubReadyzCheck(client.Discovery().RESTClient()).Name(); name != "hub" {
+		t.Errorf("name = %q", name)
 	}
+	c := &hubCheck{hub: client.Discovery().RESTClient()}
 	req := httptest.NewRequest(http.MethodGet, "/readyz", nil)
-	if err := check.Check(req); err != nil {
+	if err := c.check(req); err != nil {
 		t.Errorf("with the hub up: %v", err)
 	}
+	// However often /readyz is called, the hub is asked once a second at
+	// most (the client's rate limiter would otherwise fail the check).
+	for range 500 {
+		if err := c.check(req); err != nil {
+			t.Fatalf("with the hub up, called again: %v", err)
+		}
+	}
+	if n := asked.Load(); n != 1 {
+		t.Errorf("the hub was asked %d times for 501 checks within a second", n)
+	}
 	up.Store(false)
-	if err := check.Check(req); err == nil || !strings.Contains(err.Error(), "the hub's API server does not answer GET /version") {
+	c.checked = time.Time{}
+	if err := c.check(req); err == nil || !strings.Contains(err.Error(), "the hub's API server does not answer GET /version") {
 		t.Errorf("with the hub failing: %v", err)
 	}
 	hub.Close()
-	if err := check.Check(req); err == nil {
+	c.checked = time.Time{}
+	if err := c.check(req); err == nil {
 		t.Error("with the hub gone: no error")
 	}
 }

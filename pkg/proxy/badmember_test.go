@@ -167,7 +167,7 @@ func TestMembersThatRightlyAnswerLate(t *testing.T) {
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			mem := newMember(t, late)
-			f := newFixtureWith(t, reach.Config{DialTimeout: bound, ResponseHeaderTimeout: bound, OnFailure: RecordUpstreamError})
+			f := newFixtureWith(t, reach.Config{DialTimeout: testDialTimeout, ResponseHeaderTimeout: bound, OnFailure: RecordUpstreamError})
 			f.addMember(t, testCluster, mem, "")
 			fe := f.newFrontend(t, testCluster, alice, nil)
 			resp, raw := fe.do(t, http.MethodGet, proxyPath(testCluster, tc.path), nil, "")

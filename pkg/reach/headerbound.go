@@ -20,6 +20,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"sync"
 	"time"
 )
 
@@ -64,9 +66,15 @@ func (b *headerBound) RoundTrip(req *http.Request) (*http.Response, error) {
 		return b.delegate.RoundTrip(req)
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
-	timer := time.AfterFunc(b.timeout, func() { cancel(errHeaderTimeout) })
+	// As net/http's ResponseHeaderTimeout, the bound starts once the
+	// request is written: the dial and the TLS handshake have
+	// --member-dial-timeout, and an upload takes what it takes.
+	t := &headerTimer{cancel: func() { cancel(errHeaderTimeout) }}
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { t.start(b.timeout) },
+	})
 	resp, err := b.delegate.RoundTrip(req.WithContext(ctx))
-	if !timer.Stop() {
+	if !t.end() {
 		// The bound passed, whatever came back meanwhile: the answer's
 		// context is cancelled.
 		if err == nil {
@@ -82,6 +90,51 @@ func (b *headerBound) RoundTrip(req *http.Request) (*http.Response, error) {
 	// The body is read under ctx: it ends when the body is closed.
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancel(nil) }}
 	return resp, nil
+}
+
+// headerTimer is started when a request has been written, which HTTP/2 may
+// report after the answer has come (or again, when net/http retries the
+// request on a new connection), and ended when the answer comes.
+type headerTimer struct {
+	cancel func()
+
+	mu           sync.Mutex
+	timer        *time.Timer
+	ended, fired bool
+}
+
+func (t *headerTimer) start(d time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.ended:
+	case t.timer == nil:
+		t.timer = time.AfterFunc(d, t.fire)
+	default:
+		t.timer.Reset(d)
+	}
+}
+
+func (t *headerTimer) fire() {
+	t.mu.Lock()
+	if t.ended {
+		t.mu.Unlock()
+		return
+	}
+	t.fired = true
+	t.mu.Unlock()
+	t.cancel()
+}
+
+// end stops the timer and says whether it had not fired.
+func (t *headerTimer) end() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ended = true
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	return !t.fired
 }
 
 func (b *headerBound) WrappedRoundTripper() http.RoundTripper { return b.delegate }

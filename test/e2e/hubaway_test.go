@@ -66,21 +66,28 @@ func TestHubGoesAway(t *testing.T) {
 	// SubjectAccessReview; this user is allowed by the hub's RBAC.
 	const reader = "hub-away-reader"
 	f.Grant(t, reader, rbacv1.PolicyRule{APIGroups: []string{v1alpha1.GroupName}, Resources: []string{"clusters/proxy"}, Verbs: []string{"get"}})
-	as := func(user, path string) (int, string) {
+	try := func(user, path string) (int, string, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.Switchboard.URL+path, nil)
 		if err != nil {
-			t.Fatal(err)
+			return 0, "", err
 		}
 		req.Header.Set("X-Remote-User", user)
 		req.Header.Set("X-Remote-Group", "system:authenticated")
 		resp, err := client.Do(req)
 		if err != nil {
+			return 0, "", err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), err
+	}
+	as := func(user, path string) (int, string) {
+		code, body, err := try(user, path)
+		if err != nil {
 			// switchboard itself must always answer.
 			t.Fatalf("GET %s straight from switchboard: %v", path, err)
 		}
-		defer func() { _ = resp.Body.Close() }()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
+		return code, body
 	}
 	direct := func(path string) (int, string) {
 		code, body, err := topology.FrontProxyGet(ctx, client, s.Switchboard.URL+path)
@@ -113,11 +120,21 @@ func TestHubGoesAway(t *testing.T) {
 				return
 			case <-time.After(250 * time.Millisecond):
 			}
-			if code, _ := as(reader, cached); code == http.StatusOK {
+			// Off the test's goroutine: errors are the loop's below.
+			if code, _, err := try(reader, cached); err == nil && code == http.StatusOK {
 				lastAllowed.Store(time.Now().UnixNano())
 			}
 		}
 	}()
+	// Cleanups run last first: the hub is started again, then waited for,
+	// then the grant goes.
+	t.Cleanup(func() {
+		eventually(t, 2*time.Minute, func() error {
+			_, err := f.Hub(t).Discovery().ServerVersion()
+			return err
+		})
+		eventually(t, 2*time.Minute, func() error { return s.APIServiceAvailable(ctx) })
+	})
 	stopping := time.Now()
 	restart := stopProcess(t, "hub-kube-apiserver")
 	close(priming)
@@ -171,6 +188,10 @@ func TestHubGoesAway(t *testing.T) {
 		}
 		if code, body := direct("/livez"); code != http.StatusOK {
 			t.Errorf("/livez with the hub away: %d %s", code, body)
+		}
+		// The Deployment's readinessProbe.
+		if code, body := direct("/readyz?exclude=hub"); code != http.StatusOK {
+			t.Errorf("/readyz?exclude=hub with the hub away: %d %s", code, body)
 		}
 		code, body = as(reader, cached)
 		counts[classify("the request the hub allowed last", code, body)]++
