@@ -19,6 +19,7 @@ limitations under the License.
 package apiserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -94,6 +95,10 @@ type ExtraConfig struct {
 	// FleetMemberTimeout bounds each member's answer to a fleet get or list,
 	// and the start of its watch.
 	FleetMemberTimeout time.Duration
+	// DiskSpace, when set, is asked before every create and update of a
+	// Cluster; an error refuses the write with 507 (see
+	// embeddedetcd.Server.DiskSpace).
+	DiskSpace func(context.Context) error
 }
 
 // Config is the configuration of the server.
@@ -183,7 +188,7 @@ func (c CompletedConfig) New() (*Server, error) {
 		return nil, err
 	}
 
-	clusters, err := clusterstorage.NewStorage(Scheme, c.GenericConfig.RESTOptionsGetter)
+	clusters, err := clusterstorage.NewStorage(Scheme, c.GenericConfig.RESTOptionsGetter, c.ExtraConfig.DiskSpace)
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -57,6 +58,9 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// QuotaBackendBytes is etcd's space quota; 0 keeps etcd's default (2 GiB).
 	QuotaBackendBytes int64
+	// MinFreeDiskBytes is the space DiskSpace keeps free on the data
+	// directory's filesystem; 0 keeps none.
+	MinFreeDiskBytes int64
 }
 
 // Server is a running embedded etcd.
@@ -65,6 +69,11 @@ type Server struct {
 	endpoint string
 	lock     *os.File
 	stopping *atomic.Bool
+	dataDir  string
+	minFree  int64
+	// short is whether the last DiskSpace call found too little space;
+	// the log says so when that changes, not on every write.
+	short atomic.Bool
 }
 
 // Start starts etcd in cfg.DataDir and waits until it serves requests.
@@ -141,7 +150,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, ctx.Err()
 	}
 	logger.Info("Embedded etcd is ready", "endpoint", clientURL.String())
-	return &Server{etcd: e, endpoint: clientURL.String(), lock: lock, stopping: stopping}, nil
+	return &Server{etcd: e, endpoint: clientURL.String(), lock: lock, stopping: stopping, dataDir: dataDir, minFree: cfg.MinFreeDiskBytes}, nil
 }
 
 // Endpoint is the URL clients use to reach etcd.
@@ -155,6 +164,49 @@ func (s *Server) Close() {
 	s.stopping.Store(true)
 	s.etcd.Close()
 	unlock(s.lock)
+}
+
+// DiskSpaceError says that the data directory's filesystem has less free
+// space than the server keeps free.
+type DiskSpaceError struct {
+	Free, Min int64
+}
+
+func (e *DiskSpaceError) Error() string {
+	return fmt.Sprintf("the embedded etcd's data directory has %s free, less than the %s that --embedded-etcd-min-free-disk-bytes keeps free", mib(e.Free), mib(e.Min))
+}
+
+// mib rounds down, so that what is short never reads as the minimum.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", math.Floor(float64(n)/(1<<20)*10)/10) }
+
+// DiskSpace returns a *DiskSpaceError when the data directory's filesystem
+// has less free space (for an unprivileged writer) than cfg.MinFreeDiskBytes.
+// etcd exits when a write to its log or database finds the disk full, so
+// that writes are refused while etcd still has room for what it writes on
+// its own (a compaction, the next log segment of 64 MiB). nil when no
+// minimum is set or the space cannot be read.
+func (s *Server) DiskSpace(ctx context.Context) error {
+	if s.minFree <= 0 {
+		return nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dataDir, &st); err != nil {
+		return nil //nolint:nilerr // etcd's own writes will say what is wrong
+	}
+	free := int64(st.Bavail) * st.Bsize //nolint:gosec // block counts of a real filesystem fit
+	short := free < s.minFree
+	if s.short.Swap(short) != short {
+		logger := klog.FromContext(ctx)
+		if short {
+			logger.Error(nil, "Refusing Cluster writes: the embedded etcd's disk is almost full", "dataDir", s.dataDir, "freeBytes", free, "minFreeBytes", s.minFree)
+		} else {
+			logger.Info("Accepting Cluster writes again: the embedded etcd's disk has room", "dataDir", s.dataDir, "freeBytes", free, "minFreeBytes", s.minFree)
+		}
+	}
+	if short {
+		return &DiskSpaceError{Free: free, Min: s.minFree}
+	}
+	return nil
 }
 
 // lockDataDir takes an exclusive lock on the data directory, so that a second

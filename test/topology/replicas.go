@@ -53,6 +53,9 @@ type ReplicasConfig struct {
 	// EtcdPrefix is where the replicas keep Clusters in the topology's
 	// etcd, apart from every cluster's own prefix.
 	EtcdPrefix string
+	// EtcdURL, when set, is an etcd of the replicas' own instead of the
+	// topology's.
+	EtcdURL string
 	// LeaseName is the hub Lease (in switchboard-system) the replicas elect
 	// their status writer with; it must differ from the topology's own
 	// switchboard's (switchboard-cluster-status).
@@ -128,6 +131,10 @@ func (s *State) StartReplicas(ctx context.Context, cfg ReplicasConfig) (*Replica
 		}
 	}
 
+	etcd := s.EtcdURL
+	if cfg.EtcdURL != "" {
+		etcd = cfg.EtcdURL
+	}
 	for i, addr := range cfg.Addresses {
 		r := &Replica{
 			Name:    cfg.Name + "-" + strconv.Itoa(i+1),
@@ -141,7 +148,7 @@ func (s *State) StartReplicas(ctx context.Context, cfg ReplicasConfig) (*Replica
 			"--secure-port=" + strconv.Itoa(port),
 			"--tls-cert-file=" + s.Switchboard.PKI.ServingCert,
 			"--tls-private-key-file=" + s.Switchboard.PKI.ServingKey,
-			"--etcd-servers=" + s.EtcdURL,
+			"--etcd-servers=" + etcd,
 			"--etcd-prefix=" + cfg.EtcdPrefix,
 			"--kubeconfig=" + hubKubeconfig,
 			"--authentication-kubeconfig=" + hubKubeconfig,

@@ -97,6 +97,9 @@ type Options struct {
 
 	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
 	Version                  version.Flag
+
+	// diskSpace is the embedded etcd's check of its disk, once it runs.
+	diskSpace func(context.Context) error
 }
 
 // ProxyOptions configure forwarding to members.
@@ -118,7 +121,12 @@ type ProxyOptions struct {
 type EmbeddedEtcdOptions struct {
 	DataDir           string
 	QuotaBackendBytes int64
+	MinFreeDiskBytes  int64
 }
+
+// defaultMinFreeDiskBytes is two of etcd's 64 MiB log segments: room for
+// the segment etcd opens next, and for what it writes on its own.
+const defaultMinFreeDiskBytes = 128 << 20
 
 // NewOptions returns the defaults.
 func NewOptions() *Options {
@@ -133,7 +141,7 @@ func NewOptions() *Options {
 		ServerRun:      genericoptions.NewServerRunOptionsForComponent(basecompatibility.DefaultKubeComponent, registry),
 		SecureServing:  genericoptions.NewSecureServingOptions().WithLoopback(),
 		Etcd:           genericoptions.NewEtcdOptions(storageConfig()),
-		EmbeddedEtcd:   &EmbeddedEtcdOptions{DataDir: defaultDataDir},
+		EmbeddedEtcd:   &EmbeddedEtcdOptions{DataDir: defaultDataDir, MinFreeDiskBytes: defaultMinFreeDiskBytes},
 		Authentication: genericoptions.NewDelegatingAuthenticationOptions(),
 		Authorization:  genericoptions.NewDelegatingAuthorizationOptions(),
 		Hub:            genericoptions.NewCoreAPIOptions(),
@@ -201,6 +209,8 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 		"Directory of the embedded etcd, used when --etcd-servers is empty. It must be private to this process and survive restarts (a persistent volume in a pod).")
 	etcd.Int64Var(&o.EmbeddedEtcd.QuotaBackendBytes, "embedded-etcd-quota-backend-bytes", o.EmbeddedEtcd.QuotaBackendBytes,
 		"Space quota of the embedded etcd in bytes; 0 keeps etcd's default of 2 GiB.")
+	etcd.Int64Var(&o.EmbeddedEtcd.MinFreeDiskBytes, "embedded-etcd-min-free-disk-bytes", o.EmbeddedEtcd.MinFreeDiskBytes,
+		"Free space to keep on the filesystem of --data-dir: below it, creates and updates of Clusters are refused with 507 Insufficient Storage, because etcd exits when it finds the disk full. Reads, deletes and proxying go on. 0 turns the check off.")
 
 	proxyFlags := fss.FlagSet("proxy")
 	proxyFlags.StringVar(&o.Proxy.CredentialsNamespace, "cluster-credentials-namespace", o.Proxy.CredentialsNamespace,
@@ -328,6 +338,9 @@ func (o *Options) validateEmbeddedEtcd() []error {
 	if o.EmbeddedEtcd.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must be set when --etcd-servers is empty: it holds the embedded etcd"))
 	}
+	if o.EmbeddedEtcd.MinFreeDiskBytes < 0 {
+		errs = append(errs, errors.New("--embedded-etcd-min-free-disk-bytes must not be negative"))
+	}
 	if o.EmbeddedEtcd.QuotaBackendBytes < 0 {
 		errs = append(errs, errors.New("--embedded-etcd-quota-backend-bytes must not be negative"))
 	}
@@ -382,6 +395,7 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 		FleetMemberTimeout:   o.Proxy.FleetMemberTimeout,
 		Health:               *o.Health,
 		LeaderElection:       *o.LeaderElection,
+		DiskSpace:            o.diskSpace,
 	}
 	if err := o.SecureServing.ApplyTo(&c.SecureServing, &c.LoopbackClientConfig); err != nil {
 		return nil, err

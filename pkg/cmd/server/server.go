@@ -106,6 +106,7 @@ func Run(ctx context.Context, o *Options) error {
 		etcd, err := embeddedetcd.Start(ctx, embeddedetcd.Config{
 			DataDir:           o.EmbeddedEtcd.DataDir,
 			QuotaBackendBytes: o.EmbeddedEtcd.QuotaBackendBytes,
+			MinFreeDiskBytes:  o.EmbeddedEtcd.MinFreeDiskBytes,
 		})
 		if err != nil {
 			return err
@@ -113,6 +114,7 @@ func Run(ctx context.Context, o *Options) error {
 		// Stopped after the API server has drained, so in-flight writes land.
 		defer etcd.Close()
 		o.Etcd.StorageConfig.Transport.ServerList = []string{etcd.Endpoint()}
+		o.diskSpace = etcd.DiskSpace
 		go func() {
 			select {
 			case err, ok := <-etcd.Err():

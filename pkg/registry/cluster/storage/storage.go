@@ -19,7 +19,9 @@ package storage
 
 import (
 	"context"
+	"net/http"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/registry/generic"
@@ -56,8 +58,10 @@ func (r *REST) ShortNames() []string { return []string{"sbc", "sbcluster"} }
 // Categories put the resource in `kubectl get switchboard`.
 func (r *REST) Categories() []string { return []string{"switchboard"} }
 
-// NewStorage returns the storage of clusters and clusters/status.
-func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*ClusterStorage, error) {
+// NewStorage returns the storage of clusters and clusters/status. When
+// diskSpace is set, it is asked before every create and update (dry runs
+// aside), and its error refuses the write with 507 Insufficient Storage.
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, diskSpace func(context.Context) error) (*ClusterStorage, error) {
 	strategy := clusterregistry.NewStrategy(scheme)
 	statusStrategy := clusterregistry.NewStatusStrategy(strategy)
 
@@ -75,6 +79,14 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*
 
 		TableConvertor: clusterregistry.TableConvertor{},
 	}
+	if diskSpace != nil {
+		store.BeginCreate = func(ctx context.Context, _ runtime.Object, options *metav1.CreateOptions) (genericregistry.FinishFunc, error) {
+			return finishNothing, roomFor(ctx, diskSpace, options.DryRun)
+		}
+		store.BeginUpdate = func(ctx context.Context, _, _ runtime.Object, options *metav1.UpdateOptions) (genericregistry.FinishFunc, error) {
+			return finishNothing, roomFor(ctx, diskSpace, options.DryRun)
+		}
+	}
 	options := &generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: clusterregistry.GetAttrs}
 	if err := store.CompleteWithOptions(options); err != nil {
 		return nil, err
@@ -88,6 +100,31 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*
 		Cluster: &REST{Store: store},
 		Status:  &StatusREST{store: &statusStore},
 	}, nil
+}
+
+func finishNothing(context.Context, bool) {}
+
+// StatusReasonInsufficientStorage is the reason of a write refused because
+// the storage has no room for it (HTTP 507).
+const StatusReasonInsufficientStorage metav1.StatusReason = "InsufficientStorage"
+
+// roomFor returns the 507 that refuses a write when diskSpace says there is
+// no room, unless the write is a dry run, which stores nothing.
+func roomFor(ctx context.Context, diskSpace func(context.Context) error, dryRun []string) error {
+	if len(dryRun) > 0 {
+		return nil
+	}
+	err := diskSpace(ctx)
+	if err == nil {
+		return nil
+	}
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure,
+		Code:   http.StatusInsufficientStorage,
+		Reason: StatusReasonInsufficientStorage,
+		Message: "switchboard's storage is almost full: " + err.Error() +
+			"; Clusters cannot be created or changed until an administrator frees space there. Reads, deletes and proxying to members go on",
+	}}
 }
 
 // StatusREST serves the clusters/status subresource.

@@ -17,6 +17,11 @@ limitations under the License.
 package storage
 
 import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/generic"
 	genericregistrytest "k8s.io/apiserver/pkg/registry/generic/testing"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -39,6 +45,12 @@ import (
 // storage on top of it.
 func newStorage(t *testing.T) *ClusterStorage {
 	t.Helper()
+	return newStorageWith(t, nil)
+}
+
+// newStorageWith is newStorage with a check of the disk's space.
+func newStorageWith(t *testing.T, diskSpace func(context.Context) error) *ClusterStorage {
+	t.Helper()
 	scheme := runtime.NewScheme()
 	install.Install(scheme)
 	codecs := serializer.NewCodecFactory(scheme)
@@ -51,7 +63,7 @@ func newStorage(t *testing.T) *ClusterStorage {
 		DeleteCollectionWorkers: 1,
 		ResourcePrefix:          "clusters",
 	}
-	s, err := NewStorage(scheme, restOptions)
+	s, err := NewStorage(scheme, restOptions, diskSpace)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,5 +207,72 @@ func TestTablePrintsThroughStorage(t *testing.T) {
 	}
 	if len(table.Rows) != 1 || table.Rows[0].Cells[0] != "member1" || table.ResourceVersion == "" {
 		t.Fatalf("table = %+v", table)
+	}
+}
+
+// TestDiskSpaceRefusesWrites: while the disk check fails, creates and
+// updates of Clusters and their status are refused with a 507 that says
+// why, and nothing is stored; dry runs, reads and deletes go on; once the
+// check passes again, so do writes.
+func TestDiskSpaceRefusesWrites(t *testing.T) {
+	var full atomic.Bool
+	s := newStorageWith(t, func(context.Context) error {
+		if full.Load() {
+			return errors.New("the embedded etcd's data directory has 1.0 MiB free, less than the 128.0 MiB that --embedded-etcd-min-free-disk-bytes keeps free")
+		}
+		return nil
+	})
+	ctx := genericapirequest.WithNamespace(genericapirequest.NewContext(), metav1.NamespaceNone)
+	if _, err := s.Cluster.Create(ctx, newCluster("kept"), rest.ValidateAllObjectFunc, &metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	full.Store(true)
+	refused := func(what string, err error) {
+		t.Helper()
+		status, ok := err.(apierrors.APIStatus)
+		if !ok {
+			t.Fatalf("%s with the disk full: %v, want a 507", what, err)
+		}
+		st := status.Status()
+		if st.Code != http.StatusInsufficientStorage || st.Reason != StatusReasonInsufficientStorage ||
+			!strings.Contains(st.Message, "switchboard's storage is almost full: the embedded etcd's data directory has 1.0 MiB free") ||
+			!strings.Contains(st.Message, "until an administrator frees space") {
+			t.Errorf("%s with the disk full: %d %s %q", what, st.Code, st.Reason, st.Message)
+		}
+	}
+	_, err := s.Cluster.Create(ctx, newCluster("refused"), rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
+	refused("create", err)
+	if _, err := s.Cluster.Get(ctx, "refused", &metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the refused Cluster: %v, want NotFound", err)
+	}
+	if _, err := s.Cluster.Create(ctx, newCluster("dry"), rest.ValidateAllObjectFunc, &metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+		t.Errorf("a dry-run create with the disk full: %v", err)
+	}
+	update := func(c *cluster.Cluster) *cluster.Cluster {
+		c = c.DeepCopy()
+		c.Labels["env"] = "staging"
+		c.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Probed", LastTransitionTime: metav1.Now()}}
+		return c
+	}
+	obj, err := s.Cluster.Get(ctx, "kept", &metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("a read with the disk full: %v", err)
+	}
+	kept := obj.(*cluster.Cluster)
+	_, _, err = s.Cluster.Update(ctx, "kept", rest.DefaultUpdatedObjectInfo(update(kept)), rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
+	refused("update", err)
+	_, _, err = s.Status.Update(ctx, "kept", rest.DefaultUpdatedObjectInfo(update(kept)), rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
+	refused("status update", err)
+	if obj, _ := s.Cluster.Get(ctx, "kept", &metav1.GetOptions{}); obj.(*cluster.Cluster).ResourceVersion != kept.ResourceVersion {
+		t.Errorf("a refused update was stored: resourceVersion %s, then %s", kept.ResourceVersion, obj.(*cluster.Cluster).ResourceVersion)
+	}
+
+	full.Store(false)
+	if _, _, err := s.Cluster.Update(ctx, "kept", rest.DefaultUpdatedObjectInfo(update(kept)), rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{}); err != nil {
+		t.Errorf("an update once there is room: %v", err)
+	}
+	full.Store(true)
+	if _, _, err := s.Cluster.Delete(ctx, "kept", rest.ValidateAllObjectFunc, &metav1.DeleteOptions{}); err != nil {
+		t.Errorf("a delete with the disk full: %v", err)
 	}
 }
