@@ -101,6 +101,8 @@ func TestJoinTunnelSetsUpTheAgent(t *testing.T) {
 	member, hubToken := f.tokenSecret(), f.agentTokenSecret()
 	identity := "switchboard-agent-" + testName
 	assertChanges(t, res.Changes,
+		"created ValidatingAdmissionPolicy "+GuardName,
+		"created ValidatingAdmissionPolicyBinding "+GuardName,
 		"created Namespace switchboard-system",
 		"created ServiceAccount switchboard-system/switchboard-impersonator",
 		"created ClusterRole switchboard:impersonator",
@@ -399,6 +401,8 @@ func TestUnjoinRemovesTheAgent(t *testing.T) {
 		"deleted Secret switchboard-system/"+hubToken.Name+" on the hub",
 		"deleted ServiceAccount switchboard-system/switchboard-agent-prod on the hub",
 		"deleted Secret switchboard-system/prod-credentials on the hub",
+		"deleted ValidatingAdmissionPolicyBinding "+GuardName,
+		"deleted ValidatingAdmissionPolicy "+GuardName,
 		"deleted Deployment switchboard-system/switchboard-agent",
 		"deleted Secret switchboard-system/switchboard-agent-hub",
 		"deleted ServiceAccount switchboard-system/switchboard-agent",
@@ -491,7 +495,7 @@ func TestPlanOfATunnelledMember(t *testing.T) {
 	for _, d := range docs {
 		kinds = append(kinds, d.where+" "+d.obj["kind"].(string))
 	}
-	want := []string{"member Namespace", "member ServiceAccount", "member ClusterRole", "member ClusterRoleBinding", "member Secret",
+	want := []string{"member ValidatingAdmissionPolicy", "member ValidatingAdmissionPolicyBinding", "member Namespace", "member ServiceAccount", "member ClusterRole", "member ClusterRoleBinding", "member Secret",
 		"hub Secret", "hub ServiceAccount", "hub ClusterRole", "hub ClusterRoleBinding", "hub Secret",
 		"member ServiceAccount", "member Secret", "member Deployment", "hub Cluster"}
 	if !slices.Equal(kinds, want) {

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -49,6 +50,8 @@ const (
 	verifiedText = "GET /version through the hub answered: Kubernetes v1.37.2"
 	// tokenSecretCA is what the fake token controller puts under ca.crt.
 	tokenSecretCA = "ca-from-the-token-secret"
+	// testJoiner is who the member kubeconfig is.
+	testJoiner = "alice@example.com"
 )
 
 // memberKubeconfigCA is the CA the member kubeconfig trusts.
@@ -114,6 +117,15 @@ func newFixture(t *testing.T, memberObjects ...runtime.Object) *fixture {
 		GroupVersion: v1alpha1.SchemeGroupVersion.String(),
 		APIResources: []metav1.APIResource{{Name: "clusters", Kind: "Cluster"}, {Name: "clusters/proxy", Kind: "ClusterProxyOptions"}},
 	}}
+	// A member of Kubernetes 1.30 or newer, which knows who joins it.
+	f.memberDiscovery().Resources = []*metav1.APIResourceList{{
+		GroupVersion: admissionregistrationv1.SchemeGroupVersion.String(),
+		APIResources: []metav1.APIResource{{Name: "validatingadmissionpolicies", Kind: "ValidatingAdmissionPolicy"},
+			{Name: "validatingadmissionpolicybindings", Kind: "ValidatingAdmissionPolicyBinding"}},
+	}}
+	f.member.PrependReactor("create", "selfsubjectreviews", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		return true, selfSubjectReview(testJoiner), nil
+	})
 	f.tokens = newTokenController(f.member)
 	f.hubTokens = newTokenController(f.hub)
 	return f
@@ -121,6 +133,10 @@ func newFixture(t *testing.T, memberObjects ...runtime.Object) *fixture {
 
 func (f *fixture) hubDiscovery() *fakediscovery.FakeDiscovery {
 	return f.hub.Discovery().(*fakediscovery.FakeDiscovery)
+}
+
+func (f *fixture) memberDiscovery() *fakediscovery.FakeDiscovery {
+	return f.member.Discovery().(*fakediscovery.FakeDiscovery)
 }
 
 // options are Join's options against the fakes, with hooks for the token
@@ -234,7 +250,7 @@ func isRead(a k8stesting.Action) bool {
 	case "get", "list", "watch":
 		return true
 	case "create":
-		return a.GetResource().Resource == "selfsubjectaccessreviews"
+		return a.GetResource().Resource == "selfsubjectaccessreviews" || a.GetResource().Resource == "selfsubjectreviews"
 	}
 	return false
 }

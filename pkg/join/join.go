@@ -28,7 +28,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -103,6 +102,8 @@ type Options struct {
 	repointed, agentCredentialFound bool
 	// generationBefore is the Cluster's generation before join wrote it.
 	generationBefore int64
+	// guard guards the member's objects; nil when the member cannot.
+	guard *guardDeclaration
 }
 
 // Result is what Join did.
@@ -178,7 +179,7 @@ func (o *Options) complete() error {
 		return err
 	}
 	if o.MemberClient == nil {
-		if o.MemberClient, err = kubernetes.NewForConfig(o.MemberConfig); err != nil {
+		if o.MemberClient, err = MemberClient(o.MemberConfig); err != nil {
 			return err
 		}
 	}
@@ -237,6 +238,11 @@ func Join(ctx context.Context, o Options) (*Result, error) {
 	if err := ValidateEndpoint(o.Endpoint); err != nil {
 		return nil, err
 	}
+	guard, unguarded, err := o.guardFor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o.guard = guard
 	if err := o.preflight(ctx); err != nil {
 		return nil, err
 	}
@@ -246,6 +252,9 @@ func Join(ctx context.Context, o Options) (*Result, error) {
 		return result, err
 	}
 	result.Warnings = append(o.hubAsMemberWarning(ctx), o.agentWarnings()...)
+	if unguarded != "" {
+		result.Warnings = append(result.Warnings, unguarded)
+	}
 	w := &writer{dryRun: o.DryRun}
 	if err := o.write(ctx, targets, w, result); err != nil {
 		return result, o.rollback(ctx, w, err)
@@ -299,7 +308,7 @@ func (o *Options) objects(cred *Credential, agentKubeconfig []byte) []object {
 	d := declaration{
 		name: o.Name, endpoint: o.Endpoint, hubNamespace: o.HubNamespace,
 		insecure:   o.MemberConfig != nil && o.MemberConfig.Insecure,
-		connection: o.Connection, cred: cred, identity: o.Identity,
+		connection: o.Connection, cred: cred, identity: o.Identity, guard: o.guard,
 	}
 	if o.Agent != nil {
 		d.agent = &agentDeclaration{Agent: *o.Agent, kubeconfig: agentKubeconfig}
@@ -380,11 +389,10 @@ func (o *Options) preflight(ctx context.Context) error {
 		if obj.generated() {
 			verbs = []string{"create", "delete", "list"}
 		}
-		group := schema.FromAPIVersionAndKind(ptr.Deref(obj.config.GetAPIVersion(), ""), obj.kind()).Group
+		gvr := obj.resource()
 		for _, verb := range verbs {
 			needs[obj.where] = append(needs[obj.where], authorizationv1.ResourceAttributes{
-				// The resource of each kind join declares is its plural.
-				Verb: verb, Group: group, Resource: strings.ToLower(obj.kind()) + "s", Namespace: ptr.Deref(obj.config.GetNamespace(), ""),
+				Verb: verb, Group: gvr.Group, Resource: gvr.Resource, Namespace: ptr.Deref(obj.config.GetNamespace(), ""),
 			})
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -207,6 +208,8 @@ func TestJoinFirstTime(t *testing.T) {
 			}
 			hubSecret := "Secret " + tc.wantNamespace + "/" + SecretName(testName)
 			assertChanges(t, res.Changes,
+				"created ValidatingAdmissionPolicy "+GuardName,
+				"created ValidatingAdmissionPolicyBinding "+GuardName,
 				"created Namespace switchboard-system",
 				"created ServiceAccount switchboard-system/switchboard-impersonator",
 				"created ClusterRole switchboard:impersonator",
@@ -285,6 +288,8 @@ func TestJoinAgainChangesNothing(t *testing.T) {
 	res := f.mustJoin()
 
 	assertChanges(t, res.Changes,
+		"unchanged ValidatingAdmissionPolicy "+GuardName,
+		"unchanged ValidatingAdmissionPolicyBinding "+GuardName,
 		"unchanged Namespace switchboard-system",
 		"unchanged ServiceAccount switchboard-system/switchboard-impersonator",
 		"unchanged ClusterRole switchboard:impersonator",
@@ -558,6 +563,8 @@ func TestJoinRepairsTheToken(t *testing.T) {
 				t.Errorf("token Secrets %q, want only %s", got, fresh.Name)
 			}
 			assertChanges(t, res.Changes,
+				"unchanged ValidatingAdmissionPolicy "+GuardName,
+				"unchanged ValidatingAdmissionPolicyBinding "+GuardName,
 				"unchanged Namespace switchboard-system",
 				"unchanged ServiceAccount switchboard-system/switchboard-impersonator",
 				"unchanged ClusterRole switchboard:impersonator",
@@ -619,8 +626,8 @@ func TestJoinTokenCheckFailsForAnotherReason(t *testing.T) {
 			if got := f.memberTokenSecrets(); len(got) != 1 || got[0] != old.Name {
 				t.Errorf("token Secrets %q, want still %s", got, old.Name)
 			}
-			if res == nil || len(res.Changes) != 4 {
-				t.Errorf("result %+v, want the four member objects checked", res)
+			if res == nil || len(res.Changes) != 6 {
+				t.Errorf("result %+v, want the guard and the four member objects checked", res)
 			}
 		})
 	}
@@ -650,7 +657,9 @@ func TestJoinTokenTimeout(t *testing.T) {
 		"deleted ClusterRoleBinding switchboard:impersonator",
 		"deleted ClusterRole switchboard:impersonator",
 		"deleted ServiceAccount switchboard-system/switchboard-impersonator",
-		"deleted Namespace switchboard-system")
+		"deleted Namespace switchboard-system",
+		"deleted ValidatingAdmissionPolicyBinding "+GuardName,
+		"deleted ValidatingAdmissionPolicy "+GuardName)
 	if names := f.memberTokenSecrets(); len(names) != 0 {
 		t.Errorf("token Secrets left after the rollback: %q", names)
 	}
@@ -660,7 +669,7 @@ func TestJoinTokenTimeout(t *testing.T) {
 	f.clearActions()
 	res := f.mustJoin()
 	fresh := f.tokenSecret()
-	if got := changeStrings(res.Changes)[4]; got != "created Secret switchboard-system/"+fresh.Name {
+	if got := changeStrings(res.Changes)[6]; got != "created Secret switchboard-system/"+fresh.Name {
 		t.Errorf("token change %q", got)
 	}
 }
@@ -799,10 +808,10 @@ func replaceIn(t *testing.T, tracker k8stesting.ObjectTracker, gvr schema.GroupV
 func TestJoinUsesAnUnlabelledNamespace(t *testing.T) {
 	f := newFixture(t, unlabelled(managedNamespace()))
 	res := f.mustJoin()
-	if got := res.Changes[0]; got != (Change{Object: "Namespace switchboard-system", Action: Kept}) {
+	if got := res.Changes[2]; got != (Change{Object: "Namespace switchboard-system", Action: Kept}) {
 		t.Errorf("namespace change %v", got)
 	}
-	for _, c := range res.Changes[1:] {
+	for _, c := range slices.Delete(slices.Clone(res.Changes), 2, 3) {
 		if c.Action != Created {
 			t.Errorf("%v, want created", c)
 		}
@@ -814,7 +823,7 @@ func TestJoinUsesAnUnlabelledNamespace(t *testing.T) {
 	}
 
 	f.clearActions()
-	if res := f.mustJoin(); !res.AlreadyAuthorized || res.Changes[0].Action != Kept {
+	if res := f.mustJoin(); !res.AlreadyAuthorized || res.Changes[2].Action != Kept {
 		t.Errorf("second join: AlreadyAuthorized %v, %q", res.AlreadyAuthorized, changeStrings(res.Changes))
 	}
 	assertNoWrites(t, f)
@@ -852,7 +861,7 @@ func TestJoinWaitsForATerminatingNamespace(t *testing.T) {
 			return false, nil, nil
 		})
 		res := f.mustJoin()
-		if got := res.Changes[0]; got != (Change{Object: "Namespace switchboard-system", Action: Created}) {
+		if got := res.Changes[2]; got != (Change{Object: "Namespace switchboard-system", Action: Created}) {
 			t.Errorf("namespace change %v", got)
 		}
 		ns, err := f.member.CoreV1().Namespaces().Get(context.Background(), Namespace, metav1.GetOptions{})
@@ -886,7 +895,7 @@ func TestJoinVerifyFails(t *testing.T) {
 	f.verifyErr = errors.New(`GET /clusters/prod/proxy/version: cluster "prod" is unreachable at https://127.0.0.1:1`)
 	res, err := f.join()
 	assertErrorContains(t, err, `a request through the hub to cluster "prod" failed`, "unreachable at https://127.0.0.1:1")
-	if res == nil || len(res.Changes) != 7 || res.Verified != "" {
+	if res == nil || len(res.Changes) != 9 || res.Verified != "" {
 		t.Errorf("result %+v", res)
 	}
 	var joinErr *Error
@@ -901,7 +910,9 @@ func TestJoinVerifyFails(t *testing.T) {
 		"deleted ClusterRoleBinding switchboard:impersonator",
 		"deleted ClusterRole switchboard:impersonator",
 		"deleted ServiceAccount switchboard-system/switchboard-impersonator",
-		"deleted Namespace switchboard-system")
+		"deleted Namespace switchboard-system",
+		"deleted ValidatingAdmissionPolicyBinding "+GuardName,
+		"deleted ValidatingAdmissionPolicy "+GuardName)
 	ctx := context.Background()
 	if _, err := f.sb.ClusterV1alpha1().Clusters().Get(ctx, testName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("Cluster after the rollback: %v", err)

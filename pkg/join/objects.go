@@ -22,12 +22,15 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	admissionac "k8s.io/client-go/applyconfigurations/admissionregistration/v1"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	rbacac "k8s.io/client-go/applyconfigurations/rbac/v1"
@@ -83,6 +86,9 @@ type object struct {
 	// defaulted: the API server fills the items of this object's lists
 	// with defaults, so join compares them item by item (see covers).
 	defaulted bool
+	// guard marks the member's ValidatingAdmissionPolicy and its binding
+	// (see guard.go).
+	guard bool
 }
 
 // declaration is what join declares for one Cluster.
@@ -97,11 +103,14 @@ type declaration struct {
 	agent *agentDeclaration
 	// identity, when set, is the Cluster's identity policy.
 	identity *identity.Policy
+	// guard, when set, adds the policy that guards the member's objects.
+	guard *guardDeclaration
 }
 
 // objects declares what join sets up for a Cluster, in the order it
-// applies them; rollbacks and unjoin go the other way. The Cluster comes
-// last, once everything it needs is in place.
+// applies them; rollbacks and unjoin go the other way, but for the guard,
+// which comes first in both. The Cluster comes last, once everything it
+// needs is in place.
 func objects(d declaration) []object {
 	name, endpoint, hubNamespace, cred := d.name, d.endpoint, d.hubNamespace, d.cred
 	if hubNamespace == "" {
@@ -161,6 +170,9 @@ func objects(d declaration) []object {
 	if d.agent != nil {
 		objs = append(objs, agentObjects(name, hubNamespace, d.agent, labels)...)
 	}
+	if d.guard != nil {
+		objs = append(guardObjects(d.guard, objs, labels), objs...)
+	}
 	return append(objs, object{where: onHub, config: clusterac.Cluster(name).WithLabels(labels).WithSpec(clusterSpec)})
 }
 
@@ -196,11 +208,15 @@ type PlannedObject struct {
 	Object runtime.ApplyConfiguration
 }
 
-// Plan lists the objects Join applies, with the tokens left as
-// placeholders. With agent, the member is reached through a tunnel, and
-// the plan holds the agent's objects.
+// Plan lists the objects Join applies, with the tokens, and the user the
+// guard lets through, left as placeholders. With agent, the member is
+// reached through a tunnel, and the plan holds the agent's objects. The
+// guard is applied only where the member serves admission policies.
 func Plan(name, endpoint, hubNamespace string, insecure bool, agent *Agent, policy *identity.Policy) []PlannedObject {
-	d := declaration{name: name, endpoint: endpoint, hubNamespace: hubNamespace, insecure: insecure, identity: policy}
+	d := declaration{
+		name: name, endpoint: endpoint, hubNamespace: hubNamespace, insecure: insecure, identity: policy,
+		guard: &guardDeclaration{joiner: placeholder + " (the user of the member kubeconfig)"},
+	}
 	if agent != nil {
 		d.connection, d.agent = v1alpha1.ConnectionTunnel, &agentDeclaration{Agent: *agent}
 	}
@@ -235,6 +251,16 @@ func WriteYAML(w io.Writer, planned []PlannedObject) error {
 func (o object) generated() bool { return o.config.GetName() == nil }
 
 func (o object) kind() string { return ptr.Deref(o.config.GetKind(), "") }
+
+// resource is the object's API resource: the plural of its kind.
+func (o object) resource() schema.GroupVersionResource {
+	gv, _ := schema.ParseGroupVersion(ptr.Deref(o.config.GetAPIVersion(), ""))
+	plural := strings.ToLower(o.kind())
+	if base, ok := strings.CutSuffix(plural, "y"); ok {
+		plural = base + "ie"
+	}
+	return gv.WithResource(plural + "s")
+}
 
 // String names the object as join's changes do: "Kind namespace/name" or
 // "Kind name".
@@ -304,6 +330,10 @@ func (c clients) resource(obj object) resource {
 		return typed(c.sb.ClusterV1alpha1().Clusters(), name)
 	case *appsv1ac.DeploymentApplyConfiguration:
 		return typed(c.member.AppsV1().Deployments(ns), name)
+	case *admissionac.ValidatingAdmissionPolicyApplyConfiguration:
+		return typed(c.member.AdmissionregistrationV1().ValidatingAdmissionPolicies(), name)
+	case *admissionac.ValidatingAdmissionPolicyBindingApplyConfiguration:
+		return typed(c.member.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings(), name)
 	}
 	// A *corev1ac.SecretApplyConfiguration.
 	return typed(in.CoreV1().Secrets(ns), name)

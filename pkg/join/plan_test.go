@@ -72,6 +72,8 @@ func TestPlanYAML(t *testing.T) {
 	out, docs := writePlan(t, Plan(testName, "https://member.internal:443", "", true, nil, nil))
 
 	want := []string{
+		"member admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy " + GuardName,
+		"member admissionregistration.k8s.io/v1 ValidatingAdmissionPolicyBinding " + GuardName,
 		"member v1 Namespace switchboard-system",
 		"member v1 ServiceAccount switchboard-impersonator",
 		"member rbac.authorization.k8s.io/v1 ClusterRole switchboard:impersonator",
@@ -97,20 +99,20 @@ func TestPlanYAML(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("planned objects:\n  got:  %q\n  want: %q", got, want)
 	}
-	if n := strings.Count(out, "# in the member cluster\n"); n != 5 {
-		t.Errorf("%d member headers, want 5", n)
+	if n := strings.Count(out, "# in the member cluster\n"); n != 7 {
+		t.Errorf("%d member headers, want 7", n)
 	}
 	if n := strings.Count(out, "# in the hub cluster\n"); n != 2 {
 		t.Errorf("%d hub headers, want 2", n)
 	}
 
-	token := docs[4]
+	token := docs[6]
 	if token.field("type") != "kubernetes.io/service-account-token" ||
 		token.field("metadata", "annotations", "kubernetes.io/service-account.name") != ServiceAccountName ||
 		token.field("metadata", "namespace") != Namespace {
 		t.Errorf("token Secret: %v", token.obj)
 	}
-	hubSecret := docs[5]
+	hubSecret := docs[7]
 	if hubSecret.field("metadata", "namespace") != DefaultHubNamespace || hubSecret.field("type") != "Opaque" {
 		t.Errorf("hub Secret: %v", hubSecret.obj)
 	}
@@ -120,14 +122,14 @@ func TestPlanYAML(t *testing.T) {
 			t.Errorf("hub Secret %s = %q, want a placeholder", key, v)
 		}
 	}
-	cluster := docs[6]
+	cluster := docs[8]
 	if cluster.field("spec", "endpoint") != "https://member.internal:443" ||
 		cluster.field("spec", "credentialsSecretRef", "name") != "prod-credentials" ||
 		cluster.field("spec", "insecureSkipTLSVerify") != true {
 		t.Errorf("Cluster spec: %v", cluster.field("spec"))
 	}
-	rules, _ := docs[2].field("rules").([]any)
+	rules, _ := docs[4].field("rules").([]any)
 	if len(rules) != len(wantRules) {
-		t.Errorf("ClusterRole rules %v", docs[2].field("rules"))
+		t.Errorf("ClusterRole rules %v", docs[4].field("rules"))
 	}
 }

@@ -229,6 +229,7 @@ func TestJoinWarnsWhenTheMemberIsTheHub(t *testing.T) {
 // it only pretended to create, it sends nothing.
 func TestJoinServerDryRun(t *testing.T) {
 	const notSent = " (server dry run): not sent, as its namespace does not exist yet"
+	const guardWrites = "create validatingadmissionpolicies,create validatingadmissionpolicybindings,"
 	for _, tc := range []struct {
 		name        string
 		member      []runtime.Object
@@ -237,8 +238,10 @@ func TestJoinServerDryRun(t *testing.T) {
 	}{{
 		name:       "the namespace exists",
 		member:     []runtime.Object{managedNamespace()},
-		wantWrites: "create serviceaccounts,create clusterroles,create clusterrolebindings,create secrets,create secrets,create clusters",
+		wantWrites: guardWrites + "create serviceaccounts,create clusterroles,create clusterrolebindings,create secrets,create secrets,create clusters",
 		wantChanges: []string{
+			"created ValidatingAdmissionPolicy " + GuardName + " (server dry run)",
+			"created ValidatingAdmissionPolicyBinding " + GuardName + " (server dry run)",
 			"unchanged Namespace switchboard-system",
 			"created ServiceAccount switchboard-system/switchboard-impersonator (server dry run)",
 			"created ClusterRole switchboard:impersonator (server dry run)",
@@ -249,8 +252,10 @@ func TestJoinServerDryRun(t *testing.T) {
 		},
 	}, {
 		name:       "a new member",
-		wantWrites: "create namespaces,create clusterroles,create clusterrolebindings,create secrets,create clusters",
+		wantWrites: guardWrites + "create namespaces,create clusterroles,create clusterrolebindings,create secrets,create clusters",
 		wantChanges: []string{
+			"created ValidatingAdmissionPolicy " + GuardName + " (server dry run)",
+			"created ValidatingAdmissionPolicyBinding " + GuardName + " (server dry run)",
 			"created Namespace switchboard-system (server dry run)",
 			"created ServiceAccount switchboard-system/switchboard-impersonator" + notSent,
 			"created ClusterRole switchboard:impersonator (server dry run)",
@@ -296,7 +301,7 @@ func testJoinServerDryRun(t *testing.T, member []runtime.Object, wantWrites stri
 	}
 	for _, c := range []*k8stesting.Fake{&f.member.Fake, &f.hub.Fake, &f.sb.Fake} {
 		c.PrependReactor("create", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
-			if a.GetResource().Resource == "selfsubjectaccessreviews" {
+			if isRead(a) {
 				return false, nil, nil
 			}
 			return record(a)
@@ -424,8 +429,8 @@ func TestJoinRollsBackWhenCancelled(t *testing.T) {
 	}
 	_, err := Join(ctx, o)
 	var joinErr *Error
-	if !errors.As(err, &joinErr) || joinErr.RollbackErr != nil || len(joinErr.RolledBack) != 7 {
-		t.Fatalf("error %#v, want a *join.Error that rolled back all 7 objects", err)
+	if !errors.As(err, &joinErr) || joinErr.RollbackErr != nil || len(joinErr.RolledBack) != 9 {
+		t.Fatalf("error %#v, want a *join.Error that rolled back all 9 objects", err)
 	}
 	if _, err := f.sb.ClusterV1alpha1().Clusters().Get(context.Background(), testName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("Cluster after a cancelled join: %v", err)

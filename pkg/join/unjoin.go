@@ -81,9 +81,10 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 	// Join's objects the other way round, the hub's first. The binding and
 	// the role go before the tokens, which go with their ServiceAccount.
 	// The agent's objects in the member are this Cluster's alone, and go
-	// even when the impersonator stays for another Cluster.
-	var hub, agent, member []*target
-	d := declaration{name: o.Name, hubNamespace: o.HubNamespace, agent: &agentDeclaration{}}
+	// even when the impersonator stays for another Cluster. The guard goes
+	// before the member objects it guards, and stays while any of them do.
+	var hub, guard, agent, member []*target
+	d := declaration{name: o.Name, hubNamespace: o.HubNamespace, agent: &agentDeclaration{}, guard: &guardDeclaration{}}
 	for _, obj := range slices.Backward(objects(d)) {
 		found := tokens
 		if obj.where == onHub {
@@ -97,6 +98,11 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 			into = &hub
 		case o.MemberClient == nil:
 			continue
+		case obj.guard:
+			if keep != "" || keepAgent != "" {
+				continue
+			}
+			into = &guard
 		case obj.agent:
 			if keepAgent != "" {
 				continue
@@ -129,6 +135,9 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 	case o.MemberClient == nil && len(agentTokens) > 0:
 		changes = append(changes, Change{Action: "left", Object: "the member's " + names.Agent,
 			Note: ": without the member kubeconfig, its Deployment stays in the member, and retries a tunnel the hub now refuses; unjoin again with --member-kubeconfig to remove it"})
+	}
+	if changes, err = w.remove(ctx, changes, guard); err != nil {
+		return changes, err
 	}
 	if changes, err = w.remove(ctx, changes, agent); err != nil || keep == "" {
 		if err == nil {

@@ -43,6 +43,8 @@ func TestUnjoinRemovesWhatJoinCreated(t *testing.T) {
 			return []string{
 				"deleted Cluster prod",
 				"deleted Secret switchboard-system/prod-credentials on the hub",
+				"deleted ValidatingAdmissionPolicyBinding " + GuardName,
+				"deleted ValidatingAdmissionPolicy " + GuardName,
 				"deleted ClusterRoleBinding switchboard:impersonator",
 				"deleted ClusterRole switchboard:impersonator",
 				"deleted Secret switchboard-system/" + token,
@@ -52,6 +54,8 @@ func TestUnjoinRemovesWhatJoinCreated(t *testing.T) {
 		},
 		wantWrites: func(token string) []string {
 			return []string{
+				"delete validatingadmissionpolicybindings " + GuardName,
+				"delete validatingadmissionpolicies " + GuardName,
 				"delete clusterrolebindings switchboard:impersonator",
 				"delete clusterroles switchboard:impersonator",
 				"delete secrets " + token,
@@ -232,7 +236,7 @@ func TestUnjoinKeepsAMemberIdentityAnotherClusterUses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := changeStrings(changes); len(got) != 7 || got[6] != "deleted Namespace switchboard-system" {
+	if got := changeStrings(changes); len(got) != 9 || got[2] != "deleted ValidatingAdmissionPolicyBinding "+GuardName || got[8] != "deleted Namespace switchboard-system" {
 		t.Errorf("last unjoin: %q", got)
 	}
 }
@@ -245,6 +249,8 @@ func TestUnjoinDryRun(t *testing.T) {
 	}{
 		{mode: DryRunClient, note: " (dry run)"},
 		{mode: DryRunServer, note: " (server dry run)", wantWrites: []string{
+			"delete validatingadmissionpolicybindings " + GuardName,
+			"delete validatingadmissionpolicies " + GuardName,
 			"delete clusterrolebindings switchboard:impersonator",
 			"delete clusterroles switchboard:impersonator",
 			"delete secrets " + TokenSecretPrefix + "00001",
@@ -276,6 +282,8 @@ func TestUnjoinDryRun(t *testing.T) {
 			assertChanges(t, changes,
 				"deleted Cluster prod"+tc.note,
 				"deleted Secret switchboard-system/prod-credentials on the hub"+tc.note,
+				"deleted ValidatingAdmissionPolicyBinding "+GuardName+tc.note,
+				"deleted ValidatingAdmissionPolicy "+GuardName+tc.note,
 				"deleted ClusterRoleBinding switchboard:impersonator"+tc.note,
 				"deleted ClusterRole switchboard:impersonator"+tc.note,
 				"deleted Secret switchboard-system/"+token+tc.note,

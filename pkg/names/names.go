@@ -47,6 +47,9 @@ const (
 	ImpersonatorRole = "switchboard:impersonator"
 	// ImpersonatorTokenPrefix begins the name of the impersonator's token Secret.
 	ImpersonatorTokenPrefix = Impersonator + "-token-"
+	// MemberGuard is the ValidatingAdmissionPolicy, and its binding, that
+	// lets only the identity that ran join change these objects.
+	MemberGuard = "switchboard-member-guard"
 )
 
 // For members reached through a tunnel.

@@ -273,7 +273,9 @@ func TestHubGoesAway(t *testing.T) {
 				mustPlugin(t, "join", "member2", "--member-kubeconfig", f.MemberAdminKubeconfig(t, "member2"))
 			}
 		})
-		eventually(t, time.Minute, func() error {
+		// client-go's reflectors back off while the hub is away, up to
+		// 30 s with as much jitter again, before they list once more.
+		eventually(t, 2*time.Minute, func() error {
 			code, body, err := rawRequest(hub, http.MethodGet, proxyPrefix+"member2/proxy/version", nil)
 			if err != nil || code != http.StatusServiceUnavailable || !strings.Contains(body, `rejected switchboard's credential`) {
 				return fmt.Errorf("member2 with a broken token on the hub: %s", describe(code, body, err))

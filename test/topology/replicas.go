@@ -203,6 +203,16 @@ func (s *State) StartReplicas(ctx context.Context, cfg ReplicasConfig) (*Replica
 			if code != http.StatusOK {
 				return fmt.Errorf("/readyz answered %d: %s", code, body)
 			}
+			// Ready is not yet taking the aggregator's word: once, in
+			// CI, a replica that had just passed /readyz answered the
+			// aggregator's client certificate as system:anonymous.
+			code, body, err = FrontProxyGet(ctx, client, r.URL+"/apis/cluster.switchboard.io/v1alpha1")
+			if err != nil {
+				return err
+			}
+			if code != http.StatusOK {
+				return fmt.Errorf("discovery as the hub's aggregator answered %d: %s", code, body)
+			}
 			return nil
 		})
 		if err != nil {

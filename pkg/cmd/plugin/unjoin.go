@@ -99,7 +99,7 @@ func (o *UnjoinOptions) Complete(hub hubFlags, _ *cobra.Command, args []string) 
 	if err != nil {
 		return err
 	}
-	o.memberClient, err = kubernetes.NewForConfig(config)
+	o.memberClient, err = join.MemberClient(config)
 	return err
 }
 

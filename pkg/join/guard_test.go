@@ -1,0 +1,310 @@
+/*
+Copyright The Switchboard Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package join
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	celtypes "github.com/google/cel-go/common/types"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+// evalCEL evaluates a guard expression as the member's admission would, on
+// a request and the object it carries (nil: CEL's null, as for a delete).
+func evalCEL(t *testing.T, expression string, request map[string]any, object map[string]any) (bool, error) {
+	t.Helper()
+	env, err := cel.NewEnv(
+		cel.Variable("request", cel.DynType),
+		cel.Variable("object", cel.DynType),
+		cel.Variable("oldObject", cel.DynType),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ast, iss := env.Compile(expression)
+	if iss.Err() != nil {
+		t.Fatalf("%q does not compile: %v", expression, iss.Err())
+	}
+	prg, err := env.Program(ast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj any = celtypes.NullValue
+	if object != nil {
+		obj = object
+	}
+	out, _, err := prg.Eval(map[string]any{"request": request, "object": obj, "oldObject": celtypes.NullValue})
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.Value().(bool)
+	if !ok {
+		t.Fatalf("%q evaluated to %v, not a bool", expression, out)
+	}
+	return b, nil
+}
+
+func guardOf(t *testing.T, objs []object) *admissionregistrationv1.ValidatingAdmissionPolicy {
+	t.Helper()
+	for _, obj := range objs {
+		if obj.kind() == "ValidatingAdmissionPolicy" {
+			var policy admissionregistrationv1.ValidatingAdmissionPolicy
+			if err := convert(obj.config, &policy); err != nil {
+				t.Fatal(err)
+			}
+			return &policy
+		}
+	}
+	t.Fatal("no ValidatingAdmissionPolicy declared")
+	return nil
+}
+
+func TestGuardMatchesJoinsObjectsOnly(t *testing.T) {
+	d := declaration{name: testName, endpoint: memberHost, guard: &guardDeclaration{joiner: testJoiner}, agent: &agentDeclaration{}}
+	policy := guardOf(t, objects(d))
+	if n := len(policy.Spec.MatchConditions); n != 1 {
+		t.Fatalf("%d match conditions, want 1", n)
+	}
+	match := policy.Spec.MatchConditions[0].Expression
+	// As the API server gives them: without the fields that are empty.
+	request := func(resource, namespace, name string) map[string]any {
+		r := map[string]any{"resource": map[string]any{"resource": resource}}
+		if namespace != "" {
+			r["namespace"] = namespace
+		}
+		if name != "" {
+			r["name"] = name
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		what    string
+		request map[string]any
+		object  map[string]any
+		want    bool
+	}{
+		{"the impersonator's ClusterRole", request("clusterroles", "", ClusterRoleName), nil, true},
+		{"its binding", request("clusterrolebindings", "", ClusterRoleName), nil, true},
+		{"another ClusterRole", request("clusterroles", "", "admin"), nil, false},
+		{"the Namespace, named in the request", request("namespaces", Namespace, Namespace), nil, true},
+		{"the impersonator", request("serviceaccounts", Namespace, ServiceAccountName), nil, true},
+		{"a ServiceAccount of that name elsewhere", request("serviceaccounts", "default", ServiceAccountName), nil, false},
+		{"a token Secret", request("secrets", Namespace, TokenSecretPrefix+"x7k2p"), nil, true},
+		{"a token Secret created with a generated name", request("secrets", Namespace, ""),
+			map[string]any{"metadata": map[string]any{"name": TokenSecretPrefix + "x7k2p"}}, true},
+		{"the agent's hub credential", request("secrets", Namespace, "switchboard-agent-hub"), nil, true},
+		{"the agent's Deployment", request("deployments", Namespace, "switchboard-agent"), nil, true},
+		{"another Secret beside them", request("secrets", Namespace, "someone-elses"), nil, false},
+		{"a deletecollection as a whole", request("secrets", Namespace, ""), nil, false},
+	} {
+		got, err := evalCEL(t, match, tc.request, tc.object)
+		if err != nil {
+			// The policy fails closed: an error would refuse the request.
+			t.Errorf("%s: %v", tc.what, err)
+		} else if got != tc.want {
+			t.Errorf("%s: matched %v, want %v", tc.what, got, tc.want)
+		}
+	}
+	for _, r := range policy.Spec.MatchConstraints.ResourceRules {
+		if ops := r.Operations; len(ops) != 3 {
+			t.Errorf("rule %v covers %v, want CREATE, UPDATE and DELETE", r.Resources, ops)
+		}
+	}
+	if got := policy.Spec.MatchConstraints.ObjectSelector.MatchLabels; got[ManagedByLabel] != ManagedByValue {
+		t.Errorf("object selector %v, want switchboard's label", got)
+	}
+}
+
+func TestGuardAllowsTheJoinerAndTheControlPlane(t *testing.T) {
+	for _, joiner := range []string{testJoiner, `oidc:"quoted" \ and
+newline`, `" || true || "`} {
+		policy := guardOf(t, objects(declaration{name: testName, guard: &guardDeclaration{joiner: joiner}}))
+		validation := policy.Spec.Validations[0]
+		if !strings.Contains(validation.Message, GuardName) || !strings.Contains(validation.Message, "join or unjoin") {
+			t.Errorf("message %q does not say what to do", validation.Message)
+		}
+		for user, want := range map[string]bool{
+			joiner:                           true,
+			"system:kube-controller-manager": true,
+			"system:apiserver":               true,
+			"system:serviceaccount:kube-system:generic-garbage-collector":   true,
+			"system:serviceaccount:kube-systemx:mallory":                    false,
+			"system:serviceaccount:" + Namespace + ":" + ServiceAccountName: false,
+			"mallory":        false,
+			testJoiner + "x": false,
+		} {
+			if user == testJoiner && joiner != testJoiner {
+				continue
+			}
+			got, err := evalCEL(t, validation.Expression, map[string]any{"userInfo": map[string]any{"username": user}}, nil)
+			if err != nil || got != want {
+				t.Errorf("joiner %q, user %q: allowed %v (%v), want %v", joiner, user, got, err, want)
+			}
+		}
+	}
+}
+
+func TestJoinGuardsTheMembersObjects(t *testing.T) {
+	f := newFixture(t)
+	res := f.mustJoin()
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings %q", res.Warnings)
+	}
+	ctx := context.Background()
+	policy, err := f.member.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, GuardName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertManaged(t, policy)
+	if got := policy.Spec.Validations[0].Expression; !strings.Contains(got, `"`+testJoiner+`"`) {
+		t.Errorf("the guard lets through %s, want %s", got, testJoiner)
+	}
+	binding, err := f.member.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Get(ctx, GuardName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if binding.Spec.PolicyName != GuardName || len(binding.Spec.ValidationActions) != 1 || binding.Spec.ValidationActions[0] != admissionregistrationv1.Deny {
+		t.Errorf("binding %+v, want one that denies with %s", binding.Spec, GuardName)
+	}
+
+	// Another administrator joins: the guard is theirs from then on.
+	f.member.PrependReactor("create", "selfsubjectreviews", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, selfSubjectReview("bob"), nil
+	})
+	f.clearActions()
+	res = f.mustJoin()
+	assertChanges(t, res.Changes[:2], "corrected ValidatingAdmissionPolicy "+GuardName, "unchanged ValidatingAdmissionPolicyBinding "+GuardName)
+	policy, _ = f.member.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, GuardName, metav1.GetOptions{})
+	if got := policy.Spec.Validations[0].Expression; !strings.Contains(got, `"bob"`) || strings.Contains(got, testJoiner) {
+		t.Errorf("after bob's join, the guard lets through %s", got)
+	}
+}
+
+func TestJoinWarnsWhenTheMemberCannotGuard(t *testing.T) {
+	f := newFixture(t)
+	f.memberDiscovery().Resources = nil
+	res := f.mustJoin()
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "serves no admissionregistration.k8s.io/v1 validatingadmissionpolicies (Kubernetes 1.30 or newer does)") {
+		t.Errorf("warnings %q", res.Warnings)
+	}
+	for _, w := range f.memberWrites() {
+		if strings.Contains(w, "validatingadmission") {
+			t.Errorf("wrote %s to a member without admission policies", w)
+		}
+	}
+	if res.Changes[0].Object != "Namespace switchboard-system" {
+		t.Errorf("first change %v", res.Changes[0])
+	}
+}
+
+func TestJoinStopsWhenTheMemberWillNotSayWhoJoins(t *testing.T) {
+	f := newFixture(t)
+	refused := apierrors.NewForbidden(authenticationResource("selfsubjectreviews"), "", errors.New("no"))
+	f.member.PrependReactor("create", "selfsubjectreviews", failWith(refused))
+	_, err := f.join()
+	assertErrorContains(t, err, "asking the member who the member kubeconfig is (SelfSubjectReview)")
+	assertNoWrites(t, f)
+}
+
+func authenticationResource(resource string) schema.GroupResource {
+	return authenticationv1.SchemeGroupVersion.WithResource(resource).GroupResource()
+}
+
+// selfSubjectReview is the member's answer to who the kubeconfig is.
+func selfSubjectReview(user string) *authenticationv1.SelfSubjectReview {
+	return &authenticationv1.SelfSubjectReview{Status: authenticationv1.SelfSubjectReviewStatus{
+		UserInfo: authenticationv1.UserInfo{Username: user},
+	}}
+}
+
+// A request the guard refuses is sent again, body and all, until the
+// member's API servers have taken up join's change of the guard; any other
+// refusal is answered at once.
+func TestMemberClientWaitsForTheGuardToSettle(t *testing.T) {
+	guardSettle = 5 * time.Second
+	t.Cleanup(func() { guardSettle = 15 * time.Second })
+	var mu sync.Mutex
+	refusals := map[string]int{"switchboard:impersonator": 2, "other": 0}
+	var bodies []string
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		name := path.Base(r.URL.Path)
+		mu.Lock()
+		defer mu.Unlock()
+		bodies = append(bodies, string(body))
+		w.Header().Set("Content-Type", "application/json")
+		status := metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden}
+		switch {
+		case name == "other":
+			status.Message = "RBAC says no"
+		case refusals[name] > 0:
+			refusals[name]--
+			status.Message = "clusterroles.rbac.authorization.k8s.io \"x\" is forbidden: " + guardRefusal + " with binding '" + GuardName + "' denied request: only \"bob\""
+		default:
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write([]byte(`{"kind":"ClusterRole","apiVersion":"rbac.authorization.k8s.io/v1","metadata":{"name":"` + name + `"}}`))
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+		_ = json.NewEncoder(w).Encode(status)
+	}))
+	t.Cleanup(server.Close)
+	client, err := MemberClient(&rest.Config{Host: server.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	patch := []byte(`{"metadata":{"labels":{"a":"b"}}}`)
+	if _, err := client.RbacV1().ClusterRoles().Patch(ctx, "switchboard:impersonator", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("patch after two refusals of the guard: %v", err)
+	}
+	if len(bodies) != 3 || bodies[0] != string(patch) || bodies[2] != string(patch) {
+		t.Errorf("bodies sent %q, want the patch three times", bodies)
+	}
+	bodies = nil
+	_, err = client.RbacV1().ClusterRoles().Patch(ctx, "other", types.MergePatchType, patch, metav1.PatchOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "RBAC says no") || len(bodies) != 1 {
+		t.Errorf("another refusal: %v after %d requests, want it at once", err, len(bodies))
+	}
+
+	// A guard that keeps refusing is answered once guardSettle is over.
+	guardSettle = time.Second
+	refusals["switchboard:impersonator"] = 1000
+	_, err = client.RbacV1().ClusterRoles().Patch(ctx, "switchboard:impersonator", types.MergePatchType, patch, metav1.PatchOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `only "bob"`) {
+		t.Errorf("a lasting refusal: %v", err)
+	}
+}
