@@ -246,18 +246,21 @@ func (g *guardSettling) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil || resp.StatusCode != http.StatusForbidden {
 			return resp, err
 		}
-		// A Status is small; more is no refusal of the guard's.
+		// A Status is small: the guard's refusal is in its first MiB.
+		// The caller reads the whole answer, whatever its length.
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
 		if err != nil {
+			resp.Body.Close()
 			return nil, err
 		}
-		resp.Body = io.NopCloser(bytes.NewReader(body))
 		if !bytes.Contains(body, []byte(guardRefusal)) || time.Now().After(deadline) {
+			resp.Body = readCloser{Reader: io.MultiReader(bytes.NewReader(body), resp.Body), Closer: resp.Body}
 			return resp, nil
 		}
+		resp.Body.Close()
 		select {
 		case <-req.Context().Done():
+			resp.Body = io.NopCloser(bytes.NewReader(body))
 			return resp, nil
 		case <-time.After(500 * time.Millisecond):
 		}
@@ -278,4 +281,9 @@ func resent(req *http.Request) (*http.Request, error) {
 		again.Body = body
 	}
 	return again, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
