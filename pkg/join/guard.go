@@ -153,11 +153,7 @@ func guardedResources(objs []object) []guardedResource {
 func guardMatch(resources []guardedResource) string {
 	entries := make([]string, len(resources))
 	for i, r := range resources {
-		quoted := make([]string, len(r.names))
-		for j, n := range r.names {
-			quoted[j] = strconv.Quote(n)
-		}
-		entries[i] = fmt.Sprintf("%q: [%s]", r.gvr.Resource, strings.Join(quoted, ", "))
+		entries[i] = fmt.Sprintf("%q: [%s]", r.gvr.Resource, strings.Join(quoteAll(r.names), ", "))
 	}
 	name := `(has(request.name) && request.name != "" ? request.name : (object != null ? object.metadata.name : ""))`
 	return fmt.Sprintf(`(!has(request.namespace) || request.namespace in ["", %q]) && (`+
