@@ -245,6 +245,52 @@ func writes(fake *k8stesting.Fake) []string {
 	return out
 }
 
+// answerDryRuns makes the fakes answer a write with dryRun=All as a real
+// server does, storing nothing. dryRuns records those as "verb resource",
+// and wet the writes without it, which the fakes store.
+func (f *fixture) answerDryRuns() (dryRuns, wet *[]string) {
+	dryRuns, wet = new([]string), new([]string)
+	record := func(action k8stesting.Action) (bool, runtime.Object, error) {
+		var opts []string
+		switch a := action.(type) {
+		case k8stesting.CreateActionImpl:
+			opts = a.CreateOptions.DryRun
+		case k8stesting.UpdateActionImpl:
+			opts = a.UpdateOptions.DryRun
+		case k8stesting.DeleteActionImpl:
+			opts = a.DeleteOptions.DryRun
+		case k8stesting.PatchActionImpl:
+			opts = a.PatchOptions.DryRun
+		default:
+			return false, nil, nil
+		}
+		what := action.GetVerb() + " " + action.GetResource().Resource
+		if len(opts) == 1 && opts[0] == metav1.DryRunAll {
+			*dryRuns = append(*dryRuns, what)
+			// As a dry run on a real server: answered, not stored.
+			var answer runtime.Object
+			if a, ok := action.(interface{ GetObject() runtime.Object }); ok {
+				answer = a.GetObject()
+			}
+			return true, answer, nil
+		}
+		*wet = append(*wet, what)
+		return false, nil, nil
+	}
+	for _, c := range []*k8stesting.Fake{&f.member.Fake, &f.hub.Fake, &f.sb.Fake} {
+		c.PrependReactor("create", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			if isRead(a) {
+				return false, nil, nil
+			}
+			return record(a)
+		})
+		c.PrependReactor("update", "*", record)
+		c.PrependReactor("patch", "*", record)
+		c.PrependReactor("delete", "*", record)
+	}
+	return dryRuns, wet
+}
+
 func isRead(a k8stesting.Action) bool {
 	switch a.GetVerb() {
 	case "get", "list", "watch":

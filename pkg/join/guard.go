@@ -19,6 +19,7 @@ package join
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -200,17 +201,55 @@ func (o *Options) guardFor(ctx context.Context) (*guardDeclaration, string, erro
 		return nil, fmt.Sprintf("the member at %s serves no %s %s (Kubernetes 1.30 or newer does): "+
 			"nothing stops others from changing the objects join sets up in it", o.address(inMember), guardAPI.GroupVersion(), guardAPI.Resource), nil
 	}
-	review, err := o.MemberClient.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	joiner, err := memberUser(ctx, o.MemberClient)
 	if err != nil {
-		return nil, "", o.explain(fmt.Errorf("asking the member who the member kubeconfig is (SelfSubjectReview), "+
-			"for the ValidatingAdmissionPolicy that guards join's objects: %w", err), inMember)
-	}
-	joiner := review.Status.UserInfo.Username
-	if joiner == "" {
-		return nil, "", fmt.Errorf("the member at %s says the member kubeconfig has no user name (SelfSubjectReview); join needs one to guard its objects", o.address(inMember))
+		return nil, "", o.explain(err, inMember)
 	}
 	return &guardDeclaration{joiner: joiner}, "", nil
 }
+
+// memberUser is the user the member kubeconfig authenticates as, whom the
+// guard lets through.
+func memberUser(ctx context.Context, member kubernetes.Interface) (string, error) {
+	review, err := member.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("asking the member who the member kubeconfig is (SelfSubjectReview), "+
+			"for the ValidatingAdmissionPolicy that guards join's objects: %w", err)
+	}
+	if review.Status.UserInfo.Username == "" {
+		return "", errors.New("the member says the member kubeconfig has no user name (SelfSubjectReview); join needs one to guard its objects")
+	}
+	return review.Status.UserInfo.Username, nil
+}
+
+// guardLets says whether the guard's policy, as found in the member, lets
+// user change the objects it guards.
+func guardLets(found metav1.Object, user string) bool {
+	policy, ok := found.(*admissionregistrationv1.ValidatingAdmissionPolicy)
+	if !ok {
+		return false
+	}
+	return slices.ContainsFunc(policy.Spec.Validations, func(v admissionregistrationv1.Validation) bool {
+		return v.Expression == guardAllows(user)
+	})
+}
+
+// foundGuard is the guard's policy among targets as inspect found it, or
+// nil.
+func foundGuard(targets []*target) metav1.Object {
+	for _, t := range targets {
+		if _, ok := t.config.(*admissionac.ValidatingAdmissionPolicyApplyConfiguration); ok && t.current != nil {
+			return t.current
+		}
+	}
+	return nil
+}
+
+// notSentGuarded qualifies a server dry run's change to a guarded member
+// object that was not sent: the guard in the member lets another user
+// through, and the dry run's takeover of it stored nothing, so the guard
+// as it is would refuse the write. A real run takes the guard over first.
+const notSentGuarded = ": not sent, as the guard in the member lets only the user who ran join last change it, until a real run takes the guard over"
 
 // guardSettle bounds the wait for the member's API servers to take up a
 // change of the guard: each refreshes its admission policies about once a

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +34,7 @@ import (
 	celtypes "github.com/google/cel-go/common/types"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -307,4 +309,149 @@ func TestMemberClientWaitsForTheGuardToSettle(t *testing.T) {
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `only "bob"`) {
 		t.Errorf("a lasting refusal: %v", err)
 	}
+}
+
+// joinAs makes the member say the member kubeconfig is user.
+func (f *fixture) joinAs(user string) {
+	f.member.PrependReactor("create", "selfsubjectreviews", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, selfSubjectReview(user), nil
+	})
+}
+
+func (f *fixture) guardPolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
+	f.t.Helper()
+	policy, err := f.member.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(context.Background(), GuardName, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return policy
+}
+
+// A server dry run by someone the guard does not let through cannot try
+// the writes to what it guards: its takeover of the guard is not stored,
+// and the guard as it is would refuse them. They are not sent, and the
+// change says why; the joiner's own dry run sends them.
+func TestJoinServerDryRunOfAnotherUserLeavesGuardedWritesUnsent(t *testing.T) {
+	for _, tc := range []struct {
+		user, note string
+		sent       bool
+	}{
+		{user: "bob", note: " (server dry run)" + notSentGuarded},
+		{user: testJoiner, note: " (server dry run)", sent: true},
+	} {
+		t.Run(tc.user, func(t *testing.T) {
+			f := joined(t)
+			role := f.clusterRole()
+			role.Rules = role.Rules[:1]
+			replaceIn(t, f.member.Tracker(), rbacv1.SchemeGroupVersion.WithResource("clusterroles"), role)
+			f.joinAs(tc.user)
+			f.clearActions()
+			dryRuns, wet := f.answerDryRuns()
+			o := f.options()
+			o.DryRun = DryRunServer
+			res, err := f.joinWith(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(*wet) > 0 {
+				t.Errorf("writes without dryRun=All: %q", *wet)
+			}
+			got := strings.Join(changeStrings(res.Changes), "\n")
+			if want := "corrected ClusterRole switchboard:impersonator" + tc.note; !strings.Contains(got, want+"\n") {
+				t.Errorf("changes lack %q:\n%s", want, got)
+			}
+			if sent := slices.Contains(*dryRuns, "patch clusterroles"); sent != tc.sent {
+				t.Errorf("the dry run of the role's correction sent: %v, want %v (dry runs %q)", sent, tc.sent, *dryRuns)
+			}
+			if tc.user == "bob" && !slices.Contains(*dryRuns, "patch validatingadmissionpolicies") {
+				t.Errorf("the takeover of the guard was not tried: %q", *dryRuns)
+			}
+		})
+	}
+}
+
+// Unjoin by someone else than the last joiner, of a Cluster whose member
+// objects partly stay for another Cluster: the guard stays too, so unjoin
+// takes it over first, narrowed to what stays, before deleting the rest.
+func TestUnjoinTakesTheGuardOverForWhatStays(t *testing.T) {
+	ctx := context.Background()
+	f := joined(t) // prod, direct
+	o := f.tunnelOptions()
+	o.Name = "edge"
+	if _, err := f.joinWith(o); err != nil {
+		t.Fatal(err)
+	}
+	if m := f.guardPolicy().Spec.MatchConditions[0].Expression; !strings.Contains(m, `"deployments"`) {
+		t.Fatalf("the guard does not cover the agent: %s", m)
+	}
+	f.joinAs("bob")
+	f.clearActions()
+	uo := f.unjoinOptions(true)
+	uo.Name = "edge"
+	changes, err := Unjoin(ctx, uo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := changeStrings(changes)
+	if want := "corrected ValidatingAdmissionPolicy " + GuardName + `: it now guards what stays, and lets "bob" change it`; len(got) == 0 || got[0] != want {
+		t.Errorf("first change %q, want %q", got, want)
+	}
+	joined := strings.Join(got, "\n")
+	for _, want := range []string{"deleted Deployment switchboard-system/switchboard-agent", "kept the member's switchboard objects"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("changes lack %q:\n%s", want, joined)
+		}
+	}
+	policy := f.guardPolicy()
+	if v := policy.Spec.Validations[0].Expression; !strings.Contains(v, `"bob"`) || strings.Contains(v, testJoiner) {
+		t.Errorf("the guard lets through %s, want bob", v)
+	}
+	m := policy.Spec.MatchConditions[0].Expression
+	if strings.Contains(m, `"deployments"`) || !strings.Contains(m, `"`+ServiceAccountName+`"`) {
+		t.Errorf("the guard matches %s, want the impersonator's objects and not the agent's", m)
+	}
+	if writes := f.memberWrites(); len(writes) == 0 || !strings.HasPrefix(writes[0], "patch validatingadmissionpolicies") {
+		t.Errorf("member writes %q, want the guard's takeover first", writes)
+	}
+
+	// With nothing left to delete, another unjoin leaves the guard alone.
+	f.joinAs("carol")
+	if changes, err = Unjoin(ctx, uo); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.guardPolicy().Spec.Validations[0].Expression; !strings.Contains(v, `"bob"`) {
+		t.Errorf("a second unjoin took the guard over: %s (%q)", v, changeStrings(changes))
+	}
+}
+
+// A server dry run of unjoin by someone else than the last joiner: the
+// guard's delete is tried, and the deletes it would refuse are not sent.
+func TestUnjoinServerDryRunOfAnotherUserLeavesGuardedDeletesUnsent(t *testing.T) {
+	f := joined(t)
+	f.joinAs("bob")
+	f.clearActions()
+	dryRuns, wet := f.answerDryRuns()
+	uo := f.unjoinOptions(true)
+	uo.DryRun = DryRunServer
+	changes, err := Unjoin(context.Background(), uo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(*wet) > 0 {
+		t.Errorf("writes without dryRun=All: %q", *wet)
+	}
+	want := []string{"delete clusters", "delete secrets", "delete validatingadmissionpolicybindings", "delete validatingadmissionpolicies"}
+	if !slices.Equal(*dryRuns, want) {
+		t.Errorf("dry-run deletes %q, want %q", *dryRuns, want)
+	}
+	assertChanges(t, changes,
+		"deleted Cluster prod (server dry run)",
+		"deleted Secret switchboard-system/prod-credentials on the hub (server dry run)",
+		"deleted ValidatingAdmissionPolicyBinding "+GuardName+" (server dry run)",
+		"deleted ValidatingAdmissionPolicy "+GuardName+" (server dry run)",
+		"deleted ClusterRoleBinding switchboard:impersonator (server dry run)"+notSentGuarded,
+		"deleted ClusterRole switchboard:impersonator (server dry run)"+notSentGuarded,
+		"deleted Secret switchboard-system/"+f.tokenSecret().Name+" (server dry run)"+notSentGuarded,
+		"deleted ServiceAccount switchboard-system/switchboard-impersonator (server dry run)"+notSentGuarded,
+		"deleted Namespace switchboard-system (server dry run)"+notSentGuarded)
 }

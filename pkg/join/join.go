@@ -323,6 +323,9 @@ func (o *Options) objects(cred *Credential, agentKubeconfig []byte) []object {
 func (o *Options) write(ctx context.Context, targets []*target, w *writer, result *Result) error {
 	var cred *Credential
 	var kubeconfig []byte
+	if found := foundGuard(targets); w.dryRun == DryRunServer && found != nil && !guardLets(found, o.guard.joiner) {
+		w.guardRefuses = true
+	}
 	for _, t := range targets {
 		var change Change
 		var err error

@@ -271,44 +271,7 @@ func TestJoinServerDryRun(t *testing.T) {
 
 func testJoinServerDryRun(t *testing.T, member []runtime.Object, wantWrites string, wantChanges []string) {
 	f := newFixture(t, member...)
-	var dryRuns, wet []string
-	record := func(action k8stesting.Action) (bool, runtime.Object, error) {
-		var opts []string
-		switch a := action.(type) {
-		case k8stesting.CreateActionImpl:
-			opts = a.CreateOptions.DryRun
-		case k8stesting.UpdateActionImpl:
-			opts = a.UpdateOptions.DryRun
-		case k8stesting.DeleteActionImpl:
-			opts = a.DeleteOptions.DryRun
-		case k8stesting.PatchActionImpl:
-			opts = a.PatchOptions.DryRun
-		default:
-			return false, nil, nil
-		}
-		what := action.GetVerb() + " " + action.GetResource().Resource
-		if len(opts) == 1 && opts[0] == metav1.DryRunAll {
-			dryRuns = append(dryRuns, what)
-			// As a dry run on a real server: answered, not stored.
-			var answer runtime.Object
-			if a, ok := action.(interface{ GetObject() runtime.Object }); ok {
-				answer = a.GetObject()
-			}
-			return true, answer, nil
-		}
-		wet = append(wet, what)
-		return false, nil, nil
-	}
-	for _, c := range []*k8stesting.Fake{&f.member.Fake, &f.hub.Fake, &f.sb.Fake} {
-		c.PrependReactor("create", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
-			if isRead(a) {
-				return false, nil, nil
-			}
-			return record(a)
-		})
-		c.PrependReactor("update", "*", record)
-		c.PrependReactor("patch", "*", record)
-	}
+	dryRuns, wet := f.answerDryRuns()
 	f.verifyErr = errors.New("a dry run must not check through the hub")
 	o := f.options()
 	o.DryRun = DryRunServer
@@ -316,10 +279,10 @@ func testJoinServerDryRun(t *testing.T, member []runtime.Object, wantWrites stri
 	if err != nil {
 		t.Fatalf("Join --dry-run=server: %v", err)
 	}
-	if len(wet) > 0 {
-		t.Errorf("writes without dryRun=All: %q", wet)
+	if len(*wet) > 0 {
+		t.Errorf("writes without dryRun=All: %q", *wet)
 	}
-	if got := strings.Join(dryRuns, ","); got != wantWrites {
+	if got := strings.Join(*dryRuns, ","); got != wantWrites {
 		t.Errorf("dry-run writes %s, want %s", got, wantWrites)
 	}
 	assertChanges(t, res.Changes, wantChanges...)

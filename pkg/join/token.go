@@ -132,6 +132,9 @@ func ensureToken(ctx context.Context, account tokenAccount, timeout time.Duratio
 			}
 		}
 		// Broken or not filled in time earlier: start over with a new one.
+		if note := w.guardNote(t); note != "" {
+			return pretendCredential(), w.change("Secret "+namespace+"/"+account.prefix()+"*", Corrected, note), nil
+		}
 		if err := client.CoreV1().Secrets(namespace).Delete(ctx, secret.Name, w.deleteOptions()); err != nil && !apierrors.IsNotFound(err) {
 			return nil, Change{}, fmt.Errorf("replacing %s: %w", obj, err)
 		}
@@ -142,6 +145,9 @@ func ensureToken(ctx context.Context, account tokenAccount, timeout time.Duratio
 	if w.namespacePretended && account.where == inMember {
 		// Nothing can be tried in a namespace that does not exist yet.
 		return pretendCredential(), w.change(pattern, action, notSentInNewNamespace), nil
+	}
+	if note := w.guardNote(t); note != "" {
+		return pretendCredential(), w.change(pattern, action, note), nil
 	}
 	var want corev1.Secret
 	if err := convert(t.config, &want); err != nil {

@@ -125,8 +125,26 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 	}
 
 	w := &writer{dryRun: o.DryRun}
-	changes, err := w.remove(ctx, nil, hub)
-	if err != nil {
+	var changes []Change
+	if o.MemberClient != nil {
+		// What stays of the member's objects, which a guard that stays
+		// goes on guarding.
+		var staying []object
+		for _, obj := range objects(d) {
+			if obj.where == inMember && !obj.guard &&
+				(obj.agent && keepAgent != "" || !obj.agent && keep != "" || obj.kind() == "Namespace" && keepAgent != "") {
+				staying = append(staying, obj)
+			}
+		}
+		deleting := agent
+		if keep == "" {
+			deleting = append(deleting, member...)
+		}
+		if changes, err = o.guardBeforeRemoving(ctx, c, w, keep != "" || keepAgent != "", staying, deleting); err != nil {
+			return changes, err
+		}
+	}
+	if changes, err = w.remove(ctx, changes, hub); err != nil {
 		return changes, err
 	}
 	switch {
@@ -150,6 +168,71 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 		Object: "the member's switchboard objects (" + Namespace + ", " + ServiceAccountName + ", " + ClusterRoleName + ")",
 		Note:   ": " + keep,
 	}), nil
+}
+
+// guardBeforeRemoving readies the member's guard for unjoin's deletes of
+// the member objects in deleting, which the user of the member kubeconfig
+// may not be the one to be let through. When the guard goes with them,
+// unjoin deletes it first. When it stays, to guard the objects in staying,
+// unjoin takes it over first, narrowed to them, as it would refuse the
+// deletes otherwise. In a server dry run, neither is stored, and a guard
+// that refuses the user leaves the deletes not sent.
+func (o *UnjoinOptions) guardBeforeRemoving(ctx context.Context, c clients, w *writer, stays bool, staying []object, deleting []*target) ([]Change, error) {
+	found, err := o.MemberClient.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, GuardName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		// None, or a member that serves no admission policies.
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading ValidatingAdmissionPolicy %s in the member (nothing was deleted): %w", GuardName, err)
+	case !isManaged(found):
+		return nil, nil
+	}
+	user, err := memberUser(ctx, o.MemberClient)
+	if err != nil {
+		return nil, err
+	}
+	if !stays {
+		w.guardRefuses = w.dryRun == DryRunServer && !guardLets(found, user)
+		return nil, nil
+	}
+	// Only when something it guards is there to delete.
+	present := false
+	for _, t := range deleting {
+		current, err := t.get(ctx)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("reading %s (nothing was deleted): %w", t.inReports(), err)
+		}
+		present = present || err == nil && isManaged(current) && current.GetDeletionTimestamp() == nil
+	}
+	if !present {
+		return nil, nil
+	}
+	narrowed := fmt.Sprintf(": it now guards what stays, and lets %q change it", user)
+	if w.dryRun == DryRunClient {
+		return []Change{w.change("ValidatingAdmissionPolicy "+GuardName, Corrected, narrowed)}, nil
+	}
+	var changes []Change
+	for _, obj := range guardObjects(&guardDeclaration{joiner: user}, staying, map[string]string{ManagedByLabel: ManagedByValue}) {
+		t := c.target(obj)
+		current, err := t.get(ctx)
+		switch {
+		case err == nil:
+			t.current = current
+		case !apierrors.IsNotFound(err):
+			return changes, fmt.Errorf("reading %s (nothing was deleted): %w", t.inReports(), err)
+		}
+		change, err := w.ensure(ctx, t)
+		if err != nil {
+			return changes, fmt.Errorf("taking the member's guard over, to delete what it guards (nothing was deleted): %w", err)
+		}
+		if change.Action != Unchanged && change.Action != Kept {
+			change.Note += narrowed
+		}
+		changes = append(changes, change)
+	}
+	w.guardRefuses = w.dryRun == DryRunServer && !guardLets(found, user)
+	return changes, nil
 }
 
 // agentTokens are the token Secrets of the Cluster's agent on the hub:
@@ -197,6 +280,10 @@ func (w *writer) remove(ctx context.Context, changes []Change, targets []*target
 			continue
 		case !isManaged(current):
 			changes = append(changes, Change{Object: t.inReports(), Action: Kept})
+			continue
+		}
+		if note := w.guardNote(t); note != "" {
+			changes = append(changes, w.change(t.inReports(), Deleted, note))
 			continue
 		}
 		if w.dryRun != DryRunClient {

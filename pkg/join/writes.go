@@ -103,6 +103,19 @@ type writer struct {
 	// namespacePretended: a server dry run only pretended to create the
 	// member's namespace, so nothing in it can be tried.
 	namespacePretended bool
+	// guardRefuses: a server dry run only pretended to take the member's
+	// guard over (or delete it), and the guard as it is refuses this user's
+	// writes to the objects it guards, which are therefore not sent.
+	guardRefuses bool
+}
+
+// guardNote is the note of a server dry run's write to t that is not sent
+// because the guard as it is would refuse it, or "".
+func (w *writer) guardNote(t *target) string {
+	if w.guardRefuses && t.where == inMember && !t.guard {
+		return notSentGuarded
+	}
+	return ""
 }
 
 // undoStep puts one object back as it was before join wrote it.
@@ -159,6 +172,8 @@ func (w *writer) ensure(ctx context.Context, t *target) (Change, error) {
 	switch {
 	case t.current == nil && w.namespacePretended && t.where == inMember && t.config.GetNamespace() != nil:
 		return w.change(t.String(), Created, notSentInNewNamespace), nil
+	case t.current == nil && w.guardNote(t) != "":
+		return w.change(t.String(), Created, w.guardNote(t)), nil
 	case t.current == nil:
 		// Create, not apply: an object someone made since inspect read
 		// it as absent is not join's, and must neither be taken over nor
@@ -188,6 +203,9 @@ func (w *writer) ensure(ctx context.Context, t *target) (Change, error) {
 	patch := extras(declared, have, t.exact)
 	if covers(have, declared, t.defaulted) && len(patch) == 0 {
 		return Change{Object: t.String(), Action: Unchanged}, nil
+	}
+	if note := w.guardNote(t); note != "" {
+		return w.change(t.String(), Corrected, note), nil
 	}
 	for _, f := range t.immutable {
 		if !covers(have, map[string]any{f: declared[f]}, t.defaulted) {

@@ -206,6 +206,50 @@ func TestJoinGuardsMemberObjects(t *testing.T) {
 		eventually(t, 20*time.Second, func() error { return guarded(t, mallory, joiner) })
 	})
 
+	t.Run("a server dry run by another administrator sends nothing the guard would refuse", func(t *testing.T) {
+		// The joiner's ClusterRole lost a rule, which a join corrects.
+		role, err := admin.RbacV1().ClusterRoles().Get(ctx, join.ClusterRoleName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		role.Rules = role.Rules[:1]
+		if _, err := admin.RbacV1().ClusterRoles().Update(ctx, role, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		_, malloryKubeconfig := asMemberUser(t, member.Kubeconfig, "mallory")
+		started := time.Now()
+		out := mustPlugin(t, "join", "member2", "--member-kubeconfig", malloryKubeconfig, "--dry-run=server")
+		t.Logf("join --dry-run=server as mallory, %.1f s:\n%s", time.Since(started).Seconds(), out)
+		for _, want := range []string{
+			"corrected ValidatingAdmissionPolicy " + join.GuardName + " (server dry run)",
+			"corrected ClusterRole " + join.ClusterRoleName + " (server dry run): not sent, as the guard",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the dry run does not say %q", want)
+			}
+		}
+		started = time.Now()
+		out = mustPlugin(t, "unjoin", "member2", "--member-kubeconfig", malloryKubeconfig, "--dry-run=server")
+		t.Logf("unjoin --dry-run=server as mallory, %.1f s:\n%s", time.Since(started).Seconds(), out)
+		for _, want := range []string{
+			"deleted ValidatingAdmissionPolicy " + join.GuardName + " (server dry run)\n",
+			"deleted ClusterRole " + join.ClusterRoleName + " (server dry run): not sent, as the guard",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the dry run does not say %q", want)
+			}
+		}
+		// Neither stored a thing: the guard is the joiner's, and the
+		// joiner's join corrects the role.
+		if err := guarded(t, mallory, joiner); err != nil {
+			t.Error(err)
+		}
+		out = mustPlugin(t, "join", "member2", "--member-kubeconfig", member.Kubeconfig)
+		if !strings.Contains(out, "corrected ClusterRole "+join.ClusterRoleName+"\n") || strings.Contains(out, "ValidatingAdmissionPolicy "+join.GuardName+"\n") && !strings.Contains(out, "unchanged ValidatingAdmissionPolicy "+join.GuardName+"\n") {
+			t.Errorf("join as %s after the dry runs:\n%s", joiner, out)
+		}
+	})
+
 	t.Run("a plan shows the guard", func(t *testing.T) {
 		out := mustPlugin(t, "join", "member2", "--member-kubeconfig", member.Kubeconfig, "--dry-run=client")
 		if !strings.Contains(out, "kind: ValidatingAdmissionPolicy\n") || !strings.Contains(out, "name: "+join.GuardName) {
