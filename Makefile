@@ -80,6 +80,13 @@ test-integration:
 test-e2e:
 	hack/test-e2e.sh
 
+# make soak DURATION=30m: mixed load through the hub on both members,
+# with faults along the way (test/e2e TestSoak; make test-e2e runs 3 min).
+DURATION ?= 30m
+.PHONY: soak
+soak:
+	SOAK_DURATION=$(DURATION) hack/test-e2e.sh -run 'TestSoak$$' -v -timeout 3h
+
 .PHONY: bench
 bench:
 	hack/bench.sh $(BENCH_FLAGS)

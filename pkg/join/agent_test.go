@@ -539,5 +539,13 @@ func TestUnjoinKeepsTheNamespaceOfAnotherClustersAgent(t *testing.T) {
 	if !strings.Contains(got, "deleted ServiceAccount switchboard-system/switchboard-impersonator") {
 		t.Errorf("unjoin kept the impersonator nobody uses:\n%s", got)
 	}
+	// The guard stays for the agent and its namespace.
+	policy, err := f.member.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, GuardName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := policy.Spec.MatchConditions[0].Expression; !strings.Contains(m, `"namespaces": ["switchboard-system"]`) || !strings.Contains(m, `"deployments": ["switchboard-agent"]`) {
+		t.Errorf("the guard that stays matches %s, want the agent and its namespace", m)
+	}
 	found(f.member.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{}))(t)
 }

@@ -181,7 +181,7 @@ func quoteAll(in []string) []string {
 
 // guardMessage is what the guard answers whoever it refuses.
 func guardMessage(joiner string) string {
-	return fmt.Sprintf("this object belongs to switchboard, and only %q, who ran kubectl switchboard join on this cluster last, "+
+	return fmt.Sprintf("this object belongs to switchboard, and only %q, who ran kubectl switchboard join (or unjoin) on this cluster last, "+
 		"and the cluster's control plane may change it: run kubectl switchboard join or unjoin as that user, "+
 		"or, to lift the guard, delete ValidatingAdmissionPolicy %s", joiner, GuardName)
 }
@@ -203,7 +203,7 @@ func (o *Options) guardFor(ctx context.Context) (*guardDeclaration, string, erro
 	}
 	joiner, err := memberUser(ctx, o.MemberClient)
 	if err != nil {
-		return nil, "", o.explain(err, inMember)
+		return nil, "", o.explain(fmt.Errorf("the member at %s: %w", o.address(inMember), err), inMember)
 	}
 	return &guardDeclaration{joiner: joiner}, "", nil
 }
@@ -217,7 +217,7 @@ func memberUser(ctx context.Context, member kubernetes.Interface) (string, error
 			"for the ValidatingAdmissionPolicy that guards join's objects: %w", err)
 	}
 	if review.Status.UserInfo.Username == "" {
-		return "", errors.New("the member says the member kubeconfig has no user name (SelfSubjectReview); join needs one to guard its objects")
+		return "", errors.New("the member says the member kubeconfig has no user name (SelfSubjectReview); one is needed to guard switchboard's objects")
 	}
 	return review.Status.UserInfo.Username, nil
 }
@@ -249,7 +249,7 @@ func foundGuard(targets []*target) metav1.Object {
 // object that was not sent: the guard in the member lets another user
 // through, and the dry run's takeover of it stored nothing, so the guard
 // as it is would refuse the write. A real run takes the guard over first.
-const notSentGuarded = ": not sent, as the guard in the member lets only the user who ran join last change it, until a real run takes the guard over"
+const notSentGuarded = ": not sent, as the guard in the member lets only the user who ran join (or unjoin) last change it, until a real run takes the guard over or deletes it"
 
 // guardSettle bounds the wait for the member's API servers to take up a
 // change of the guard: each refreshes its admission policies about once a

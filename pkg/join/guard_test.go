@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -375,19 +376,9 @@ func TestJoinServerDryRunOfAnotherUserLeavesGuardedWritesUnsent(t *testing.T) {
 // takes it over first, narrowed to what stays, before deleting the rest.
 func TestUnjoinTakesTheGuardOverForWhatStays(t *testing.T) {
 	ctx := context.Background()
-	f := joined(t) // prod, direct
-	o := f.tunnelOptions()
-	o.Name = "edge"
-	if _, err := f.joinWith(o); err != nil {
-		t.Fatal(err)
-	}
-	if m := f.guardPolicy().Spec.MatchConditions[0].Expression; !strings.Contains(m, `"deployments"`) {
-		t.Fatalf("the guard does not cover the agent: %s", m)
-	}
+	f, uo := edgeBesideProd(t)
 	f.joinAs("bob")
 	f.clearActions()
-	uo := f.unjoinOptions(true)
-	uo.Name = "edge"
 	changes, err := Unjoin(ctx, uo)
 	if err != nil {
 		t.Fatal(err)
@@ -454,4 +445,78 @@ func TestUnjoinServerDryRunOfAnotherUserLeavesGuardedDeletesUnsent(t *testing.T)
 		"deleted Secret switchboard-system/"+f.tokenSecret().Name+" (server dry run)"+notSentGuarded,
 		"deleted ServiceAccount switchboard-system/switchboard-impersonator (server dry run)"+notSentGuarded,
 		"deleted Namespace switchboard-system (server dry run)"+notSentGuarded)
+}
+
+// edgeBesideProd is a member joined as Cluster prod, directly, and then as
+// Cluster edge, through its agent, and the options that unjoin edge: the
+// impersonator stays for prod, the agent goes.
+func edgeBesideProd(t *testing.T) (*fixture, UnjoinOptions) {
+	f := joined(t)
+	o := f.tunnelOptions()
+	o.Name = "edge"
+	if _, err := f.joinWith(o); err != nil {
+		t.Fatal(err)
+	}
+	if m := f.guardPolicy().Spec.MatchConditions[0].Expression; !strings.Contains(m, `"deployments"`) {
+		t.Fatalf("the guard does not cover the agent: %s", m)
+	}
+	uo := f.unjoinOptions(true)
+	uo.Name = "edge"
+	return f, uo
+}
+
+// Dry runs of that unjoin by someone else: a client dry run sends nothing,
+// a server dry run tries the takeover and leaves the deletes the guard as
+// it is would refuse unsent.
+func TestUnjoinDryRunsOfAnotherUserWhereTheGuardStays(t *testing.T) {
+	for _, mode := range []DryRun{DryRunClient, DryRunServer} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			f, uo := edgeBesideProd(t)
+			before := f.guardPolicy()
+			f.joinAs("bob")
+			f.clearActions()
+			dryRuns, wet := f.answerDryRuns()
+			uo.DryRun = mode
+			changes, err := Unjoin(context.Background(), uo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(*wet) > 0 {
+				t.Errorf("writes without dryRun=All: %q", *wet)
+			}
+			got := strings.Join(changeStrings(changes), "\n")
+			want := []string{"corrected ValidatingAdmissionPolicy " + GuardName + " (dry run): it now guards what stays", "deleted Deployment switchboard-system/switchboard-agent (dry run)\n"}
+			if mode == DryRunServer {
+				want = []string{"corrected ValidatingAdmissionPolicy " + GuardName + " (server dry run): it now guards what stays",
+					"deleted Deployment switchboard-system/switchboard-agent (server dry run)" + notSentGuarded}
+				if !slices.Contains(*dryRuns, "patch validatingadmissionpolicies") || slices.Contains(*dryRuns, "delete deployments") {
+					t.Errorf("dry runs sent %q, want the guard's takeover and not the agent's delete", *dryRuns)
+				}
+			} else if len(*dryRuns) > 0 {
+				t.Errorf("a client dry run sent %q", *dryRuns)
+			}
+			for _, w := range want {
+				if !strings.Contains(got, w) {
+					t.Errorf("changes lack %q:\n%s", w, got)
+				}
+			}
+			if after := f.guardPolicy(); after.Spec.Validations[0].Expression != before.Spec.Validations[0].Expression {
+				t.Errorf("a dry run changed the guard: %s", after.Spec.Validations[0].Expression)
+			}
+		})
+	}
+}
+
+// An unjoin that deletes the guard with everything else needs no answer
+// to who the user is.
+func TestUnjoinNeedsNoSelfSubjectReviewToDeleteTheGuard(t *testing.T) {
+	f := joined(t)
+	f.member.PrependReactor("create", "selfsubjectreviews", failWith(apierrors.NewForbidden(authenticationResource("selfsubjectreviews"), "", errors.New("no"))))
+	changes, err := Unjoin(context.Background(), f.unjoinOptions(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := changeStrings(changes); len(got) != 9 || got[3] != "deleted ValidatingAdmissionPolicy "+GuardName {
+		t.Errorf("unjoin: %q", got)
+	}
 }

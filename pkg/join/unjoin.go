@@ -144,7 +144,11 @@ func Unjoin(ctx context.Context, o UnjoinOptions) ([]Change, error) {
 			return changes, err
 		}
 	}
+	narrowed := len(changes) > 0 && changes[0].Action != Unchanged && changes[0].Action != Kept
 	if changes, err = w.remove(ctx, changes, hub); err != nil {
+		if narrowed && w.dryRun == DryRunNone {
+			err = fmt.Errorf("%w; the member's guard already guards only what was to stay: unjoin again to finish", err)
+		}
 		return changes, err
 	}
 	switch {
@@ -188,12 +192,21 @@ func (o *UnjoinOptions) guardBeforeRemoving(ctx context.Context, c clients, w *w
 	case !isManaged(found):
 		return nil, nil
 	}
-	user, err := memberUser(ctx, o.MemberClient)
-	if err != nil {
-		return nil, err
+	who := func() (string, error) {
+		user, err := memberUser(ctx, o.MemberClient)
+		if err != nil {
+			return "", fmt.Errorf("%w (nothing was deleted)", err)
+		}
+		return user, nil
 	}
 	if !stays {
-		w.guardRefuses = w.dryRun == DryRunServer && !guardLets(found, user)
+		if w.dryRun == DryRunServer {
+			user, err := who()
+			if err != nil {
+				return nil, err
+			}
+			w.guardRefuses = !guardLets(found, user)
+		}
 		return nil, nil
 	}
 	// Only when something it guards is there to delete.
@@ -207,6 +220,10 @@ func (o *UnjoinOptions) guardBeforeRemoving(ctx context.Context, c clients, w *w
 	}
 	if !present {
 		return nil, nil
+	}
+	user, err := who()
+	if err != nil {
+		return nil, err
 	}
 	narrowed := fmt.Sprintf(": it now guards what stays, and lets %q change it", user)
 	if w.dryRun == DryRunClient {

@@ -153,17 +153,9 @@ func loadState() (*topology.State, error) { return topology.Load(f.State.RunDir)
 var rawHTTPClients sync.Map // *rest.Config -> *http.Client
 
 func rawRequest(config *rest.Config, method, path string, body []byte) (int, string, error) {
-	var client *http.Client
-	if c, ok := rawHTTPClients.Load(config); ok {
-		client = c.(*http.Client)
-	} else {
-		c, err := rest.HTTPClientFor(config)
-		if err != nil {
-			return 0, "", err
-		}
-		c.Timeout = 30 * time.Second
-		client = c
-		rawHTTPClients.Store(config, c)
+	client, err := rawClient(config)
+	if err != nil {
+		return 0, "", err
 	}
 	var reader io.Reader
 	if body != nil {
@@ -183,6 +175,21 @@ func rawRequest(config *rest.Config, method, path string, body []byte) (int, str
 	defer func() { _ = resp.Body.Close() }()
 	out, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(out), err
+}
+
+// rawClient is the one HTTP client of config, whose requests time out
+// after 30 s.
+func rawClient(config *rest.Config) (*http.Client, error) {
+	if c, ok := rawHTTPClients.Load(config); ok {
+		return c.(*http.Client), nil
+	}
+	c, err := rest.HTTPClientFor(config)
+	if err != nil {
+		return nil, err
+	}
+	c.Timeout = 30 * time.Second
+	actual, _ := rawHTTPClients.LoadOrStore(config, c)
+	return actual.(*http.Client), nil
 }
 
 // describe says what went wrong with a request: its error, or the
