@@ -36,7 +36,6 @@ import (
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
-	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/switchboard-io/switchboard/pkg/join"
 	"github.com/switchboard-io/switchboard/test/topology"
@@ -402,7 +401,7 @@ func soakRequest(ctx context.Context, hub *rest.Config, m *topology.Cluster, op 
 		if err != nil {
 			return err
 		}
-		var dialer httpstream.Dialer = spdy.NewDialerForStreaming(upgrader, &http.Client{Transport: rt}, http.MethodPost, u)
+		dialer := spdy.NewDialerForStreaming(upgrader, &http.Client{Transport: rt}, http.MethodPost, u)
 		if i%2 == 1 {
 			if dialer, err = portforward.NewSPDYOverWebsocketDialerForStreaming(u, hub); err != nil {
 				return err
@@ -432,8 +431,11 @@ func followLog(ctx context.Context, config *rest.Config, path string) error {
 		return fmt.Errorf("GET %s: %s", path, describe(resp.StatusCode, string(body), nil))
 	}
 	line, err := bufio.NewReader(resp.Body).ReadString('\n')
-	if err != nil || !strings.Contains(line, topology.LogLine) {
-		return fmt.Errorf("GET %s: first line %q, %v", path, line, err)
+	if err != nil {
+		return fmt.Errorf("GET %s: reading the first line: %w", path, err)
+	}
+	if !strings.Contains(line, topology.LogLine) {
+		return fmt.Errorf("GET %s: the first line is %q, not one of the pod's log", path, line)
 	}
 	return nil
 }
