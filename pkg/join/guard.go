@@ -234,6 +234,32 @@ func guardLets(found metav1.Object, user string) bool {
 	})
 }
 
+// guardCovers says whether the guard's policy, as found in the member,
+// applies to writes of obj: its match condition names obj's resource and
+// obj's name, or the token Secrets' prefix for a token Secret. It reads
+// the condition as guardMatch writes it, and errs towards yes.
+func guardCovers(found metav1.Object, obj object) bool {
+	policy, ok := found.(*admissionregistrationv1.ValidatingAdmissionPolicy)
+	if !ok {
+		return true
+	}
+	resource := strconv.Quote(obj.resource().Resource) + ": ["
+	name := ptr.Deref(obj.config.GetName(), "")
+	token := obj.generated() || obj.resource().Resource == "secrets" && strings.HasPrefix(name, TokenSecretPrefix)
+	name = strconv.Quote(name)
+	return slices.ContainsFunc(policy.Spec.MatchConditions, func(m admissionregistrationv1.MatchCondition) bool {
+		if token {
+			return strings.Contains(m.Expression, strconv.Quote(TokenSecretPrefix))
+		}
+		i := strings.Index(m.Expression, resource)
+		if i < 0 {
+			return false
+		}
+		names, _, _ := strings.Cut(m.Expression[i+len(resource):], "]")
+		return slices.Contains(strings.Split(names, ", "), name)
+	})
+}
+
 // foundGuard is the guard's policy among targets as inspect found it, or
 // nil.
 func foundGuard(targets []*target) metav1.Object {

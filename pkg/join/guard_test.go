@@ -41,8 +41,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
 )
 
 // evalCEL evaluates a guard expression as the member's admission would, on
@@ -518,5 +520,35 @@ func TestUnjoinNeedsNoSelfSubjectReviewToDeleteTheGuard(t *testing.T) {
 	}
 	if got := changeStrings(changes); len(got) != 9 || got[3] != "deleted ValidatingAdmissionPolicy "+GuardName {
 		t.Errorf("unjoin: %q", got)
+	}
+}
+
+// A server dry run leaves unsent only what the guard as found covers: a
+// guard narrowed to the impersonator's objects lets the agent's through.
+func TestGuardCoversWhatItMatches(t *testing.T) {
+	labels := map[string]string{ManagedByLabel: ManagedByValue}
+	d := declaration{name: testName, agent: &agentDeclaration{}}
+	all := objects(d)
+	var impersonator []object
+	for _, obj := range all {
+		if obj.where == inMember && !obj.agent {
+			impersonator = append(impersonator, obj)
+		}
+	}
+	var policy admissionregistrationv1.ValidatingAdmissionPolicy
+	if err := convert(guardObjects(&guardDeclaration{joiner: "bob"}, impersonator, labels)[0].config, &policy); err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range all {
+		if obj.where != inMember {
+			continue
+		}
+		if got := guardCovers(&policy, obj); got == obj.agent {
+			t.Errorf("the impersonator's guard covers %s %s: %v", obj.kind(), ptr.Deref(obj.config.GetName(), obj.resource().Resource), got)
+		}
+	}
+	byName := object{where: inMember, config: corev1ac.Secret(TokenSecretPrefix+"abcde", Namespace)}
+	if !guardCovers(&policy, byName) {
+		t.Error("the guard does not cover a token Secret by its name")
 	}
 }

@@ -324,7 +324,7 @@ func (o *Options) write(ctx context.Context, targets []*target, w *writer, resul
 	var cred *Credential
 	var kubeconfig []byte
 	if found := foundGuard(targets); w.dryRun == DryRunServer && found != nil && !guardLets(found, o.guard.joiner) {
-		w.guardRefuses = true
+		w.refusingGuard = found
 	}
 	for _, t := range targets {
 		var change Change

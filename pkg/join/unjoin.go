@@ -205,7 +205,9 @@ func (o *UnjoinOptions) guardBeforeRemoving(ctx context.Context, c clients, w *w
 			if err != nil {
 				return nil, err
 			}
-			w.guardRefuses = !guardLets(found, user)
+			if !guardLets(found, user) {
+				w.refusingGuard = found
+			}
 		}
 		return nil, nil
 	}
@@ -248,7 +250,9 @@ func (o *UnjoinOptions) guardBeforeRemoving(ctx context.Context, c clients, w *w
 		}
 		changes = append(changes, change)
 	}
-	w.guardRefuses = w.dryRun == DryRunServer && !guardLets(found, user)
+	if w.dryRun == DryRunServer && !guardLets(found, user) {
+		w.refusingGuard = found
+	}
 	return changes, nil
 }
 

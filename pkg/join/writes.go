@@ -103,16 +103,16 @@ type writer struct {
 	// namespacePretended: a server dry run only pretended to create the
 	// member's namespace, so nothing in it can be tried.
 	namespacePretended bool
-	// guardRefuses: a server dry run only pretended to take the member's
-	// guard over (or delete it), and the guard as it is refuses this user's
-	// writes to the objects it guards, which are therefore not sent.
-	guardRefuses bool
+	// refusingGuard is the member's guard as found, when a server dry run
+	// only pretended to take it over (or delete it) and it refuses this
+	// user's writes to the objects it covers, which are therefore not sent.
+	refusingGuard metav1.Object
 }
 
 // guardNote is the note of a server dry run's write to t that is not sent
 // because the guard as it is would refuse it, or "".
 func (w *writer) guardNote(t *target) string {
-	if w.guardRefuses && t.where == inMember && !t.guard {
+	if w.refusingGuard != nil && t.where == inMember && !t.guard && guardCovers(w.refusingGuard, t.object) {
 		return notSentGuarded
 	}
 	return ""
