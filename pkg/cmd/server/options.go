@@ -403,6 +403,7 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 	if err := o.Authentication.ApplyTo(&c.Authentication, c.SecureServing, c.OpenAPIConfig); err != nil {
 		return nil, err
 	}
+	apiserver.CacheFrontProxyVerification(&c.Authentication)
 	if err := o.Authorization.ApplyTo(&c.Authorization); err != nil {
 		return nil, err
 	}
