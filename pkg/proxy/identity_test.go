@@ -91,6 +91,17 @@ func TestCallerIsImpersonated(t *testing.T) {
 			},
 		},
 		{
+			name: "service account with a group of its own",
+			caller: &user.DefaultInfo{
+				Name:   "system:serviceaccount:team-a:builder",
+				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:team-a", "builders", user.AllAuthenticated},
+			},
+			want: http.Header{
+				"Impersonate-User":  {"system:serviceaccount:team-a:builder"},
+				"Impersonate-Group": {"system:serviceaccounts", "system:serviceaccounts:team-a", "builders"},
+			},
+		},
+		{
 			name: "service account",
 			caller: &user.DefaultInfo{
 				Name:   "system:serviceaccount:team-a:builder",
@@ -101,10 +112,11 @@ func TestCallerIsImpersonated(t *testing.T) {
 					"authentication.kubernetes.io/credential-id": {"JTI=7e1c"},
 				},
 			},
+			// Without its groups: a member gives an impersonated service
+			// account named with no group exactly these.
 			want: http.Header{
-				"Impersonate-User":  {"system:serviceaccount:team-a:builder"},
-				"Impersonate-Uid":   {"0d4b7c52-7a57-4b53-a3a8-6a5f3cd20c10"},
-				"Impersonate-Group": {"system:serviceaccounts", "system:serviceaccounts:team-a"},
+				"Impersonate-User": {"system:serviceaccount:team-a:builder"},
+				"Impersonate-Uid":  {"0d4b7c52-7a57-4b53-a3a8-6a5f3cd20c10"},
 				"Impersonate-Extra-Authentication.kubernetes.io%2fpod-Name":      {"builder-0"},
 				"Impersonate-Extra-Authentication.kubernetes.io%2fcredential-Id": {"JTI=7e1c"},
 			},

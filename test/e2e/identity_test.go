@@ -253,3 +253,55 @@ func TestJoinWritesTheIdentityPolicy(t *testing.T) {
 			cl.Spec.CredentialsSecretRef.Name, cl.Spec.Identity, m.Name)
 	}
 }
+
+// TestWhoAmIThroughTheProxyIsTheHubCaller: without a policy, kubectl auth
+// whoami through the proxy shows in member1 exactly the caller the hub
+// sees: user, UID, groups in order, and extras. Switchboard leaves out the
+// groups members give by themselves (system:authenticated, and a service
+// account's own groups), so this is what proves they do.
+func TestWhoAmIThroughTheProxyIsTheHubCaller(t *testing.T) {
+	member := f.State.Members[0]
+	sa := f.ServiceAccountUser(t, "whoami")
+	f.Grant(t, sa.Name, proxyRule(member.Name))
+	cert := f.CertificateUser(t, "e2e-whoami", "e2e:whoami-readers", "e2e:team")
+	f.Grant(t, cert.Name, proxyRule(member.Name))
+	for _, u := range []*framework.User{sa, cert} {
+		t.Run(u.Name, func(t *testing.T) {
+			atHub := kubectlWhoAmI(t, u.Kubeconfig)
+			var atMember string
+			eventually(t, 30*time.Second, func() error {
+				atMember = kubectlWhoAmI(t, u.MemberKubeconfig(t, member.Name))
+				if atMember == "" {
+					return fmt.Errorf("kubectl auth whoami in %s failed", member.Name)
+				}
+				return nil
+			})
+			if atMember != atHub {
+				t.Errorf("%s sees\n%s\nthe hub sees\n%s", member.Name, atMember, atHub)
+			}
+			if u == sa && !strings.Contains(atHub, `"system:serviceaccounts"`) {
+				t.Errorf("the hub's service account has not its groups: %s", atHub)
+			}
+		})
+	}
+}
+
+// kubectlWhoAmI is the user info kubectl auth whoami shows, as JSON, or "" when
+// it fails.
+func kubectlWhoAmI(t *testing.T, kubeconfig string) string {
+	t.Helper()
+	r := framework.Kubectl(t, kubeconfig, "auth", "whoami", "-o", "json")
+	if r.Err != nil {
+		t.Logf("kubectl auth whoami: %v %s%s", r.Err, r.Stdout, r.Stderr)
+		return ""
+	}
+	var review struct {
+		Status struct {
+			UserInfo json.RawMessage `json:"userInfo"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &review); err != nil {
+		t.Fatal(err)
+	}
+	return string(review.Status.UserInfo)
+}
