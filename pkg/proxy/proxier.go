@@ -135,12 +135,14 @@ func (p *Proxier) connect(name, path string, responder rest.Responder, responded
 		handler := utilproxy.NewUpgradeAwareHandler(&location, transport, false, false, responderFor)
 		handler.UpgradeTransport = member.Upgrade()
 		handler.UseLocationHost = true
-		// No flush after every write: an answer of known length goes out
-		// in as few frames as it fits, its headers with its body. Watch
-		// events and log lines still go out as they arrive: the reverse
-		// proxy flushes every write of an answer without a Content-Length
-		// (a watch, logs -f, any chunked answer) at once.
-		handler.FlushInterval = 0
+		// The stock flush interval (200 ms), as the hub's aggregator uses:
+		// an answer of known length that ends sooner goes out in as few
+		// frames as it fits, its headers with its body, and one written
+		// slowly still comes out at most 200 ms after each write. Watch
+		// events and log lines go out as they arrive: the reverse proxy
+		// flushes every write of an answer without a Content-Length (a
+		// watch, logs -f, any chunked answer) at once.
+
 		// The transport already turns redirects into a 502 Status; this is
 		// the stock guard behind it.
 		handler.RejectForwardingRedirects = true
