@@ -221,10 +221,15 @@ func FuzzAnnotate(f *testing.F) {
 		if err := json.Unmarshal(out, &after); err != nil {
 			t.Fatalf("annotate(%s) = %s, not a JSON object: %v", in, out, err)
 		}
-		var meta struct {
-			Annotations map[string]any `json:"annotations"`
+		// Read as Kubernetes clients read it, with names matched exactly
+		// (encoding/json's structs would take "AnnotAtioNs" too).
+		var meta map[string]json.RawMessage
+		var annotations map[string]any
+		err = json.Unmarshal(after["metadata"], &meta)
+		if err == nil {
+			err = json.Unmarshal(meta["annotations"], &annotations)
 		}
-		if err := json.Unmarshal(after["metadata"], &meta); err != nil || meta.Annotations[ClusterAnnotation] != "member1" {
+		if err != nil || annotations[ClusterAnnotation] != "member1" {
 			t.Fatalf("annotate(%s) = %s: metadata %s without the annotation (%v)", in, out, after["metadata"], err)
 		}
 		for key, value := range before {
